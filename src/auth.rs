@@ -1,0 +1,728 @@
+//! [`PatLayer`]: resolves the bearer token of every request through a
+//! [`TokenStore`] and puts the [`AccessToken`] in the request's extensions.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response, StatusCode, header::AUTHORIZATION};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_pat::{AccessToken, MemoryStore, RequireScopesLayer, Tokens, scope::ScopeRegistry};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let registry = ScopeRegistry::new().scope("orders:read", "See orders");
+//! let tokens = Tokens::new(MemoryStore::<i64>::new(), registry);
+//! let created = tokens.create(1, "cli", ["orders:read"]).await.unwrap();
+//!
+//! let svc = ServiceBuilder::new()
+//!     .layer(tokens.layer())
+//!     .layer(RequireScopesLayer::all(["orders:read"]))
+//!     .service(service_fn(|req: Request<String>| async move {
+//!         let token = req.extensions().get::<AccessToken>().unwrap();
+//!         Ok::<_, Infallible>(Response::new(format!("hello, user {}", token.user_id())))
+//!     }));
+//!
+//! let req = Request::builder()
+//!     .header(AUTHORIZATION, format!("Bearer {}", created.token.expose_secret()))
+//!     .body(String::new())
+//!     .unwrap();
+//! let res = svc.clone().oneshot(req).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::OK);
+//! assert_eq!(res.body(), "hello, user 1");
+//!
+//! let res = svc.oneshot(Request::new(String::new())).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+//! assert_eq!(res.headers()["www-authenticate"], r#"Bearer realm="api""#);
+//! # });
+//! ```
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+};
+
+use http::{HeaderMap, HeaderValue, Request, Response, header::AUTHORIZATION};
+use pin_project_lite::pin_project;
+use time::Duration;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{
+    AccessToken,
+    clock::{Clock, SystemClock},
+    record::TokenRecord,
+    reject::{self, EmptyBody, Rejection, RejectionBody, RejectionKind},
+    scope::{ScopeMatching, Scopes},
+    store::{Found, StoreError, TokenStore},
+    token::{TokenFormat, TokenHash},
+};
+
+/// The realm of the challenge unless configured otherwise.
+pub const DEFAULT_REALM: &str = "api";
+
+/// The longest `Authorization` value the layer reads; a longer one is refused before
+/// anything is hashed.
+pub const DEFAULT_MAX_HEADER_LEN: usize = 4096;
+
+/// How often, at most, a token's `last_used_at` is written back, unless configured.
+pub const DEFAULT_LAST_USED_INTERVAL: Duration = Duration::minutes(1);
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Authenticates requests by personal access token.
+///
+/// For each request: takes the bearer token from `Authorization` (scheme matched
+/// case-insensitively), checks it offline, hashes it, asks the store, refuses revoked and
+/// expired tokens, marks the header sensitive, and inserts an [`AccessToken`] into the
+/// request's extensions. Every refusal is answered per the table in [`reject`](crate::reject);
+/// a store failure is 503 / `UNAVAILABLE`, never a pass and never a 401.
+pub struct PatLayer<St, H = EmptyBody> {
+    config: Config<St>,
+    hook: H,
+}
+
+struct Config<St> {
+    store: Arc<St>,
+    format: TokenFormat,
+    clock: Arc<dyn Clock>,
+    realm: Arc<str>,
+    matching: ScopeMatching,
+    optional: bool,
+    query_param: bool,
+    max_header_len: usize,
+    last_used_interval: Option<Duration>,
+}
+
+impl<St> Clone for Config<St> {
+    fn clone(&self) -> Self {
+        Self {
+            store: Arc::clone(&self.store),
+            format: self.format.clone(),
+            clock: Arc::clone(&self.clock),
+            realm: Arc::clone(&self.realm),
+            matching: self.matching,
+            optional: self.optional,
+            query_param: self.query_param,
+            max_header_len: self.max_header_len,
+            last_used_interval: self.last_used_interval,
+        }
+    }
+}
+
+impl<St, H: Clone> Clone for PatLayer<St, H> {
+    fn clone(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+            hook: self.hook.clone(),
+        }
+    }
+}
+
+impl<St, H> fmt::Debug for PatLayer<St, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        f.debug_struct("PatLayer")
+            .field("format", &c.format)
+            .field("realm", &c.realm)
+            .field("matching", &c.matching)
+            .field("optional", &c.optional)
+            .field("query_param", &c.query_param)
+            .field("max_header_len", &c.max_header_len)
+            .field("last_used_interval", &c.last_used_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<St: TokenStore> PatLayer<St> {
+    /// A layer resolving tokens through `store`, with the defaults: the default token
+    /// format, realm `"api"`, exact scope matching, credentials required, no query-string
+    /// tokens, the system clock.
+    ///
+    /// [`Tokens::layer`](crate::Tokens::layer) gives one already matched to a facade.
+    pub fn new(store: St) -> Self {
+        Self::from_shared(Arc::new(store))
+    }
+
+    /// A layer over a store shared elsewhere too.
+    pub fn from_shared(store: Arc<St>) -> Self {
+        Self {
+            config: Config {
+                store,
+                format: TokenFormat::default(),
+                clock: Arc::new(SystemClock),
+                realm: Arc::from(DEFAULT_REALM),
+                matching: ScopeMatching::EXACT,
+                optional: false,
+                query_param: false,
+                max_header_len: DEFAULT_MAX_HEADER_LEN,
+                last_used_interval: Some(DEFAULT_LAST_USED_INTERVAL),
+            },
+            hook: EmptyBody,
+        }
+    }
+}
+
+impl<St, H> PatLayer<St, H> {
+    /// The token format to accept (must match the one tokens were created with).
+    pub fn format(mut self, format: TokenFormat) -> Self {
+        self.config.format = format;
+        self
+    }
+
+    /// The realm of the `WWW-Authenticate` challenge.
+    ///
+    /// # Panics
+    ///
+    /// When `realm` has a `"`, a `\` or a character that is not visible ASCII or space.
+    #[track_caller]
+    pub fn realm(mut self, realm: &str) -> Self {
+        assert!(
+            reject::is_valid_realm(realm),
+            "invalid realm {realm:?}: use visible ASCII and spaces, without '\"' or '\\'"
+        );
+        self.config.realm = Arc::from(realm);
+        self
+    }
+
+    /// The scope matching rules [`AccessToken::can`] and
+    /// [`RequireScopes`](crate::RequireScopes) apply (`*`, inheritance).
+    pub fn matching(mut self, matching: ScopeMatching) -> Self {
+        self.config.matching = matching;
+        self
+    }
+
+    /// The clock expiry is judged by (a [`ManualClock`](crate::clock::ManualClock) in tests).
+    pub fn clock(self, clock: impl Clock) -> Self {
+        self.shared_clock(Arc::new(clock))
+    }
+
+    pub(crate) fn shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.config.clock = clock;
+        self
+    }
+
+    /// When on, a request without any credentials goes through without an
+    /// [`AccessToken`] (a handler or [`RequireScopes`](crate::RequireScopes) decides); a
+    /// request with bad credentials is still refused. Off by default.
+    pub fn optional(mut self, on: bool) -> Self {
+        self.config.optional = on;
+        self
+    }
+
+    /// Accepts a token in the `access_token` query parameter (RFC 6750 §2.3) when there
+    /// is no `Authorization` header. Off by default, and while off a request that carries
+    /// one is refused with `invalid_request`: URLs end up in logs and histories.
+    pub fn allow_query_token(mut self, on: bool) -> Self {
+        self.config.query_param = on;
+        self
+    }
+
+    /// The longest `Authorization` value read (default 4 KiB); a longer one is refused
+    /// with `invalid_request` before anything is hashed.
+    pub fn max_header_len(mut self, len: usize) -> Self {
+        self.config.max_header_len = len;
+        self
+    }
+
+    /// How often, at most, a token's `last_used_at` is written back through
+    /// [`TokenStore::touch`] (default one minute); `None` never writes it. A write happens
+    /// when the `last_used_at` the store returned is older than this.
+    pub fn last_used_interval(mut self, interval: Option<Duration>) -> Self {
+        self.config.last_used_interval = interval;
+        self
+    }
+
+    /// Shapes the HTTP answer to a refused request (a JSON body, say); the crate still sets
+    /// the status and the `WWW-Authenticate` challenge. gRPC answers stay trailers-only.
+    pub fn rejection_body<H2>(self, hook: H2) -> PatLayer<St, H2> {
+        PatLayer {
+            config: self.config,
+            hook,
+        }
+    }
+}
+
+/// Layer-wide settings a request carries to [`RequireScopes`](crate::RequireScopes).
+pub(crate) struct Settings {
+    pub(crate) realm: Arc<str>,
+    pub(crate) matching: ScopeMatching,
+}
+
+/// What `PatLayer` leaves in the extensions for `RequireScopes` (and the extractors):
+/// the token's scopes, or `None` for a request let through without credentials.
+#[derive(Clone)]
+pub(crate) struct Grant {
+    pub(crate) scopes: Option<Scopes>,
+    pub(crate) settings: Arc<Settings>,
+}
+
+struct Shared<St> {
+    config: Config<St>,
+    settings: Arc<Settings>,
+    /// Prebuilt challenges, by [`challenge_index`].
+    challenges: [HeaderValue; 6],
+}
+
+fn challenge_index(kind: RejectionKind) -> Option<usize> {
+    Some(match kind {
+        RejectionKind::MissingCredentials => 0,
+        RejectionKind::InvalidRequest => 1,
+        RejectionKind::MalformedToken => 2,
+        RejectionKind::UnknownToken => 3,
+        RejectionKind::RevokedToken => 4,
+        RejectionKind::ExpiredToken => 5,
+        _ => return None,
+    })
+}
+
+impl<S, St, H: Clone> Layer<S> for PatLayer<St, H> {
+    type Service = Pat<S, St, H>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let realm = &self.config.realm;
+        let challenges = [
+            RejectionKind::MissingCredentials,
+            RejectionKind::InvalidRequest,
+            RejectionKind::MalformedToken,
+            RejectionKind::UnknownToken,
+            RejectionKind::RevokedToken,
+            RejectionKind::ExpiredToken,
+        ]
+        .map(|kind| reject::challenge(realm, kind, None));
+        Pat {
+            inner,
+            shared: Arc::new(Shared {
+                config: self.config.clone(),
+                settings: Arc::new(Settings {
+                    realm: Arc::clone(realm),
+                    matching: self.config.matching,
+                }),
+                challenges,
+            }),
+            hook: self.hook.clone(),
+        }
+    }
+}
+
+/// The service [`PatLayer`] makes.
+pub struct Pat<S, St, H = EmptyBody> {
+    inner: S,
+    shared: Arc<Shared<St>>,
+    hook: H,
+}
+
+impl<S: Clone, St, H: Clone> Clone for Pat<S, St, H> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+            hook: self.hook.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, St, H> fmt::Debug for Pat<S, St, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pat")
+            .field("inner", &self.inner)
+            .field("realm", &self.shared.settings.realm)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the presented token came from.
+enum Presented<'a> {
+    None,
+    Header(&'a str),
+    Query(&'a str),
+}
+
+/// Finds the bearer token of a request, or says why the request is unusable.
+fn presented<'a>(
+    headers: &'a HeaderMap,
+    query: Option<&'a str>,
+    config: &Config<impl Sized>,
+) -> Result<Presented<'a>, RejectionKind> {
+    let in_query = query.and_then(query_token);
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let from_header = match values.next() {
+        None => None,
+        Some(_) if values.next().is_some() => return Err(RejectionKind::InvalidRequest),
+        Some(value) => bearer(value.as_bytes(), config.max_header_len)?,
+    };
+    match (from_header, in_query) {
+        (_, Some(_)) if !config.query_param => Err(RejectionKind::InvalidRequest),
+        // RFC 6750 §2: one method per request.
+        (Some(_), Some(_)) => Err(RejectionKind::InvalidRequest),
+        (Some(t), None) => Ok(Presented::Header(t)),
+        (None, Some(t)) if is_b64token(t.as_bytes()) => Ok(Presented::Query(t)),
+        (None, Some(_)) => Err(RejectionKind::InvalidRequest),
+        (None, None) => Ok(Presented::None),
+    }
+}
+
+/// Parses `Bearer 1*SP b64token`. `Ok(None)`: another scheme, so no bearer credentials.
+fn bearer(value: &[u8], max_len: usize) -> Result<Option<&str>, RejectionKind> {
+    if value.len() > max_len {
+        return Err(RejectionKind::InvalidRequest);
+    }
+    const SCHEME: &[u8] = b"bearer";
+    let scheme_len = value.iter().position(|&b| b == b' ').unwrap_or(value.len());
+    if !value[..scheme_len].eq_ignore_ascii_case(SCHEME) {
+        return Ok(None);
+    }
+    let rest = &value[scheme_len..];
+    let token_start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+    let token = &rest[token_start..];
+    if token_start == 0 || !is_b64token(token) {
+        return Err(RejectionKind::InvalidRequest);
+    }
+    // b64token is ASCII, so this cannot fail.
+    std::str::from_utf8(token)
+        .map(Some)
+        .map_err(|_| RejectionKind::InvalidRequest)
+}
+
+/// RFC 6750: `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_b64token(t: &[u8]) -> bool {
+    let body = t.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
+    body > 0
+        && t[..body].iter().all(|&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+fn query_token(query: &str) -> Option<&str> {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("access_token="))
+}
+
+impl<S, St, H, ReqB, ResB> Service<Request<ReqB>> for Pat<S, St, H>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
+    St: TokenStore,
+    H: RejectionBody<ResB>,
+    ResB: Default,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, St, H, ReqB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        let config = &self.shared.config;
+        let grpc = reject::is_grpc(req.headers());
+        let hash = match presented(req.headers(), req.uri().query(), config) {
+            Err(kind) => return self.refuse(kind, grpc),
+            Ok(Presented::None) if config.optional => {
+                req.extensions_mut().insert(Grant {
+                    scopes: None,
+                    settings: Arc::clone(&self.shared.settings),
+                });
+                return ResponseFuture::inner(self.take_ready().call(req));
+            }
+            Ok(Presented::None) => return self.refuse(RejectionKind::MissingCredentials, grpc),
+            Ok(Presented::Header(t) | Presented::Query(t)) => match config.format.parse(t) {
+                Ok(hash) => hash,
+                Err(why) => {
+                    tracing::debug!(reason = %why, "bearer token refused offline");
+                    return self.refuse(RejectionKind::MalformedToken, grpc);
+                }
+            },
+        };
+        if let Some(v) = req.headers_mut().get_mut(AUTHORIZATION) {
+            v.set_sensitive(true);
+        }
+        let pending = Pending {
+            req,
+            inner: self.take_ready(),
+            shared: Arc::clone(&self.shared),
+            hook: self.hook.clone(),
+            grpc,
+        };
+        match pending.shared.config.store.find_now(&hash) {
+            Some(found) => pending.resolve(found),
+            None => ResponseFuture::lookup(pending, hash),
+        }
+    }
+}
+
+impl<S: Clone, St, H> Pat<S, St, H> {
+    /// Takes the inner service that `poll_ready` readied, leaving a clone in its place.
+    fn take_ready(&mut self) -> S {
+        let clone = self.inner.clone();
+        std::mem::replace(&mut self.inner, clone)
+    }
+}
+
+impl<S, St, H> Pat<S, St, H> {
+    fn refuse<ReqB, ResB>(&self, kind: RejectionKind, grpc: bool) -> ResponseFuture<S, St, H, ReqB>
+    where
+        S: Service<Request<ReqB>, Response = Response<ResB>>,
+        St: TokenStore,
+        H: RejectionBody<ResB>,
+        ResB: Default,
+    {
+        ResponseFuture::done(refusal(&self.shared, &self.hook, kind, grpc))
+    }
+}
+
+fn refusal<St, H, ResB>(
+    shared: &Shared<St>,
+    hook: &H,
+    kind: RejectionKind,
+    grpc: bool,
+) -> Response<ResB>
+where
+    H: RejectionBody<ResB>,
+    ResB: Default,
+{
+    tracing::debug!(reason = ?kind, grpc, "request refused by PatLayer");
+    let rejection = Rejection::new(kind, &shared.settings.realm, None);
+    let challenge = challenge_index(kind).map(|i| shared.challenges[i].clone());
+    reject::respond(hook, grpc, &rejection, challenge)
+}
+
+/// A request waiting for the store's answer.
+struct Pending<S, St, H, ReqB> {
+    req: Request<ReqB>,
+    inner: S,
+    shared: Arc<Shared<St>>,
+    hook: H,
+    grpc: bool,
+}
+
+impl<S, St, H, ReqB, ResB> Pending<S, St, H, ReqB>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    St: TokenStore,
+    H: RejectionBody<ResB>,
+    ResB: Default,
+{
+    /// Judges the store's answer: refuses, or passes the request on (writing
+    /// `last_used_at` first when it is due).
+    fn resolve(
+        self,
+        found: Result<Found<St::UserId>, StoreError>,
+    ) -> ResponseFuture<S, St, H, ReqB> {
+        let config = &self.shared.config;
+        let now = config.clock.now();
+        let record = match found {
+            Err(error) => {
+                tracing::warn!(%error, "token store failed; refusing with 503");
+                return self.refuse(RejectionKind::StoreUnavailable);
+            }
+            Ok(None) => return self.refuse(RejectionKind::UnknownToken),
+            Ok(Some(record)) if record.revoked => return self.refuse(RejectionKind::RevokedToken),
+            Ok(Some(record)) if record.is_expired_at(now) => {
+                return self.refuse(RejectionKind::ExpiredToken);
+            }
+            Ok(Some(record)) => record,
+        };
+        let touch = touch_due(&record, now, config.last_used_interval).then(|| {
+            let shared = Arc::clone(&self.shared);
+            let id = record.id;
+            Box::pin(async move {
+                if let Err(error) = shared.config.store.touch(id, now).await {
+                    tracing::warn!(%error, token.id = %id, "could not record token use");
+                }
+            }) as BoxFuture<()>
+        });
+        let Self {
+            mut req,
+            mut inner,
+            shared,
+            ..
+        } = self;
+        let extensions = req.extensions_mut();
+        extensions.insert(Grant {
+            scopes: Some(record.scopes.clone()),
+            settings: Arc::clone(&shared.settings),
+        });
+        extensions.insert(AccessToken::new(record, shared.settings.matching));
+        match touch {
+            Some(fut) => ResponseFuture::touch(fut, inner, req),
+            None => ResponseFuture::inner(inner.call(req)),
+        }
+    }
+
+    fn refuse(self, kind: RejectionKind) -> ResponseFuture<S, St, H, ReqB> {
+        ResponseFuture::done(refusal(&self.shared, &self.hook, kind, self.grpc))
+    }
+}
+
+fn touch_due<U>(
+    record: &TokenRecord<U>,
+    now: time::OffsetDateTime,
+    every: Option<Duration>,
+) -> bool {
+    match (every, record.last_used_at) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(every), Some(last)) => now - last >= every,
+    }
+}
+
+pin_project! {
+    /// The future of [`Pat`].
+    pub struct ResponseFuture<S, St, H, ReqB>
+    where
+        S: Service<Request<ReqB>>,
+        St: TokenStore,
+    {
+        #[pin]
+        state: State<S, St, H, ReqB>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, St, H, ReqB>
+    where
+        S: Service<Request<ReqB>>,
+        St: TokenStore,
+    {
+        Lookup {
+            fut: BoxFuture<Result<Found<St::UserId>, StoreError>>,
+            pending: Option<Pending<S, St, H, ReqB>>,
+        },
+        Touch {
+            fut: BoxFuture<()>,
+            next: Option<(S, Request<ReqB>)>,
+        },
+        Inner {
+            #[pin]
+            fut: S::Future,
+        },
+        Done {
+            res: Option<S::Response>,
+        },
+    }
+}
+
+impl<S, St, H, ReqB> ResponseFuture<S, St, H, ReqB>
+where
+    S: Service<Request<ReqB>>,
+    St: TokenStore,
+{
+    fn inner(fut: S::Future) -> Self {
+        Self {
+            state: State::Inner { fut },
+        }
+    }
+
+    fn done(res: S::Response) -> Self {
+        Self {
+            state: State::Done { res: Some(res) },
+        }
+    }
+
+    fn touch(fut: BoxFuture<()>, inner: S, req: Request<ReqB>) -> Self {
+        Self {
+            state: State::Touch {
+                fut,
+                next: Some((inner, req)),
+            },
+        }
+    }
+
+    fn lookup(pending: Pending<S, St, H, ReqB>, hash: TokenHash) -> Self {
+        let shared = Arc::clone(&pending.shared);
+        let fut = Box::pin(async move { shared.config.store.find(&hash).await });
+        Self {
+            state: State::Lookup {
+                fut,
+                pending: Some(pending),
+            },
+        }
+    }
+}
+
+impl<S, St, H, ReqB, ResB> Future for ResponseFuture<S, St, H, ReqB>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    St: TokenStore,
+    H: RejectionBody<ResB>,
+    ResB: Default,
+{
+    type Output = Result<Response<ResB>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let next = match this.state.as_mut().project() {
+                StateProj::Inner { fut } => return fut.poll(cx),
+                StateProj::Done { res } => {
+                    return Poll::Ready(Ok(res.take().expect("polled after completion")));
+                }
+                StateProj::Lookup { fut, pending } => {
+                    let found = ready!(fut.as_mut().poll(cx));
+                    let pending = pending.take().expect("polled after completion");
+                    pending.resolve(found).state
+                }
+                StateProj::Touch { fut, next } => {
+                    ready!(fut.as_mut().poll(cx));
+                    let (mut inner, req) = next.take().expect("polled after completion");
+                    State::Inner {
+                        fut: inner.call(req),
+                    }
+                }
+            };
+            this.state.set(next);
+        }
+    }
+}
+
+impl<S, St, H, ReqB> fmt::Debug for ResponseFuture<S, St, H, ReqB>
+where
+    S: Service<Request<ReqB>>,
+    St: TokenStore,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_syntax() {
+        let max = DEFAULT_MAX_HEADER_LEN;
+        assert_eq!(bearer(b"Bearer abc", max), Ok(Some("abc")));
+        assert_eq!(bearer(b"bEaReR   abc==", max), Ok(Some("abc==")));
+        assert_eq!(bearer(b"Basic dXNlcjpwYXNz", max), Ok(None));
+        assert_eq!(bearer(b"Bearerabc", max), Ok(None));
+        for bad in [
+            &b"Bearer"[..],
+            b"Bearer ",
+            b"Bearer a b",
+            b"Bearer =abc",
+            b"Bearer a\xffb",
+            b"Bearer a,b",
+        ] {
+            assert_eq!(
+                bearer(bad, max),
+                Err(RejectionKind::InvalidRequest),
+                "{bad:?}"
+            );
+        }
+        let long = format!("Bearer {}", "a".repeat(max));
+        assert_eq!(
+            bearer(long.as_bytes(), max),
+            Err(RejectionKind::InvalidRequest)
+        );
+    }
+
+    #[test]
+    fn query_tokens() {
+        assert_eq!(query_token("a=1&access_token=xyz&b=2"), Some("xyz"));
+        assert_eq!(query_token("my_access_token=xyz"), None);
+    }
+}

@@ -1,0 +1,69 @@
+//! Where the layer and the lifecycle facade get the time, so that expiry is testable to
+//! the second.
+
+use std::{
+    fmt,
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use time::{Duration, OffsetDateTime};
+
+/// A source of the current time.
+pub trait Clock: Send + Sync + 'static {
+    /// Now, in UTC.
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// The system's clock: the default.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+/// A clock that stands still until told to move: for tests of expiry. Clones share the
+/// same time.
+///
+/// ```
+/// use tower_pat::clock::{Clock, ManualClock};
+/// use time::{Duration, macros::datetime};
+///
+/// let clock = ManualClock::new(datetime!(2026-01-01 00:00 UTC));
+/// clock.advance(Duration::seconds(5));
+/// assert_eq!(clock.now(), datetime!(2026-01-01 00:00:05 UTC));
+/// ```
+#[derive(Clone)]
+pub struct ManualClock(Arc<Mutex<OffsetDateTime>>);
+
+impl ManualClock {
+    /// A clock showing `at`.
+    pub fn new(at: OffsetDateTime) -> Self {
+        Self(Arc::new(Mutex::new(at)))
+    }
+
+    /// Sets the time.
+    pub fn set(&self, at: OffsetDateTime) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = at;
+    }
+
+    /// Moves the time by `by` (which may be negative).
+    pub fn advance(&self, by: Duration) {
+        let mut t = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        *t += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl fmt::Debug for ManualClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ManualClock").field(&self.now()).finish()
+    }
+}

@@ -1,0 +1,92 @@
+//! Personal access tokens for any Tower server: Axum, Tonic, Hyper, or a bare
+//! `tower::Service`.
+//!
+//! A user creates a token (a name and scopes), sees it once, and calls your API with
+//! `Authorization: Bearer pat_…` until it expires (a year by default) or is revoked, the
+//! way Laravel Passport's personal access tokens and GitHub's PATs work.
+//!
+//! - [`Tokens`] creates, lists, revokes, rotates and prunes tokens over a store.
+//! - [`PatLayer`] resolves the bearer token of each request through a [`TokenStore`] and
+//!   puts an [`AccessToken`] in the request's extensions.
+//! - [`RequireScopesLayer::all`] / [`RequireScopesLayer::any`] guard routes by scope;
+//!   handlers ask [`AccessToken::can`].
+//! - Every refusal is an RFC 6750 answer, or a gRPC-native one for gRPC requests (see
+//!   [`reject`]); a failing store answers 503, never lets a request through.
+//!
+//! ```
+//! use axum::{Router, body::Body, routing::get};
+//! use http::{Request, StatusCode, header::AUTHORIZATION};
+//! use tower::ServiceExt;
+//! use tower_pat::{AccessToken, MemoryStore, RequireScopesLayer, Tokens, scope::ScopeRegistry};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let registry = ScopeRegistry::new()
+//!     .scope("orders:read", "See orders")
+//!     .scope("orders:create", "Place orders");
+//! let tokens = Tokens::new(MemoryStore::<i64>::new(), registry);
+//!
+//! async fn orders(token: AccessToken) -> String {
+//!     format!("orders of user {}", token.user_id())
+//! }
+//! let app = Router::new()
+//!     .route("/orders", get(orders))
+//!     .route_layer(RequireScopesLayer::all(["orders:read"]))
+//!     .layer(tokens.layer());
+//!
+//! let created = tokens.create(7, "laptop", ["orders:read"]).await.unwrap();
+//! let req = Request::get("/orders")
+//!     .header(AUTHORIZATION, format!("Bearer {}", created.token.expose_secret()))
+//!     .body(Body::empty())
+//!     .unwrap();
+//! let res = app.clone().oneshot(req).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::OK);
+//!
+//! tokens.revoke(&7, created.record.id).await.unwrap();
+//! let req = Request::get("/orders")
+//!     .header(AUTHORIZATION, format!("Bearer {}", created.token.expose_secret()))
+//!     .body(Body::empty())
+//!     .unwrap();
+//! assert_eq!(app.oneshot(req).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+//! # });
+//! ```
+//!
+//! # Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `axum` | [`AccessToken`] as an extractor (`FromRequestParts`, `OptionalFromRequestParts`) |
+//!
+//! # Security
+//!
+//! Only the SHA-256 of a token is stored. Tokens carry a CRC32 checksum, so garbage is
+//! refused before the store is asked. The plaintext redacts itself in `Debug` and
+//! `Display`, the `Authorization` header is marked sensitive, and hashes compare in
+//! constant time.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+
+pub mod auth;
+pub mod clock;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod extract;
+pub mod record;
+pub mod reject;
+pub mod require;
+pub mod scope;
+pub mod store;
+pub mod token;
+pub mod tokens;
+
+pub use auth::{Pat, PatLayer};
+pub use record::{AccessToken, TokenId, TokenRecord};
+pub use require::{RequireScopes, RequireScopesLayer};
+pub use store::{ManageTokens, MemoryStore, TokenStore};
+pub use tokens::{CreateToken, NewToken, TokenError, Tokens};

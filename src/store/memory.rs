@@ -1,0 +1,274 @@
+//! [`MemoryStore`]: tokens in a map in this process.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    hash::{BuildHasherDefault, Hasher},
+    sync::{Arc, PoisonError, RwLock},
+};
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use super::{Found, ManageTokens, Revoked, StoreError, StoreErrorKind, TokenStore};
+use crate::{
+    record::{TokenId, TokenRecord, UserId},
+    token::TokenHash,
+};
+
+/// Tokens in memory: the embedded default, for tests, demos and single-process services
+/// that can lose their tokens on restart.
+///
+/// Safe under concurrent create, revoke and find: every operation takes one lock once, so
+/// a `revoke` that has returned is seen by every later `find`. Answers
+/// [`find_now`](TokenStore::find_now), so the layer resolves a token with no future at all.
+///
+/// ```
+/// use tower_pat::{MemoryStore, Tokens, scope::ScopeRegistry};
+///
+/// # tokio_test_block(async {
+/// let registry = ScopeRegistry::new().scope("orders:read", "See orders");
+/// let tokens = Tokens::new(MemoryStore::<i64>::new(), registry);
+/// let created = tokens.create(1, "laptop", ["orders:read"]).await.unwrap();
+/// assert_eq!(tokens.list(&1).await.unwrap().len(), 1);
+/// # });
+/// # fn tokio_test_block(f: impl std::future::Future<Output = ()>) {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+/// # }
+/// ```
+pub struct MemoryStore<U = i64> {
+    inner: RwLock<Inner<U>>,
+}
+
+struct Inner<U> {
+    by_hash: HashMap<TokenHash, Arc<TokenRecord<U>>, BuildHasherDefault<PrefixHasher>>,
+    by_id: HashMap<TokenId, TokenHash>,
+    by_user: HashMap<U, Vec<TokenId>>,
+}
+
+/// The keys are SHA-256 digests, already uniform: their first eight bytes make a good
+/// hash without hashing again. An attacker can grind presented tokens whose digests share
+/// a bucket, but lookups insert nothing and the stored digests (of random tokens) are out
+/// of their reach, so no bucket grows.
+#[derive(Default)]
+struct PrefixHasher(u64);
+
+impl Hasher for PrefixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(word);
+    }
+}
+
+impl<U> Default for MemoryStore<U> {
+    fn default() -> Self {
+        Self {
+            inner: RwLock::new(Inner {
+                by_hash: HashMap::default(),
+                by_id: HashMap::new(),
+                by_user: HashMap::new(),
+            }),
+        }
+    }
+}
+
+impl<U> fmt::Debug for MemoryStore<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("tokens", &self.len())
+            .finish()
+    }
+}
+
+impl<U> MemoryStore<U> {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many records it holds, revoked and expired ones included.
+    pub fn len(&self) -> usize {
+        self.read().by_hash.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    // A panic while holding the lock cannot leave the maps half-updated (every
+    // operation checks before it changes anything), so a poisoned lock is still sound.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner<U>> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner<U>> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<U: UserId> MemoryStore<U> {
+    fn lookup(&self, hash: &TokenHash) -> Found<U> {
+        self.read().by_hash.get(hash).cloned()
+    }
+}
+
+impl<U: UserId> Inner<U> {
+    fn owned(&mut self, user: &U, id: TokenId) -> Option<&mut Arc<TokenRecord<U>>> {
+        let hash = self.by_id.get(&id)?;
+        let record = self.by_hash.get_mut(hash)?;
+        (record.user_id == *user).then_some(record)
+    }
+}
+
+#[async_trait]
+impl<U: UserId> TokenStore for MemoryStore<U> {
+    type UserId = U;
+
+    async fn find(&self, hash: &TokenHash) -> Result<Found<U>, StoreError> {
+        Ok(self.lookup(hash))
+    }
+
+    fn find_now(&self, hash: &TokenHash) -> Option<Result<Found<U>, StoreError>> {
+        Some(Ok(self.lookup(hash)))
+    }
+
+    async fn touch(&self, id: TokenId, at: OffsetDateTime) -> Result<(), StoreError> {
+        let mut inner = self.write();
+        if let Some(hash) = inner.by_id.get(&id).copied()
+            && let Some(record) = inner.by_hash.get_mut(&hash)
+        {
+            Arc::make_mut(record).last_used_at = Some(at);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<U: UserId> ManageTokens for MemoryStore<U> {
+    async fn insert(&self, record: TokenRecord<U>) -> Result<(), StoreError> {
+        let mut inner = self.write();
+        if inner.by_id.contains_key(&record.id) || inner.by_hash.contains_key(&record.token_hash) {
+            return Err(StoreError::with_kind(
+                StoreErrorKind::Conflict,
+                format!("token {} exists already", record.id),
+            ));
+        }
+        inner.by_id.insert(record.id, record.token_hash);
+        inner
+            .by_user
+            .entry(record.user_id.clone())
+            .or_default()
+            .push(record.id);
+        inner.by_hash.insert(record.token_hash, Arc::new(record));
+        Ok(())
+    }
+
+    async fn get(&self, id: TokenId) -> Result<Option<TokenRecord<U>>, StoreError> {
+        let inner = self.read();
+        Ok(inner
+            .by_id
+            .get(&id)
+            .and_then(|h| inner.by_hash.get(h))
+            .map(|r| TokenRecord::clone(r)))
+    }
+
+    async fn list(&self, user: &U) -> Result<Vec<TokenRecord<U>>, StoreError> {
+        let inner = self.read();
+        let mut out: Vec<TokenRecord<U>> = inner
+            .by_user
+            .get(user)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| inner.by_id.get(id))
+            .filter_map(|h| inner.by_hash.get(h))
+            .map(|r| TokenRecord::clone(r))
+            .collect();
+        out.sort_by_key(|r| (r.created_at, r.id));
+        Ok(out)
+    }
+
+    async fn revoke(
+        &self,
+        user: &U,
+        id: TokenId,
+        at: OffsetDateTime,
+    ) -> Result<Revoked, StoreError> {
+        let mut inner = self.write();
+        Ok(match inner.owned(user, id) {
+            None => Revoked::NotFound,
+            Some(record) if record.revoked => Revoked::AlreadyRevoked,
+            Some(record) => {
+                let record = Arc::make_mut(record);
+                record.revoked = true;
+                record.updated_at = at;
+                Revoked::Revoked
+            }
+        })
+    }
+
+    async fn revoke_all(&self, user: &U, at: OffsetDateTime) -> Result<u64, StoreError> {
+        let mut inner = self.write();
+        let Inner {
+            by_hash,
+            by_id,
+            by_user,
+        } = &mut *inner;
+        let mut changed = 0;
+        for id in by_user.get(user).into_iter().flatten() {
+            let Some(record) = by_id.get(id).and_then(|h| by_hash.get_mut(h)) else {
+                continue;
+            };
+            if !record.revoked {
+                let record = Arc::make_mut(record);
+                record.revoked = true;
+                record.updated_at = at;
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    async fn delete(&self, user: &U, id: TokenId) -> Result<bool, StoreError> {
+        let mut inner = self.write();
+        let Some(hash) = inner.owned(user, id).map(|r| r.token_hash) else {
+            return Ok(false);
+        };
+        inner.by_hash.remove(&hash);
+        inner.by_id.remove(&id);
+        if let Some(ids) = inner.by_user.get_mut(user) {
+            ids.retain(|i| *i != id);
+            if ids.is_empty() {
+                inner.by_user.remove(user);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn prune(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let mut inner = self.write();
+        let doomed: Vec<(TokenId, TokenHash, U)> = inner
+            .by_hash
+            .values()
+            .filter(|r| r.expires_at <= before || (r.revoked && r.updated_at <= before))
+            .map(|r| (r.id, r.token_hash, r.user_id.clone()))
+            .collect();
+        for (id, hash, user) in &doomed {
+            inner.by_hash.remove(hash);
+            inner.by_id.remove(id);
+            if let Some(ids) = inner.by_user.get_mut(user) {
+                ids.retain(|i| i != id);
+                if ids.is_empty() {
+                    inner.by_user.remove(user);
+                }
+            }
+        }
+        Ok(doomed.len() as u64)
+    }
+}

@@ -1,0 +1,458 @@
+//! The token format: generation, offline validation and hashing.
+//!
+//! A token reads `<prefix><random><checksum>`:
+//!
+//! - `prefix`: configurable, `pat_` by default, made of `[A-Za-z0-9_]` so that the whole
+//!   token is selected by a double-click and fits RFC 6750's `b64token`;
+//! - `random`: 33 base62 characters drawn uniformly from the operating system's CSPRNG
+//!   (33 × log2(62) ≈ 196 bits);
+//! - `checksum`: the CRC32 of the random part, as 6 base62 characters, so that a secret
+//!   scanner, or [`PatLayer`](crate::PatLayer), can reject a mistyped or made-up token
+//!   without asking the store (the scheme GitHub uses for its tokens).
+//!
+//! Only the SHA-256 of a token ([`TokenHash`]) is ever stored. The plaintext lives in a
+//! [`PlaintextToken`], which redacts itself in `Debug` and `Display`.
+//!
+//! ```
+//! use tower_pat::token::TokenFormat;
+//!
+//! let format = TokenFormat::default();
+//! let token = format.generate().unwrap();
+//! assert_eq!(format!("{token}"), "pat_[redacted]");
+//!
+//! let hash = format.parse(token.expose_secret()).unwrap();
+//! assert_eq!(hash, token.hash());
+//! assert!(format.parse("pat_not-a-token").is_err());
+//! ```
+
+use std::{borrow::Cow, error::Error, fmt};
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+/// Characters of randomness in a token.
+pub const RANDOM_LEN: usize = 33;
+/// Characters of checksum in a token.
+pub const CHECKSUM_LEN: usize = 6;
+/// The longest prefix [`TokenFormat::new`] accepts.
+pub const MAX_PREFIX_LEN: usize = 16;
+/// The prefix of [`TokenFormat::default`].
+pub const DEFAULT_PREFIX: &str = "pat_";
+
+/// How tokens look: the prefix, and the fixed layout after it.
+///
+/// Cheap to clone. Two layers that must accept the same tokens need the same format.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenFormat {
+    prefix: Cow<'static, str>,
+}
+
+impl Default for TokenFormat {
+    fn default() -> Self {
+        Self {
+            prefix: Cow::Borrowed(DEFAULT_PREFIX),
+        }
+    }
+}
+
+impl TokenFormat {
+    /// A format with the given prefix (`ghp_`-style; 1 to 16 characters of `[A-Za-z0-9_]`).
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidPrefix`] when the prefix is empty, too long, or has another character.
+    pub fn new(prefix: impl Into<Cow<'static, str>>) -> Result<Self, InvalidPrefix> {
+        let prefix = prefix.into();
+        let ok = !prefix.is_empty()
+            && prefix.len() <= MAX_PREFIX_LEN
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if ok {
+            Ok(Self { prefix })
+        } else {
+            Err(InvalidPrefix {
+                prefix: prefix.into_owned(),
+            })
+        }
+    }
+
+    /// The prefix every token of this format starts with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The length of every token of this format, in bytes (= characters).
+    pub fn token_len(&self) -> usize {
+        self.prefix.len() + RANDOM_LEN + CHECKSUM_LEN
+    }
+
+    /// Draws a new token from the operating system's CSPRNG.
+    ///
+    /// # Errors
+    ///
+    /// [`RandomError`] when the operating system cannot provide randomness.
+    pub fn generate(&self) -> Result<PlaintextToken, RandomError> {
+        let mut out = String::with_capacity(self.token_len());
+        out.push_str(&self.prefix);
+        let mut random = [0u8; RANDOM_LEN];
+        let mut filled = 0;
+        let mut pool = [0u8; 64];
+        while filled < RANDOM_LEN {
+            getrandom::fill(&mut pool).map_err(RandomError::new)?;
+            // Rejection sampling: 248 = 4 × 62, so `b % 62` is uniform for b < 248.
+            for b in pool {
+                if b < 248 && filled < RANDOM_LEN {
+                    random[filled] = ALPHABET[usize::from(b % 62)];
+                    filled += 1;
+                }
+            }
+        }
+        let checksum = encode_checksum(crc32fast::hash(&random));
+        // Both arrays hold ASCII from `ALPHABET` only.
+        out.extend(random.iter().map(|&b| char::from(b)));
+        out.extend(checksum.iter().map(|&b| char::from(b)));
+        Ok(PlaintextToken(out))
+    }
+
+    /// Checks a presented token offline (length, prefix, charset, checksum) and returns
+    /// the hash to look up.
+    ///
+    /// Runs in time independent of *where* a well-formed-length token differs from a
+    /// valid one in its random part; the store is never asked about a token that fails.
+    ///
+    /// # Errors
+    ///
+    /// [`MalformedToken`] saying which check failed (the message never repeats the input).
+    pub fn parse(&self, presented: &str) -> Result<TokenHash, MalformedToken> {
+        self.check(presented)?;
+        Ok(TokenHash::of(presented))
+    }
+
+    /// The offline checks of [`parse`](Self::parse), without hashing.
+    ///
+    /// # Errors
+    ///
+    /// [`MalformedToken`] saying which check failed.
+    pub fn check(&self, presented: &str) -> Result<(), MalformedToken> {
+        let bytes = presented.as_bytes();
+        if bytes.len() != self.token_len() {
+            return Err(MalformedToken::Length);
+        }
+        let (prefix, rest) = bytes.split_at(self.prefix.len());
+        if prefix != self.prefix.as_bytes() {
+            return Err(MalformedToken::Prefix);
+        }
+        if !rest.iter().all(u8::is_ascii_alphanumeric) {
+            return Err(MalformedToken::Charset);
+        }
+        let (random, checksum) = rest.split_at(RANDOM_LEN);
+        let expected = encode_checksum(crc32fast::hash(random));
+        if bool::from(expected.ct_eq(checksum)) {
+            Ok(())
+        } else {
+            Err(MalformedToken::Checksum)
+        }
+    }
+}
+
+fn encode_checksum(mut crc: u32) -> [u8; CHECKSUM_LEN] {
+    let mut out = [b'0'; CHECKSUM_LEN];
+    for slot in out.iter_mut().rev() {
+        *slot = ALPHABET[(crc % 62) as usize];
+        crc /= 62;
+    }
+    out
+}
+
+/// A token's plaintext: exists once, in what [`Tokens::create`](crate::Tokens::create)
+/// returns, and is shown to the user then.
+///
+/// `Debug` and `Display` print the prefix and `[redacted]`; the secret comes out only
+/// through [`expose_secret`](Self::expose_secret).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PlaintextToken(String);
+
+impl PlaintextToken {
+    /// The token itself, to show the user once (or to send as a bearer token).
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+
+    /// Consumes the value and returns the token itself.
+    pub fn into_secret(self) -> String {
+        self.0
+    }
+
+    /// The SHA-256 of the token: what a store keeps.
+    pub fn hash(&self) -> TokenHash {
+        TokenHash::of(&self.0)
+    }
+
+    fn visible_prefix(&self) -> &str {
+        let end = self.0.len().saturating_sub(RANDOM_LEN + CHECKSUM_LEN);
+        self.0.get(..end).unwrap_or("")
+    }
+}
+
+impl fmt::Debug for PlaintextToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PlaintextToken({}[redacted])", self.visible_prefix())
+    }
+}
+
+impl fmt::Display for PlaintextToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[redacted]", self.visible_prefix())
+    }
+}
+
+/// The SHA-256 of a token: the only form of a token a store keeps.
+///
+/// Equality is constant-time. `Debug` shows the first four bytes in hex, enough to tell
+/// hashes apart in a log, not enough to matter.
+#[derive(Clone, Copy)]
+pub struct TokenHash([u8; 32]);
+
+impl TokenHash {
+    /// Hashes a token (its full text, prefix included).
+    pub fn of(token: &str) -> Self {
+        Self(Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// A hash from its 32 bytes (as read back from a database).
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The 32 bytes.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Lowercase hex, 64 characters (for a text column).
+    pub fn to_hex(&self) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut s = String::with_capacity(64);
+        for b in self.0 {
+            s.push(char::from(HEX[usize::from(b >> 4)]));
+            s.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        s
+    }
+
+    /// Parses 64 hex digits (either case).
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidHash`] when the input is not 64 hex digits.
+    pub fn from_hex(hex: &str) -> Result<Self, InvalidHash> {
+        let bytes = hex.as_bytes();
+        if bytes.len() != 64 {
+            return Err(InvalidHash);
+        }
+        let mut out = [0u8; 32];
+        for (slot, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+            let hi = hex_value(pair[0]).ok_or(InvalidHash)?;
+            let lo = hex_value(pair[1]).ok_or(InvalidHash)?;
+            *slot = hi << 4 | lo;
+        }
+        Ok(Self(out))
+    }
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+impl PartialEq for TokenHash {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Eq for TokenHash {}
+
+impl std::hash::Hash for TokenHash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write(&self.0);
+    }
+}
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hex = self.to_hex();
+        write!(f, "TokenHash({}…)", &hex[..8])
+    }
+}
+
+/// Why a presented token was rejected offline. The message never contains the token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MalformedToken {
+    /// Not the length of a token of this format.
+    Length,
+    /// Does not start with the format's prefix.
+    Prefix,
+    /// A character outside base62 (non-ASCII included).
+    Charset,
+    /// The checksum does not match: mistyped, truncated or made up.
+    Checksum,
+}
+
+impl fmt::Display for MalformedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Length => "token has the wrong length",
+            Self::Prefix => "token has the wrong prefix",
+            Self::Charset => "token has a character outside its alphabet",
+            Self::Checksum => "token checksum does not match",
+        })
+    }
+}
+
+impl Error for MalformedToken {}
+
+/// A prefix [`TokenFormat::new`] refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidPrefix {
+    prefix: String,
+}
+
+impl fmt::Display for InvalidPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid token prefix {:?}: use 1 to {MAX_PREFIX_LEN} characters of [A-Za-z0-9_]",
+            self.prefix
+        )
+    }
+}
+
+impl Error for InvalidPrefix {}
+
+/// Text that is not a 64-digit hex SHA-256.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvalidHash;
+
+impl fmt::Display for InvalidHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a 64-digit hex SHA-256")
+    }
+}
+
+impl Error for InvalidHash {}
+
+/// The operating system could not provide randomness.
+#[derive(Debug)]
+pub struct RandomError {
+    source: getrandom::Error,
+}
+
+impl RandomError {
+    pub(crate) fn new(source: getrandom::Error) -> Self {
+        Self { source }
+    }
+}
+
+impl fmt::Display for RandomError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the operating system's random number generator failed")
+    }
+}
+
+impl Error for RandomError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_tokens_parse_and_have_fixed_length() {
+        let format = TokenFormat::default();
+        for _ in 0..200 {
+            let t = format.generate().unwrap();
+            let s = t.expose_secret();
+            assert_eq!(s.len(), 4 + 33 + 6);
+            assert!(s.starts_with("pat_"));
+            assert!(s[4..].bytes().all(|b| b.is_ascii_alphanumeric()));
+            assert_eq!(format.parse(s).unwrap(), t.hash());
+        }
+    }
+
+    #[test]
+    fn tokens_are_distinct() {
+        let format = TokenFormat::default();
+        let a = format.generate().unwrap();
+        let b = format.generate().unwrap();
+        assert_ne!(a, b);
+        assert_ne!(a.hash(), b.hash());
+    }
+
+    #[test]
+    fn parse_rejects_each_kind_of_garbage() {
+        let format = TokenFormat::default();
+        let good = format.generate().unwrap().into_secret();
+        assert_eq!(format.parse("pat_short"), Err(MalformedToken::Length));
+        let wrong_prefix = format!("ghp_{}", &good[4..]);
+        assert_eq!(format.parse(&wrong_prefix), Err(MalformedToken::Prefix));
+        let mut dashed = good.clone().into_bytes();
+        dashed[10] = b'-';
+        let dashed = String::from_utf8(dashed).unwrap();
+        assert_eq!(format.parse(&dashed), Err(MalformedToken::Charset));
+        // A two-byte character keeps the byte length only if it replaces two bytes.
+        let non_ascii = format!("{}é{}", &good[..10], &good[12..]);
+        assert_eq!(non_ascii.len(), good.len());
+        assert_eq!(format.parse(&non_ascii), Err(MalformedToken::Charset));
+        let mut typo = good.clone().into_bytes();
+        typo[12] = if typo[12] == b'a' { b'b' } else { b'a' };
+        let typo = String::from_utf8(typo).unwrap();
+        assert_eq!(format.parse(&typo), Err(MalformedToken::Checksum));
+    }
+
+    #[test]
+    fn plaintext_never_shows_in_debug_or_display() {
+        let t = TokenFormat::default().generate().unwrap();
+        let secret = t.expose_secret().to_owned();
+        for shown in [format!("{t}"), format!("{t:?}"), format!("{t:#?}")] {
+            assert!(!shown.contains(&secret[4..]), "{shown}");
+            assert!(shown.contains("[redacted]"));
+        }
+    }
+
+    #[test]
+    fn prefixes_are_validated() {
+        assert!(TokenFormat::new("ghp_").is_ok());
+        assert!(TokenFormat::new("").is_err());
+        assert!(TokenFormat::new("my-app_").is_err());
+        assert!(TokenFormat::new("x".repeat(17)).is_err());
+        let err = TokenFormat::new("a.b").unwrap_err().to_string();
+        assert!(err.contains("\"a.b\""), "{err}");
+        let custom = TokenFormat::new("acme_").unwrap();
+        let t = custom.generate().unwrap();
+        assert!(custom.parse(t.expose_secret()).is_ok());
+        assert_eq!(
+            TokenFormat::default().parse(t.expose_secret()),
+            Err(MalformedToken::Length)
+        );
+    }
+
+    #[test]
+    fn hash_hex_round_trips() {
+        let h = TokenHash::of("pat_x");
+        assert_eq!(TokenHash::from_hex(&h.to_hex()).unwrap(), h);
+        assert_eq!(TokenHash::from_hex(&h.to_hex().to_uppercase()).unwrap(), h);
+        assert!(TokenHash::from_hex("zz").is_err());
+        assert!(TokenHash::from_hex(&"g".repeat(64)).is_err());
+    }
+}
