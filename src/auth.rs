@@ -92,6 +92,28 @@ struct Config<St> {
     query_param: bool,
     max_header_len: usize,
     last_used_interval: Option<Duration>,
+    store_timeout: Option<StoreTimeout>,
+}
+
+type Sleep = Arc<dyn Fn(std::time::Duration) -> BoxFuture<()> + Send + Sync>;
+
+#[derive(Clone)]
+struct StoreTimeout {
+    after: std::time::Duration,
+    sleep: Sleep,
+}
+
+impl StoreTimeout {
+    /// Runs `fut`, or gives up with [`StoreError::timeout`] after the configured time.
+    async fn bound<T>(
+        &self,
+        fut: Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + '_>>,
+    ) -> Result<T, StoreError> {
+        match futures_util::future::select(fut, (self.sleep)(self.after)).await {
+            futures_util::future::Either::Left((result, _)) => result,
+            futures_util::future::Either::Right(_) => Err(StoreError::timeout()),
+        }
+    }
 }
 
 impl<St> Clone for Config<St> {
@@ -106,6 +128,7 @@ impl<St> Clone for Config<St> {
             query_param: self.query_param,
             max_header_len: self.max_header_len,
             last_used_interval: self.last_used_interval,
+            store_timeout: self.store_timeout.clone(),
         }
     }
 }
@@ -130,6 +153,7 @@ impl<St, H> fmt::Debug for PatLayer<St, H> {
             .field("query_param", &c.query_param)
             .field("max_header_len", &c.max_header_len)
             .field("last_used_interval", &c.last_used_interval)
+            .field("store_timeout", &c.store_timeout.as_ref().map(|t| t.after))
             .finish_non_exhaustive()
     }
 }
@@ -157,6 +181,7 @@ impl<St: TokenStore> PatLayer<St> {
                 query_param: false,
                 max_header_len: DEFAULT_MAX_HEADER_LEN,
                 last_used_interval: Some(DEFAULT_LAST_USED_INTERVAL),
+                store_timeout: None,
             },
             hook: EmptyBody,
         }
@@ -230,6 +255,29 @@ impl<St, H> PatLayer<St, H> {
     /// when the `last_used_at` the store returned is older than this.
     pub fn last_used_interval(mut self, interval: Option<Duration>) -> Self {
         self.config.last_used_interval = interval;
+        self
+    }
+
+    /// Gives up on a store that has not answered `find` (or `touch`) within `after`, and
+    /// answers 503 / `UNAVAILABLE` as for any store failure. The crate depends on no
+    /// runtime, so it is handed the runtime's sleep: `tokio::time::sleep` with Tokio.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_pat::{MemoryStore, PatLayer};
+    ///
+    /// let layer = PatLayer::new(MemoryStore::<i64>::new())
+    ///     .store_timeout(Duration::from_millis(500), tokio::time::sleep);
+    /// ```
+    pub fn store_timeout<F, Fut>(mut self, after: std::time::Duration, sleep: F) -> Self
+    where
+        F: Fn(std::time::Duration) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.config.store_timeout = Some(StoreTimeout {
+            after,
+            sleep: Arc::new(move |d| Box::pin(sleep(d))),
+        });
         self
     }
 
@@ -439,6 +487,7 @@ where
             v.set_sensitive(true);
         }
         let pending = Pending {
+            hash,
             req,
             inner: self.take_ready(),
             shared: Arc::clone(&self.shared),
@@ -447,7 +496,7 @@ where
         };
         match pending.shared.config.store.find_now(&hash) {
             Some(found) => pending.resolve(found),
-            None => ResponseFuture::lookup(pending, hash),
+            None => ResponseFuture::lookup(pending),
         }
     }
 }
@@ -490,6 +539,7 @@ where
 
 /// A request waiting for the store's answer.
 struct Pending<S, St, H, ReqB> {
+    hash: TokenHash,
     req: Request<ReqB>,
     inner: S,
     shared: Arc<Shared<St>>,
@@ -518,6 +568,11 @@ where
                 return self.refuse(RejectionKind::StoreUnavailable);
             }
             Ok(None) => return self.refuse(RejectionKind::UnknownToken),
+            // A store that answers with another token's row is broken: fail closed.
+            Ok(Some(record)) if record.token_hash != self.hash => {
+                tracing::warn!(token.id = %record.id, "token store returned a record for another hash; refusing with 503");
+                return self.refuse(RejectionKind::StoreUnavailable);
+            }
             Ok(Some(record)) if record.revoked => return self.refuse(RejectionKind::RevokedToken),
             Ok(Some(record)) if record.is_expired_at(now) => {
                 return self.refuse(RejectionKind::ExpiredToken);
@@ -528,7 +583,13 @@ where
             let shared = Arc::clone(&self.shared);
             let id = record.id;
             Box::pin(async move {
-                if let Err(error) = shared.config.store.touch(id, now).await {
+                let config = &shared.config;
+                let touch = config.store.touch(id, now);
+                let result = match &config.store_timeout {
+                    Some(timeout) => timeout.bound(touch).await,
+                    None => touch.await,
+                };
+                if let Err(error) = result {
                     tracing::warn!(%error, token.id = %id, "could not record token use");
                 }
             }) as BoxFuture<()>
@@ -631,9 +692,17 @@ where
         }
     }
 
-    fn lookup(pending: Pending<S, St, H, ReqB>, hash: TokenHash) -> Self {
+    fn lookup(pending: Pending<S, St, H, ReqB>) -> Self {
         let shared = Arc::clone(&pending.shared);
-        let fut = Box::pin(async move { shared.config.store.find(&hash).await });
+        let hash = pending.hash;
+        let fut = Box::pin(async move {
+            let config = &shared.config;
+            let find = config.store.find(&hash);
+            match &config.store_timeout {
+                Some(timeout) => timeout.bound(find).await,
+                None => find.await,
+            }
+        });
         Self {
             state: State::Lookup {
                 fut,

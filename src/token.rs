@@ -170,9 +170,17 @@ fn encode_checksum(mut crc: u32) -> [u8; CHECKSUM_LEN] {
 /// returns, and is shown to the user then.
 ///
 /// `Debug` and `Display` print the prefix and `[redacted]`; the secret comes out only
-/// through [`expose_secret`](Self::expose_secret).
-#[derive(Clone, PartialEq, Eq)]
+/// through [`expose_secret`](Self::expose_secret). Equality is constant-time.
+#[derive(Clone)]
 pub struct PlaintextToken(String);
+
+impl PartialEq for PlaintextToken {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl Eq for PlaintextToken {}
 
 impl PlaintextToken {
     /// The token itself, to show the user once (or to send as a bearer token).

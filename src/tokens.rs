@@ -320,7 +320,8 @@ impl<S: ManageTokens> Tokens<S> {
         }
     }
 
-    /// Revokes every active token of the user; returns how many.
+    /// Revokes every token of the user not revoked yet (expired ones included, as
+    /// Passport does); returns how many changed.
     ///
     /// # Errors
     ///
