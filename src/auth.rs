@@ -75,7 +75,7 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// For each request: takes the bearer token from `Authorization` (scheme matched
 /// case-insensitively), checks it offline, hashes it, asks the store, refuses revoked and
 /// expired tokens, marks the header sensitive, and inserts an [`AccessToken`] into the
-/// request's extensions. Every refusal is answered per the table in [`reject`](crate::reject);
+/// request's extensions. Every refusal is answered per the table in [`reject`];
 /// a store failure is 503 / `UNAVAILABLE`, never a pass and never a 401.
 pub struct PatLayer<St, H = EmptyBody> {
     config: Config<St>,

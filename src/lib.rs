@@ -55,6 +55,9 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `axum` | [`AccessToken`] as an extractor (`FromRequestParts`, `OptionalFromRequestParts`) |
+//! | `sqlite` | `SqliteStore`: tokens in an embedded SQLite database (sqlx, bundled SQLite) |
+//! | `postgres` | `PostgresStore`: one PostgreSQL database shared by many instances (sqlx) |
+//! | `test-kit` | `testing::conformance`: the suite any `TokenStore` implementation should pass |
 //!
 //! # Security
 //!
@@ -82,11 +85,25 @@ pub mod reject;
 pub mod require;
 pub mod scope;
 pub mod store;
+#[cfg(feature = "test-kit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-kit")))]
+pub mod testing;
 pub mod token;
 pub mod tokens;
+
+// The README's examples compile as doctests (they use the optional stores).
+#[cfg(all(doctest, feature = "sqlite", feature = "postgres", feature = "test-kit"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 pub use auth::{Pat, PatLayer};
 pub use record::{AccessToken, TokenId, TokenRecord};
 pub use require::{RequireScopes, RequireScopesLayer};
 pub use store::{ManageTokens, MemoryStore, TokenStore};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use store::PostgresStore;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use store::SqliteStore;
 pub use tokens::{CreateToken, NewToken, TokenError, Tokens};

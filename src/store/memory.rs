@@ -144,7 +144,10 @@ impl<U: UserId> TokenStore for MemoryStore<U> {
         if let Some(hash) = inner.by_id.get(&id).copied()
             && let Some(record) = inner.by_hash.get_mut(&hash)
         {
-            Arc::make_mut(record).last_used_at = Some(at);
+            // Instances with slightly different clocks never move it backwards.
+            if record.last_used_at.is_none_or(|last| last < at) {
+                Arc::make_mut(record).last_used_at = Some(at);
+            }
         }
         Ok(())
     }

@@ -46,8 +46,20 @@ use crate::{
 };
 
 pub mod memory;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub mod sqlite;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::PostgresStore;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use sqlite::SqliteStore;
 
 /// What [`TokenStore::find`] returns: the record, shared, or `None` when no token has
 /// that hash.
@@ -80,7 +92,8 @@ pub trait TokenStore: Send + Sync + 'static {
         None
     }
 
-    /// Sets `last_used_at` of token `id` to `at`. The layer calls it at most once per
+    /// Sets `last_used_at` of token `id` to `at`, unless it is later already (so that
+    /// instances whose clocks differ a little never move it backwards). The layer calls it at most once per
     /// [`last_used_interval`](crate::PatLayer::last_used_interval) per token, judged by the
     /// `last_used_at` that `find` returned, and ignores (but logs) a failure. The default
     /// does nothing.
@@ -145,7 +158,8 @@ pub trait ManageTokens: TokenStore {
         at: OffsetDateTime,
     ) -> Result<Revoked, StoreError>;
 
-    /// Revokes every active token of `user` at once; returns how many changed.
+    /// Revokes, in one atomic step, every token of `user` not revoked yet (expired ones
+    /// included); returns how many changed.
     ///
     /// # Errors
     ///

@@ -1,0 +1,651 @@
+//! [`PostgresStore`]: tokens in a PostgreSQL table (sqlx), the store for services that
+//! outgrow one machine: every instance of the API shares the table, so a token created or
+//! revoked through one instance is seen by all of them on their next request.
+//!
+//! ```no_run
+//! use tower_pat::{PostgresStore, Tokens, scope::ScopeRegistry};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = PostgresStore::<i64>::connect("postgres://app@db.internal/app").await?;
+//! store.migrate().await?; // idempotent; safe when many instances start at once
+//! let tokens = Tokens::new(store, ScopeRegistry::new().scope("orders:read", "See orders"));
+//! let layer = tokens.layer(); // wrap your router in it
+//!
+//! let created = tokens.create(7, "laptop", ["orders:read"]).await?;
+//! println!("your token (shown once): {}", created.token.expose_secret());
+//! # let _ = layer;
+//! # Ok(()) }
+//! ```
+//!
+//! With an existing pool, another table name, and UUID user ids (sqlx's `uuid` feature):
+//!
+//! ```no_run
+//! use tower_pat::PostgresStore;
+//!
+//! # async fn run(pool: sqlx::PgPool) -> Result<(), tower_pat::store::StoreError> {
+//! let store = PostgresStore::<uuid::Uuid>::new(pool).with_table("api_tokens");
+//! store.migrate().await?; // creates `user_id UUID`
+//! # Ok(()) }
+//! ```
+//!
+//! # Schema
+//!
+//! `migrations/postgres/0001_personal_access_tokens.sql` in the crate's repository, with
+//! the table name and the user id's SQL type filled in ([`PostgresStore::schema_sql`]
+//! shows the result). Passport's columns plus `token_hash` (32-byte `BYTEA`, unique) and
+//! `last_used_at`; timestamps are `TIMESTAMPTZ`; scopes are space-delimited `TEXT`.
+//! Indexes serve every query the store makes: by hash, by id, by user, and the two kinds
+//! of pruning.
+//!
+//! # Bad rows
+//!
+//! A row the store cannot read back exactly (a NULL where none belongs, scopes that do not
+//! parse, a hash that is not 32 bytes, an id that is not 32 lowercase hex digits) makes the
+//! operation fail with [`StoreErrorKind::Corrupt`], naming the row's id: the layer answers
+//! 503, and no token gains or loses a scope.
+
+use std::{fmt, marker::PhantomData, str::FromStr, sync::Arc};
+
+use async_trait::async_trait;
+use sqlx::{
+    AssertSqlSafe, Decode, Encode, Postgres, Row, SqlSafeStr, SqlStr, Type, TypeInfo,
+    postgres::{PgArguments, PgPool, PgPoolOptions, PgRow},
+};
+use time::OffsetDateTime;
+
+use super::{Found, ManageTokens, Revoked, StoreError, StoreErrorKind, TokenStore};
+use crate::{
+    record::{TokenId, TokenRecord, UserId},
+    scope::Scopes,
+    token::TokenHash,
+};
+
+/// The migration, with `{table}` and `{user_id_type}` to fill in.
+const MIGRATION: &str = include_str!("../../migrations/postgres/0001_personal_access_tokens.sql");
+
+/// The table [`PostgresStore::new`] uses unless told otherwise.
+pub const DEFAULT_TABLE: &str = "personal_access_tokens";
+
+/// How many rows one `DELETE` of [`prune`](ManageTokens::prune) removes at most, unless
+/// configured with [`PostgresStore::prune_batch_size`].
+pub const DEFAULT_PRUNE_BATCH: u32 = 1000;
+
+/// The longest table name accepted: index and constraint names append up to 15
+/// characters, and PostgreSQL cuts names at 63.
+pub const MAX_TABLE_NAME_LEN: usize = 48;
+
+/// The first key of the advisory lock [`PostgresStore::migrate`] holds (the second is
+/// derived from the table name).
+const MIGRATE_LOCK_CLASS: i32 = i32::from_be_bytes(*b"tpat");
+
+const COLUMNS: &str = "id, user_id, client_id, name, scopes, token_hash, revoked, \
+                       created_at, updated_at, expires_at, last_used_at";
+
+/// What a user id type needs to live in PostgreSQL: `i64`, `i32`, `String`, and with
+/// sqlx's `uuid` feature `uuid::Uuid` all qualify. Implemented for every such type.
+pub trait PostgresUserId:
+    UserId + Type<Postgres> + for<'q> Encode<'q, Postgres> + for<'r> Decode<'r, Postgres>
+{
+}
+
+impl<T> PostgresUserId for T where
+    T: UserId + Type<Postgres> + for<'q> Encode<'q, Postgres> + for<'r> Decode<'r, Postgres>
+{
+}
+
+/// Personal access tokens in a PostgreSQL table, through an sqlx pool.
+///
+/// Every statement is a runtime query (no compile-time checking, so building needs no
+/// database) on a table whose name is validated once, when it is set; each state change
+/// is one statement, so instances sharing the table never see half of one. Cheap to
+/// clone: the clones share the pool.
+///
+/// - [`connect`](Self::connect) to a URL, or [`new`](Self::new) over a pool you
+///   configured yourself.
+/// - [`migrate`](Self::migrate) creates the table and its indexes if they are missing.
+/// - [`with_table`](Self::with_table) picks another table name (unqualified: it lives in
+///   the connection's `search_path`).
+pub struct PostgresStore<U = i64> {
+    pool: PgPool,
+    table: Arc<str>,
+    sql: Arc<Statements>,
+    prune_batch: u32,
+    user: PhantomData<fn() -> U>,
+}
+
+impl<U> Clone for PostgresStore<U> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            table: Arc::clone(&self.table),
+            sql: Arc::clone(&self.sql),
+            prune_batch: self.prune_batch,
+            user: PhantomData,
+        }
+    }
+}
+
+impl<U> fmt::Debug for PostgresStore<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("table", &self.table)
+            .field("prune_batch", &self.prune_batch)
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
+
+impl<U> PostgresStore<U> {
+    /// A store over `pool`, on table [`DEFAULT_TABLE`].
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            table: Arc::from(DEFAULT_TABLE),
+            sql: Arc::new(Statements::new(DEFAULT_TABLE)),
+            prune_batch: DEFAULT_PRUNE_BATCH,
+            user: PhantomData,
+        }
+    }
+
+    /// Connects a pool with sqlx's default options to `url`
+    /// (`postgres://user:password@host:port/database`).
+    ///
+    /// Runs no migration: call [`migrate`](Self::migrate).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the URL does not parse or the server cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .connect(url)
+            .await
+            .map_err(StoreError::new)?;
+        Ok(Self::new(pool))
+    }
+
+    /// The same store on table `name`.
+    ///
+    /// # Panics
+    ///
+    /// When `name` is not a valid table name, naming it (see
+    /// [`try_with_table`](Self::try_with_table)): a table name is configuration, read at
+    /// startup, where that is the clearest failure.
+    #[track_caller]
+    pub fn with_table(self, name: &str) -> Self {
+        match self.try_with_table(name) {
+            Ok(store) => store,
+            Err(err) => panic!("{err}"),
+        }
+    }
+
+    /// The same store on table `name`: 1 to [`MAX_TABLE_NAME_LEN`] ASCII letters, digits
+    /// and `_`, not starting with a digit. The name is quoted in every statement, so it is
+    /// case-sensitive and may be a reserved word.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidTableName`] naming `name` otherwise.
+    pub fn try_with_table(mut self, name: &str) -> Result<Self, InvalidTableName> {
+        check_table_name(name)?;
+        self.table = Arc::from(name);
+        self.sql = Arc::new(Statements::new(name));
+        Ok(self)
+    }
+
+    /// Sets how many rows one `DELETE` of [`prune`](ManageTokens::prune) removes at most
+    /// (default [`DEFAULT_PRUNE_BATCH`]; at least 1): each batch is its own short
+    /// transaction, so a big table is never locked for long.
+    pub fn prune_batch_size(mut self, rows: u32) -> Self {
+        self.prune_batch = rows.max(1);
+        self
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+}
+
+impl<U: PostgresUserId> PostgresStore<U> {
+    /// The migration for this store's table and user id type, as [`migrate`](Self::migrate)
+    /// runs it: to read, or to hand to your own migration tool.
+    pub fn schema_sql(&self) -> String {
+        render(MIGRATION, &self.table, U::type_info().name())
+    }
+
+    /// Creates the table and its indexes if they are missing; changes nothing otherwise,
+    /// so it is safe to run at every start. Runs in one transaction holding an advisory
+    /// lock (per table name), so instances that start together take turns.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database refuses the statements (or the user id type's SQL
+    /// name is not a plain type name).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let user_id_type = U::type_info();
+        check_type_name(user_id_type.name())?;
+        let sql = render(MIGRATION, &self.table, user_id_type.name());
+        let lock = i32::from_be_bytes(crc32fast::hash(self.table.as_bytes()).to_be_bytes());
+        let mut tx = self.pool.begin().await.map_err(StoreError::new)?;
+        // A second run would log "already exists, skipping" for every statement.
+        sqlx::query("SET LOCAL client_min_messages TO warning")
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::new)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+            .bind(MIGRATE_LOCK_CLASS)
+            .bind(lock)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::new)?;
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::new)?;
+        tx.commit().await.map_err(StoreError::new)
+    }
+
+    async fn fetch_one_record(
+        &self,
+        query: sqlx::query::Query<'_, Postgres, PgArguments>,
+    ) -> Result<Option<TokenRecord<U>>, StoreError> {
+        let row = query
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::new)?;
+        row.as_ref().map(record_from_row).transpose()
+    }
+
+    async fn prune_where(
+        &self,
+        statement: &SqlStr,
+        before: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let deleted = sqlx::query(statement.clone())
+                .bind(before)
+                .bind(i64::from(self.prune_batch))
+                .execute(&self.pool)
+                .await
+                .map_err(StoreError::new)?
+                .rows_affected();
+            total += deleted;
+            if deleted < u64::from(self.prune_batch) {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl<U: PostgresUserId> TokenStore for PostgresStore<U> {
+    type UserId = U;
+
+    async fn find(&self, hash: &TokenHash) -> Result<Found<U>, StoreError> {
+        let query = sqlx::query(self.sql.find.clone()).bind(&hash.as_bytes()[..]);
+        Ok(self.fetch_one_record(query).await?.map(Arc::new))
+    }
+
+    async fn touch(&self, id: TokenId, at: OffsetDateTime) -> Result<(), StoreError> {
+        sqlx::query(self.sql.touch.clone())
+            .bind(at)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::new)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<U: PostgresUserId> ManageTokens for PostgresStore<U> {
+    async fn insert(&self, record: TokenRecord<U>) -> Result<(), StoreError> {
+        let result = sqlx::query(self.sql.insert.clone())
+            .bind(record.id.to_string())
+            .bind(&record.user_id)
+            .bind(record.client_id.as_deref())
+            .bind(record.name.as_str())
+            .bind(record.scopes.to_string())
+            .bind(&record.token_hash.as_bytes()[..])
+            .bind(record.revoked)
+            .bind(record.created_at)
+            .bind(record.updated_at)
+            .bind(record.expires_at)
+            .bind(record.last_used_at)
+            .execute(&self.pool)
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
+                Err(StoreError::with_kind(
+                    StoreErrorKind::Conflict,
+                    format!("token {} exists already (same id or same hash)", record.id),
+                )
+                .with_source(sqlx::Error::Database(err)))
+            }
+            Err(err) => Err(StoreError::new(err)),
+        }
+    }
+
+    async fn get(&self, id: TokenId) -> Result<Option<TokenRecord<U>>, StoreError> {
+        let query = sqlx::query(self.sql.get.clone()).bind(id.to_string());
+        self.fetch_one_record(query).await
+    }
+
+    async fn list(&self, user: &U) -> Result<Vec<TokenRecord<U>>, StoreError> {
+        let rows = sqlx::query(self.sql.list.clone())
+            .bind(user)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::new)?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    async fn revoke(
+        &self,
+        user: &U,
+        id: TokenId,
+        at: OffsetDateTime,
+    ) -> Result<Revoked, StoreError> {
+        let id = id.to_string();
+        // One statement does the change (a concurrent revoke waits for the row lock, then
+        // finds it revoked), so two revokes cannot both win; a second query only tells
+        // "already revoked" from "not this user's".
+        let changed = sqlx::query(self.sql.revoke.clone())
+            .bind(at)
+            .bind(id.as_str())
+            .bind(user)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::new)?
+            .rows_affected();
+        if changed > 0 {
+            return Ok(Revoked::Revoked);
+        }
+        let exists = sqlx::query(self.sql.owned.clone())
+            .bind(id.as_str())
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::new)?
+            .is_some();
+        Ok(if exists {
+            Revoked::AlreadyRevoked
+        } else {
+            Revoked::NotFound
+        })
+    }
+
+    async fn revoke_all(&self, user: &U, at: OffsetDateTime) -> Result<u64, StoreError> {
+        Ok(sqlx::query(self.sql.revoke_all.clone())
+            .bind(at)
+            .bind(user)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::new)?
+            .rows_affected())
+    }
+
+    async fn delete(&self, user: &U, id: TokenId) -> Result<bool, StoreError> {
+        let deleted = sqlx::query(self.sql.delete.clone())
+            .bind(id.to_string())
+            .bind(user)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::new)?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+
+    async fn prune(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let expired = self.prune_where(&self.sql.prune_expired, before).await?;
+        let revoked = self.prune_where(&self.sql.prune_revoked, before).await?;
+        Ok(expired + revoked)
+    }
+}
+
+/// The statements, built once per table name.
+struct Statements {
+    find: SqlStr,
+    get: SqlStr,
+    list: SqlStr,
+    insert: SqlStr,
+    revoke: SqlStr,
+    owned: SqlStr,
+    revoke_all: SqlStr,
+    delete: SqlStr,
+    touch: SqlStr,
+    prune_expired: SqlStr,
+    prune_revoked: SqlStr,
+}
+
+impl Statements {
+    /// `table` has passed [`check_table_name`] (or is the default): it holds no quote.
+    fn new(table: &str) -> Self {
+        let sql = |text: String| AssertSqlSafe(Arc::<str>::from(text)).into_sql_str();
+        Self {
+            find: sql(format!(
+                r#"SELECT {COLUMNS} FROM "{table}" WHERE token_hash = $1"#
+            )),
+            get: sql(format!(r#"SELECT {COLUMNS} FROM "{table}" WHERE id = $1"#)),
+            list: sql(format!(
+                r#"SELECT {COLUMNS} FROM "{table}" WHERE user_id = $1 ORDER BY created_at, id COLLATE "C""#
+            )),
+            insert: sql(format!(
+                r#"INSERT INTO "{table}" ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"#
+            )),
+            revoke: sql(format!(
+                r#"UPDATE "{table}" SET revoked = TRUE, updated_at = $1 WHERE id = $2 AND user_id = $3 AND NOT revoked"#
+            )),
+            owned: sql(format!(
+                r#"SELECT 1 FROM "{table}" WHERE id = $1 AND user_id = $2"#
+            )),
+            revoke_all: sql(format!(
+                r#"UPDATE "{table}" SET revoked = TRUE, updated_at = $1 WHERE user_id = $2 AND NOT revoked"#
+            )),
+            delete: sql(format!(
+                r#"DELETE FROM "{table}" WHERE id = $1 AND user_id = $2"#
+            )),
+            touch: sql(format!(
+                r#"UPDATE "{table}" SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)"#
+            )),
+            prune_expired: sql(format!(
+                r#"DELETE FROM "{table}" WHERE id IN (SELECT id FROM "{table}" WHERE expires_at <= $1 LIMIT $2)"#
+            )),
+            prune_revoked: sql(format!(
+                r#"DELETE FROM "{table}" WHERE id IN (SELECT id FROM "{table}" WHERE revoked AND updated_at <= $1 LIMIT $2)"#
+            )),
+        }
+    }
+}
+
+/// A table name [`PostgresStore::try_with_table`] refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidTableName(String);
+
+impl InvalidTableName {
+    /// The name that was refused.
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for InvalidTableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid table name {:?}: expected 1 to {MAX_TABLE_NAME_LEN} ASCII letters, digits \
+             and `_`, not starting with a digit",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for InvalidTableName {}
+
+fn check_table_name(name: &str) -> Result<(), InvalidTableName> {
+    let valid = (1..=MAX_TABLE_NAME_LEN).contains(&name.len())
+        && !name.as_bytes()[0].is_ascii_digit()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(InvalidTableName(name.to_owned()))
+    }
+}
+
+/// The user id's SQL type goes into DDL as it is: it must look like a type name.
+fn check_type_name(name: &str) -> Result<(), StoreError> {
+    let plain = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_ (),[]".contains(&b));
+    if plain {
+        Ok(())
+    } else {
+        Err(StoreError::with_kind(
+            StoreErrorKind::Backend,
+            format!("the user id's SQL type {name:?} is not a plain type name"),
+        ))
+    }
+}
+
+/// Fills in the migration, without its leading comment block (which explains the
+/// placeholders).
+fn render(template: &str, table: &str, user_id_type: &str) -> String {
+    let body: Vec<&str> = template
+        .lines()
+        .skip_while(|line| line.starts_with("--") || line.trim().is_empty())
+        .collect();
+    format!(
+        "-- tower-pat personal access tokens: table \"{table}\", user id {user_id_type}\n{}\n",
+        body.join("\n")
+    )
+    .replace("{table}", table)
+    .replace("{user_id_type}", user_id_type)
+}
+
+/// Reads a row back, exactly, or says which row is bad and why.
+fn record_from_row<U: PostgresUserId>(row: &PgRow) -> Result<TokenRecord<U>, StoreError> {
+    let raw_id: String = match row.try_get::<Option<String>, _>("id") {
+        Ok(Some(id)) => id,
+        Ok(None) => return Err(StoreError::corrupt("(NULL)", "id is NULL")),
+        Err(err) => return Err(read_error("(unreadable)", "id", err)),
+    };
+    let row_id = raw_id.as_str();
+    // Only the canonical form: an id that reads back differently would never match the
+    // `WHERE id = $1` of a later revoke.
+    let id = match TokenId::from_str(row_id) {
+        Ok(id) if id.to_string() == row_id => id,
+        _ => {
+            return Err(StoreError::corrupt(
+                row_id,
+                "id is not 32 lowercase hex digits",
+            ));
+        }
+    };
+
+    let scopes_text: String = required(row, row_id, "scopes")?;
+    let scopes = Scopes::parse_space_delimited(&scopes_text)
+        .map_err(|err| StoreError::corrupt(row_id, format_args!("scopes do not parse: {err}")))?;
+
+    let hash: Vec<u8> = required(row, row_id, "token_hash")?;
+    let token_hash = <[u8; 32]>::try_from(hash.as_slice())
+        .map(TokenHash::from_bytes)
+        .map_err(|_| {
+            StoreError::corrupt(
+                row_id,
+                format_args!("token_hash is {} bytes, not 32", hash.len()),
+            )
+        })?;
+
+    Ok(TokenRecord {
+        id,
+        user_id: required(row, row_id, "user_id")?,
+        client_id: optional(row, row_id, "client_id")?,
+        name: required(row, row_id, "name")?,
+        scopes,
+        token_hash,
+        revoked: required(row, row_id, "revoked")?,
+        created_at: required(row, row_id, "created_at")?,
+        updated_at: required(row, row_id, "updated_at")?,
+        expires_at: required(row, row_id, "expires_at")?,
+        last_used_at: optional(row, row_id, "last_used_at")?,
+    })
+}
+
+/// A column that must not be NULL.
+fn required<'r, T>(row: &'r PgRow, row_id: &str, column: &str) -> Result<T, StoreError>
+where
+    T: Decode<'r, Postgres> + Type<Postgres>,
+{
+    optional(row, row_id, column)?
+        .ok_or_else(|| StoreError::corrupt(row_id, format_args!("{column} is NULL")))
+}
+
+/// A nullable column.
+fn optional<'r, T>(row: &'r PgRow, row_id: &str, column: &str) -> Result<Option<T>, StoreError>
+where
+    T: Decode<'r, Postgres> + Type<Postgres>,
+{
+    row.try_get::<Option<T>, _>(column)
+        .map_err(|err| read_error(row_id, column, err))
+}
+
+/// A value of the wrong type is bad data; anything else (a missing column) is the
+/// backend's failure.
+fn read_error(row_id: &str, column: &str, err: sqlx::Error) -> StoreError {
+    match err {
+        sqlx::Error::ColumnDecode { .. } => {
+            StoreError::corrupt(row_id, format_args!("{column} cannot be read")).with_source(err)
+        }
+        err => StoreError::new(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_are_checked() {
+        for good in ["personal_access_tokens", "_t", "User", &"a".repeat(48)] {
+            assert!(check_table_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "1tokens",
+            "public.tokens",
+            "pat\"; DROP TABLE x; --",
+            "pat-tokens",
+            "tökens",
+            &"a".repeat(49),
+        ] {
+            let err = check_table_name(bad).unwrap_err();
+            assert_eq!(err.name(), bad);
+            assert!(err.to_string().contains("invalid table name"));
+        }
+    }
+
+    #[test]
+    fn the_migration_is_filled_in() {
+        let sql = render(MIGRATION, "my_tokens", "UUID");
+        assert!(sql.starts_with("-- tower-pat personal access tokens"));
+        assert!(
+            !sql.contains("{table}") && !sql.contains("{user_id_type}"),
+            "{sql}"
+        );
+        assert!(sql.contains(r#"CREATE TABLE IF NOT EXISTS "my_tokens""#));
+        assert!(sql.contains("user_id      UUID NOT NULL"));
+        assert!(sql.contains(r#"CONSTRAINT "my_tokens_token_hash_key" UNIQUE (token_hash)"#));
+        assert!(check_type_name("INT8").is_ok());
+        assert!(check_type_name("TEXT[]").is_ok());
+        assert!(check_type_name("x; DROP TABLE y").is_err());
+    }
+}

@@ -1,0 +1,687 @@
+//! [`SqliteStore`]: tokens in a SQLite database (sqlx, bundled SQLite), the embedded
+//! persistent store for a single machine.
+//!
+//! Open a file (or `:memory:`), run the shipped migration once with
+//! [`migrate`](SqliteStore::migrate), and hand the store to [`Tokens`](crate::Tokens):
+//!
+//! ```
+//! use axum::{Router, body::Body, routing::get};
+//! use http::{Request, StatusCode, header::AUTHORIZATION};
+//! use tower::ServiceExt;
+//! use tower_pat::{SqliteStore, Tokens, scope::ScopeRegistry};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let store = SqliteStore::<i64>::open(":memory:").await?;
+//! store.migrate().await?;
+//! let tokens = Tokens::new(store, ScopeRegistry::new().scope("orders:read", "See orders"));
+//! let app = Router::new()
+//!     .route("/orders", get(|| async { "orders" }))
+//!     .layer(tokens.layer());
+//!
+//! let created = tokens.create(7, "laptop", ["orders:read"]).await?;
+//! let bearer = format!("Bearer {}", created.token.expose_secret());
+//! let request = || Request::get("/orders").header(AUTHORIZATION, &bearer).body(Body::empty());
+//! assert_eq!(app.clone().oneshot(request()?).await?.status(), StatusCode::OK);
+//!
+//! tokens.revoke(&7, created.record.id).await?;
+//! assert_eq!(app.oneshot(request()?).await?.status(), StatusCode::UNAUTHORIZED);
+//! # Ok::<_, Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Schema
+//!
+//! `migrations/sqlite/0001_personal_access_tokens.sql` in the crate's repository, with the
+//! table name and the user id's SQL type filled in ([`SqliteStore::schema_sql`] shows the
+//! result). Passport's columns plus `token_hash` (32-byte BLOB, unique) and `last_used_at`;
+//! timestamps are Unix seconds (UTC) in INTEGER columns; scopes are space-delimited text.
+//! Indexes serve every query the store makes: by hash, by id, by user, and the two kinds of
+//! pruning.
+//!
+//! # Bad rows
+//!
+//! A row the store cannot read back exactly (a NULL where none belongs, scopes that do not
+//! parse, a hash that is not 32 bytes, an id that is not 32 lowercase hex digits, a
+//! timestamp out of range) makes the operation fail with
+//! [`StoreErrorKind::Corrupt`], naming the row's id: the layer answers 503, and no token
+//! gains or loses a scope.
+
+use std::{fmt, marker::PhantomData, path::Path, str::FromStr, sync::Arc};
+
+use async_trait::async_trait;
+use sqlx::{
+    AssertSqlSafe, Decode, Encode, Row, SqlSafeStr, SqlStr, Sqlite, Type, TypeInfo,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow},
+};
+use time::OffsetDateTime;
+
+use super::{Found, ManageTokens, Revoked, StoreError, StoreErrorKind, TokenStore};
+use crate::{
+    record::{TokenId, TokenRecord, UserId},
+    scope::Scopes,
+    token::TokenHash,
+};
+
+/// The migration, with `{table}` and `{user_id_type}` to fill in.
+const MIGRATION: &str = include_str!("../../migrations/sqlite/0001_personal_access_tokens.sql");
+
+/// The table [`SqliteStore::new`] uses unless told otherwise.
+pub const DEFAULT_TABLE: &str = "personal_access_tokens";
+
+/// How many rows one `DELETE` of [`prune`](ManageTokens::prune) removes at most, unless
+/// configured with [`SqliteStore::prune_batch_size`].
+pub const DEFAULT_PRUNE_BATCH: u32 = 1000;
+
+/// The longest table name accepted: index names append up to 15 characters.
+pub const MAX_TABLE_NAME_LEN: usize = 48;
+
+const COLUMNS: &str = "id, user_id, client_id, name, scopes, token_hash, revoked, \
+                       created_at, updated_at, expires_at, last_used_at";
+
+/// What a user id type needs to live in SQLite: `i64`, `String`, and with sqlx's `uuid`
+/// feature `uuid::Uuid` all qualify. Implemented for every such type.
+pub trait SqliteUserId:
+    UserId + Type<Sqlite> + for<'q> Encode<'q, Sqlite> + for<'r> Decode<'r, Sqlite>
+{
+}
+
+impl<T> SqliteUserId for T where
+    T: UserId + Type<Sqlite> + for<'q> Encode<'q, Sqlite> + for<'r> Decode<'r, Sqlite>
+{
+}
+
+/// Personal access tokens in a SQLite table, through an sqlx pool.
+///
+/// Every statement is a runtime query (no compile-time checking, so building needs no
+/// database) on a table whose name is validated once, when it is set. Cheap to clone: the
+/// clones share the pool.
+///
+/// - [`open`](Self::open) a file, created if missing (WAL journal), or `":memory:"`;
+///   [`new`](Self::new) takes a pool you configured yourself.
+/// - [`migrate`](Self::migrate) creates the table and its indexes if they are missing.
+/// - [`with_table`](Self::with_table) picks another table name.
+///
+/// Timestamps are stored to the second: a sub-second part is dropped.
+pub struct SqliteStore<U = i64> {
+    pool: SqlitePool,
+    table: Arc<str>,
+    sql: Arc<Statements>,
+    prune_batch: u32,
+    user: PhantomData<fn() -> U>,
+}
+
+impl<U> Clone for SqliteStore<U> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            table: Arc::clone(&self.table),
+            sql: Arc::clone(&self.sql),
+            prune_batch: self.prune_batch,
+            user: PhantomData,
+        }
+    }
+}
+
+impl<U> fmt::Debug for SqliteStore<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("table", &self.table)
+            .field("prune_batch", &self.prune_batch)
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
+
+impl<U> SqliteStore<U> {
+    /// A store over `pool`, on table [`DEFAULT_TABLE`].
+    ///
+    /// An in-memory database lives only as long as the connection that opened it: give an
+    /// in-memory pool exactly one connection, with no idle timeout and no maximum
+    /// lifetime (as [`open(":memory:")`](Self::open) does), or its tokens vanish.
+    pub fn new(pool: SqlitePool) -> Self {
+        Self {
+            pool,
+            table: Arc::from(DEFAULT_TABLE),
+            sql: Arc::new(Statements::new(DEFAULT_TABLE)),
+            prune_batch: DEFAULT_PRUNE_BATCH,
+            user: PhantomData,
+        }
+    }
+
+    /// Opens the database file at `path`, creating it if missing, in WAL mode (readers do
+    /// not wait for the writer). `":memory:"` opens a private in-memory database on a
+    /// pool of one connection that is never closed while the store lives.
+    ///
+    /// Runs no migration: call [`migrate`](Self::migrate).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the file cannot be opened or created.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let pool = if path == Path::new(":memory:") {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(SqliteConnectOptions::new().in_memory(true))
+                .await
+        } else {
+            let options = SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal);
+            SqlitePoolOptions::new().connect_with(options).await
+        };
+        Ok(Self::new(pool.map_err(StoreError::new)?))
+    }
+
+    /// The same store on table `name`.
+    ///
+    /// # Panics
+    ///
+    /// When `name` is not a valid table name, naming it (see
+    /// [`try_with_table`](Self::try_with_table)): a table name is configuration, read at
+    /// startup, where that is the clearest failure.
+    #[track_caller]
+    pub fn with_table(self, name: &str) -> Self {
+        match self.try_with_table(name) {
+            Ok(store) => store,
+            Err(err) => panic!("{err}"),
+        }
+    }
+
+    /// The same store on table `name`: 1 to [`MAX_TABLE_NAME_LEN`] ASCII letters, digits
+    /// and `_`, not starting with a digit nor with `sqlite_`.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidTableName`] naming `name` otherwise.
+    pub fn try_with_table(mut self, name: &str) -> Result<Self, InvalidTableName> {
+        check_table_name(name)?;
+        self.table = Arc::from(name);
+        self.sql = Arc::new(Statements::new(name));
+        Ok(self)
+    }
+
+    /// Sets how many rows one `DELETE` of [`prune`](ManageTokens::prune) removes at most
+    /// (default [`DEFAULT_PRUNE_BATCH`]; at least 1): each batch is its own short write,
+    /// so other writers get their turn in between.
+    pub fn prune_batch_size(mut self, rows: u32) -> Self {
+        self.prune_batch = rows.max(1);
+        self
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+}
+
+impl<U: SqliteUserId> SqliteStore<U> {
+    /// The migration for this store's table and user id type, as [`migrate`](Self::migrate)
+    /// runs it: to read, or to hand to your own migration tool.
+    pub fn schema_sql(&self) -> String {
+        render(MIGRATION, &self.table, U::type_info().name())
+    }
+
+    /// Creates the table and its indexes if they are missing; changes nothing otherwise,
+    /// so it is safe to run at every start. Runs in one transaction.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database refuses the statements (or the user id type's SQL
+    /// name is not a plain type name).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let user_id_type = U::type_info();
+        check_type_name(user_id_type.name())?;
+        let sql = render(MIGRATION, &self.table, user_id_type.name());
+        // All or nothing, and holding the write lock from the start: another process
+        // migrating the same file waits its turn (`busy_timeout`) instead of failing.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StoreError::new)?;
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::new)?;
+        tx.commit().await.map_err(StoreError::new)
+    }
+
+    async fn fetch_one_record(
+        &self,
+        query: sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments>,
+    ) -> Result<Option<TokenRecord<U>>, StoreError> {
+        let row = query
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::new)?;
+        row.as_ref().map(record_from_row).transpose()
+    }
+
+    async fn prune_where(&self, statement: &SqlStr, before: i64) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let deleted = sqlx::query(statement.clone())
+                .bind(before)
+                .bind(i64::from(self.prune_batch))
+                .execute(&self.pool)
+                .await
+                .map_err(StoreError::new)?
+                .rows_affected();
+            total += deleted;
+            if deleted < u64::from(self.prune_batch) {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl<U: SqliteUserId> TokenStore for SqliteStore<U> {
+    type UserId = U;
+
+    async fn find(&self, hash: &TokenHash) -> Result<Found<U>, StoreError> {
+        let query = sqlx::query(self.sql.find.clone()).bind(&hash.as_bytes()[..]);
+        Ok(self.fetch_one_record(query).await?.map(Arc::new))
+    }
+
+    async fn touch(&self, id: TokenId, at: OffsetDateTime) -> Result<(), StoreError> {
+        sqlx::query(self.sql.touch.clone())
+            .bind(at.unix_timestamp())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::new)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<U: SqliteUserId> ManageTokens for SqliteStore<U> {
+    async fn insert(&self, record: TokenRecord<U>) -> Result<(), StoreError> {
+        let result = sqlx::query(self.sql.insert.clone())
+            .bind(record.id.to_string())
+            .bind(&record.user_id)
+            .bind(record.client_id.as_deref())
+            .bind(record.name.as_str())
+            .bind(record.scopes.to_string())
+            .bind(&record.token_hash.as_bytes()[..])
+            .bind(record.revoked)
+            .bind(record.created_at.unix_timestamp())
+            .bind(record.updated_at.unix_timestamp())
+            .bind(record.expires_at.unix_timestamp())
+            .bind(record.last_used_at.map(OffsetDateTime::unix_timestamp))
+            .execute(&self.pool)
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
+                Err(StoreError::with_kind(
+                    StoreErrorKind::Conflict,
+                    format!("token {} exists already (same id or same hash)", record.id),
+                )
+                .with_source(sqlx::Error::Database(err)))
+            }
+            Err(err) => Err(StoreError::new(err)),
+        }
+    }
+
+    async fn get(&self, id: TokenId) -> Result<Option<TokenRecord<U>>, StoreError> {
+        let query = sqlx::query(self.sql.get.clone()).bind(id.to_string());
+        self.fetch_one_record(query).await
+    }
+
+    async fn list(&self, user: &U) -> Result<Vec<TokenRecord<U>>, StoreError> {
+        let rows = sqlx::query(self.sql.list.clone())
+            .bind(user)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::new)?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    async fn revoke(
+        &self,
+        user: &U,
+        id: TokenId,
+        at: OffsetDateTime,
+    ) -> Result<Revoked, StoreError> {
+        let id = id.to_string();
+        // One statement does the change, so two concurrent revokes cannot both win; a
+        // second query only tells "already revoked" from "not this user's".
+        let changed = sqlx::query(self.sql.revoke.clone())
+            .bind(at.unix_timestamp())
+            .bind(id.as_str())
+            .bind(user)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::new)?
+            .rows_affected();
+        if changed > 0 {
+            return Ok(Revoked::Revoked);
+        }
+        let exists = sqlx::query(self.sql.owned.clone())
+            .bind(id.as_str())
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::new)?
+            .is_some();
+        Ok(if exists {
+            Revoked::AlreadyRevoked
+        } else {
+            Revoked::NotFound
+        })
+    }
+
+    async fn revoke_all(&self, user: &U, at: OffsetDateTime) -> Result<u64, StoreError> {
+        Ok(sqlx::query(self.sql.revoke_all.clone())
+            .bind(at.unix_timestamp())
+            .bind(user)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::new)?
+            .rows_affected())
+    }
+
+    async fn delete(&self, user: &U, id: TokenId) -> Result<bool, StoreError> {
+        let deleted = sqlx::query(self.sql.delete.clone())
+            .bind(id.to_string())
+            .bind(user)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::new)?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+
+    async fn prune(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let before = before.unix_timestamp();
+        let expired = self.prune_where(&self.sql.prune_expired, before).await?;
+        let revoked = self.prune_where(&self.sql.prune_revoked, before).await?;
+        Ok(expired + revoked)
+    }
+}
+
+/// The statements, built once per table name.
+struct Statements {
+    find: SqlStr,
+    get: SqlStr,
+    list: SqlStr,
+    insert: SqlStr,
+    revoke: SqlStr,
+    owned: SqlStr,
+    revoke_all: SqlStr,
+    delete: SqlStr,
+    touch: SqlStr,
+    prune_expired: SqlStr,
+    prune_revoked: SqlStr,
+}
+
+impl Statements {
+    /// `table` has passed [`check_table_name`] (or is the default): it holds no quote.
+    fn new(table: &str) -> Self {
+        let sql = |text: String| AssertSqlSafe(Arc::<str>::from(text)).into_sql_str();
+        Self {
+            find: sql(format!(
+                r#"SELECT {COLUMNS} FROM "{table}" WHERE token_hash = ?1"#
+            )),
+            get: sql(format!(r#"SELECT {COLUMNS} FROM "{table}" WHERE id = ?1"#)),
+            list: sql(format!(
+                r#"SELECT {COLUMNS} FROM "{table}" WHERE user_id = ?1 ORDER BY created_at, id"#
+            )),
+            insert: sql(format!(
+                r#"INSERT INTO "{table}" ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"#
+            )),
+            revoke: sql(format!(
+                r#"UPDATE "{table}" SET revoked = 1, updated_at = ?1 WHERE id = ?2 AND user_id = ?3 AND revoked = 0"#
+            )),
+            owned: sql(format!(
+                r#"SELECT 1 FROM "{table}" WHERE id = ?1 AND user_id = ?2"#
+            )),
+            revoke_all: sql(format!(
+                r#"UPDATE "{table}" SET revoked = 1, updated_at = ?1 WHERE user_id = ?2 AND revoked = 0"#
+            )),
+            delete: sql(format!(
+                r#"DELETE FROM "{table}" WHERE id = ?1 AND user_id = ?2"#
+            )),
+            touch: sql(format!(
+                r#"UPDATE "{table}" SET last_used_at = ?1 WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1)"#
+            )),
+            prune_expired: sql(format!(
+                r#"DELETE FROM "{table}" WHERE id IN (SELECT id FROM "{table}" WHERE expires_at <= ?1 LIMIT ?2)"#
+            )),
+            prune_revoked: sql(format!(
+                r#"DELETE FROM "{table}" WHERE id IN (SELECT id FROM "{table}" WHERE revoked = 1 AND updated_at <= ?1 LIMIT ?2)"#
+            )),
+        }
+    }
+}
+
+/// A table name [`SqliteStore::try_with_table`] refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidTableName(String);
+
+impl InvalidTableName {
+    /// The name that was refused.
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for InvalidTableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid table name {:?}: expected 1 to {MAX_TABLE_NAME_LEN} ASCII letters, digits \
+             and `_`, not starting with a digit nor with `sqlite_`",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for InvalidTableName {}
+
+fn check_table_name(name: &str) -> Result<(), InvalidTableName> {
+    let valid = (1..=MAX_TABLE_NAME_LEN).contains(&name.len())
+        && !name.as_bytes()[0].is_ascii_digit()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !name.to_ascii_lowercase().starts_with("sqlite_");
+    if valid {
+        Ok(())
+    } else {
+        Err(InvalidTableName(name.to_owned()))
+    }
+}
+
+/// The user id's SQL type goes into DDL as it is: it must look like a type name.
+fn check_type_name(name: &str) -> Result<(), StoreError> {
+    let plain = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_ (),".contains(&b));
+    if plain {
+        Ok(())
+    } else {
+        Err(StoreError::with_kind(
+            StoreErrorKind::Backend,
+            format!("the user id's SQL type {name:?} is not a plain type name"),
+        ))
+    }
+}
+
+/// Fills in the migration, without its leading comment block (which explains the
+/// placeholders).
+fn render(template: &str, table: &str, user_id_type: &str) -> String {
+    let body: Vec<&str> = template
+        .lines()
+        .skip_while(|line| line.starts_with("--") || line.trim().is_empty())
+        .collect();
+    format!(
+        "-- tower-pat personal access tokens: table \"{table}\", user id {user_id_type}\n{}\n",
+        body.join("\n")
+    )
+    .replace("{table}", table)
+    .replace("{user_id_type}", user_id_type)
+}
+
+/// Reads a row back, exactly, or says which row is bad and why.
+fn record_from_row<U: SqliteUserId>(row: &SqliteRow) -> Result<TokenRecord<U>, StoreError> {
+    let raw_id: String = match row.try_get::<Option<String>, _>("id") {
+        Ok(Some(id)) => id,
+        Ok(None) => return Err(StoreError::corrupt("(NULL)", "id is NULL")),
+        Err(err) => return Err(read_error("(unreadable)", "id", err)),
+    };
+    let row_id = raw_id.as_str();
+    // Only the canonical form: an id that reads back differently would never match the
+    // `WHERE id = ?` of a later revoke.
+    let id = match TokenId::from_str(row_id) {
+        Ok(id) if id.to_string() == row_id => id,
+        _ => {
+            return Err(StoreError::corrupt(
+                row_id,
+                "id is not 32 lowercase hex digits",
+            ));
+        }
+    };
+
+    let scopes_text: String = required(row, row_id, "scopes")?;
+    let scopes = Scopes::parse_space_delimited(&scopes_text)
+        .map_err(|err| StoreError::corrupt(row_id, format_args!("scopes do not parse: {err}")))?;
+
+    let hash: Vec<u8> = required(row, row_id, "token_hash")?;
+    let token_hash = <[u8; 32]>::try_from(hash.as_slice())
+        .map(TokenHash::from_bytes)
+        .map_err(|_| {
+            StoreError::corrupt(
+                row_id,
+                format_args!("token_hash is {} bytes, not 32", hash.len()),
+            )
+        })?;
+
+    let revoked = match required::<i64>(row, row_id, "revoked")? {
+        0 => false,
+        1 => true,
+        other => {
+            return Err(StoreError::corrupt(
+                row_id,
+                format_args!("revoked is {other}, not 0 or 1"),
+            ));
+        }
+    };
+
+    let last_used_at = match optional::<i64>(row, row_id, "last_used_at")? {
+        Some(secs) => Some(timestamp(row_id, "last_used_at", secs)?),
+        None => None,
+    };
+
+    Ok(TokenRecord {
+        id,
+        user_id: required(row, row_id, "user_id")?,
+        client_id: optional(row, row_id, "client_id")?,
+        name: required(row, row_id, "name")?,
+        scopes,
+        token_hash,
+        revoked,
+        created_at: timestamp(row_id, "created_at", required(row, row_id, "created_at")?)?,
+        updated_at: timestamp(row_id, "updated_at", required(row, row_id, "updated_at")?)?,
+        expires_at: timestamp(row_id, "expires_at", required(row, row_id, "expires_at")?)?,
+        last_used_at,
+    })
+}
+
+/// A column that must not be NULL.
+fn required<'r, T>(row: &'r SqliteRow, row_id: &str, column: &str) -> Result<T, StoreError>
+where
+    T: Decode<'r, Sqlite> + Type<Sqlite>,
+{
+    optional(row, row_id, column)?
+        .ok_or_else(|| StoreError::corrupt(row_id, format_args!("{column} is NULL")))
+}
+
+/// A nullable column.
+fn optional<'r, T>(row: &'r SqliteRow, row_id: &str, column: &str) -> Result<Option<T>, StoreError>
+where
+    T: Decode<'r, Sqlite> + Type<Sqlite>,
+{
+    row.try_get::<Option<T>, _>(column)
+        .map_err(|err| read_error(row_id, column, err))
+}
+
+/// A value of the wrong type is bad data; anything else (a missing column) is the
+/// backend's failure.
+fn read_error(row_id: &str, column: &str, err: sqlx::Error) -> StoreError {
+    match err {
+        sqlx::Error::ColumnDecode { .. } => {
+            StoreError::corrupt(row_id, format_args!("{column} cannot be read")).with_source(err)
+        }
+        err => StoreError::new(err),
+    }
+}
+
+fn timestamp(row_id: &str, column: &str, secs: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp(secs).map_err(|err| {
+        StoreError::corrupt(row_id, format_args!("{column} is out of range")).with_source(err)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_are_checked() {
+        for good in ["personal_access_tokens", "_t", "T1", &"a".repeat(48)] {
+            assert!(check_table_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "1tokens",
+            "pat tokens",
+            "pat\"; DROP TABLE x; --",
+            "pat-tokens",
+            "tökens",
+            "sqlite_master",
+            "SQLITE_x",
+            &"a".repeat(49),
+        ] {
+            let err = check_table_name(bad).unwrap_err();
+            assert_eq!(err.name(), bad);
+            assert!(err.to_string().contains("invalid table name"));
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "invalid table name \"no way\"")]
+    fn with_table_panics_naming_the_name() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _context = runtime.enter();
+        // A lazy pool opens nothing.
+        let pool = SqlitePoolOptions::new().connect_lazy_with(SqliteConnectOptions::new());
+        let _ = SqliteStore::<i64>::new(pool).with_table("no way");
+    }
+
+    #[test]
+    fn the_migration_is_filled_in() {
+        let sql = render(MIGRATION, "my_tokens", "INTEGER");
+        assert!(sql.starts_with("-- tower-pat personal access tokens"));
+        assert!(!sql.contains('{'), "{sql}");
+        assert!(sql.contains(r#"CREATE TABLE IF NOT EXISTS "my_tokens""#));
+        assert!(sql.contains("user_id      INTEGER NOT NULL"));
+        assert!(sql.contains(r#"CREATE INDEX IF NOT EXISTS "my_tokens_expires_idx""#));
+        assert!(check_type_name("INTEGER").is_ok());
+        assert!(check_type_name("x; DROP TABLE y").is_err());
+    }
+}

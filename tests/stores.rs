@@ -1,0 +1,559 @@
+//! The shipped stores against the conformance kit, against bad rows, and their own knobs:
+//! `MemoryStore`; `SqliteStore` on a temp file and on `:memory:`; `PostgresStore` at
+//! `TOWER_PAT_POSTGRES_URL` (each test on a table of its own, dropped afterwards; skipped,
+//! saying so, when the variable is unset).
+
+#![cfg(feature = "test-kit")]
+
+mod db;
+
+use tower_pat::{MemoryStore, testing::conformance};
+
+#[tokio::test]
+async fn memory_store_conforms() {
+    conformance(&MemoryStore::<i64>::new(), |n| i64::from(n) + 1).await;
+}
+
+/// What the SQL stores' tests share.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod shared {
+    pub(crate) use tower_pat::{
+        record::{TokenId, TokenRecord},
+        scope::Scopes,
+        store::{StoreError, StoreErrorKind},
+        testing::conformance,
+        token::TokenHash,
+    };
+
+    /// An active record of `user` with scope `orders:read`, created at a whole second.
+    pub(crate) fn record(user: i64) -> TokenRecord<i64> {
+        let now = time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap();
+        TokenRecord {
+            id: TokenId::random().unwrap(),
+            user_id: user,
+            client_id: None,
+            name: "test".into(),
+            scopes: Scopes::try_from_iter(["orders:read"]).unwrap(),
+            token_hash: TokenHash::of(&TokenId::random().unwrap().to_string()),
+            revoked: false,
+            created_at: now,
+            updated_at: now,
+            expires_at: now + time::Duration::days(1),
+            last_used_at: None,
+        }
+    }
+
+    /// The error is `Corrupt` and names the row and what is wrong with it.
+    #[track_caller]
+    pub(crate) fn assert_corrupt<T: std::fmt::Debug>(
+        result: Result<T, StoreError>,
+        row: &str,
+        what: &str,
+    ) {
+        let err = result.expect_err("a bad row must be an error");
+        assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{err}");
+        let message = err.to_string();
+        assert!(message.contains(&format!("token row {row}")), "{message}");
+        assert!(message.contains(what), "{message}");
+    }
+
+    /// A 32-hex-digit id made of one repeated digit.
+    pub(crate) fn row_id(digit: char) -> String {
+        std::iter::repeat_n(digit, 32).collect()
+    }
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use crate::shared::*;
+    use sqlx::{AssertSqlSafe, SqlitePool};
+    use tower_pat::{
+        ManageTokens, SqliteStore, TokenStore, Tokens, scope::ScopeRegistry, store::Revoked,
+    };
+
+    use crate::db::{TempDb, unique_table};
+
+    #[tokio::test]
+    async fn file_store_conforms() {
+        let file = TempDb::new();
+        let store = SqliteStore::<i64>::open(file.path()).await.unwrap();
+        store.migrate().await.unwrap();
+        conformance(&store, |n| i64::from(n) + 1).await;
+        store.pool().close().await;
+    }
+
+    #[tokio::test]
+    async fn in_memory_store_conforms() {
+        let store = SqliteStore::<i64>::open(":memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        conformance(&store, |n| i64::from(n) + 1).await;
+    }
+
+    #[tokio::test]
+    async fn uuid_and_string_user_ids_conform() {
+        let store = SqliteStore::<uuid::Uuid>::open(":memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        assert!(store.schema_sql().contains("user_id      BLOB NOT NULL"));
+        conformance(&store, |_| uuid::Uuid::new_v4()).await;
+
+        let store = SqliteStore::<String>::open(":memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        assert!(store.schema_sql().contains("user_id      TEXT NOT NULL"));
+        conformance(&store, |n| format!("user-{n}")).await;
+    }
+
+    #[tokio::test]
+    async fn tokens_survive_a_reopen_and_migrate_is_idempotent() {
+        let file = TempDb::new();
+        let registry = ScopeRegistry::new().scope("orders:read", "See orders");
+        let store = SqliteStore::<i64>::open(file.path()).await.unwrap();
+        store.migrate().await.unwrap();
+        store.migrate().await.unwrap();
+        let pool = store.pool().clone();
+        let tokens = Tokens::new(store, registry.clone());
+        let created = tokens.create(7, "laptop", ["orders:read"]).await.unwrap();
+        drop(tokens);
+        pool.close().await;
+
+        let store = SqliteStore::<i64>::open(file.path()).await.unwrap();
+        store.migrate().await.unwrap();
+        let found = store.find(&created.token.hash()).await.unwrap().unwrap();
+        assert_eq!(*found, created.record);
+        store.pool().close().await;
+    }
+
+    #[tokio::test]
+    async fn tables_do_not_see_each_other() {
+        let store = SqliteStore::<i64>::open(":memory:").await.unwrap();
+        let a = store.clone().with_table("tokens_a");
+        let b = store.with_table("tokens_b");
+        assert_eq!((a.table(), b.table()), ("tokens_a", "tokens_b"));
+        a.migrate().await.unwrap();
+        b.migrate().await.unwrap();
+        let token = record(1);
+        a.insert(token.clone()).await.unwrap();
+        assert!(a.find(&token.token_hash).await.unwrap().is_some());
+        assert!(b.find(&token.token_hash).await.unwrap().is_none());
+        assert_eq!(
+            b.revoke(&1, token.id, token.created_at).await.unwrap(),
+            Revoked::NotFound
+        );
+    }
+
+    #[tokio::test]
+    async fn prune_deletes_in_batches() {
+        let store = SqliteStore::<i64>::open(":memory:")
+            .await
+            .unwrap()
+            .prune_batch_size(3);
+        store.migrate().await.unwrap();
+        let now = time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap();
+        for i in 0..10 {
+            let mut expired = record(1);
+            expired.expires_at = now - time::Duration::days(1);
+            store.insert(expired).await.unwrap();
+            let mut revoked = record(2);
+            revoked.revoked = i % 2 == 0;
+            revoked.updated_at = now - time::Duration::days(1);
+            store.insert(revoked).await.unwrap();
+        }
+        // 10 expired in batches of 3 (3, 3, 3, 1), then 5 revoked (3, 2).
+        assert_eq!(store.prune(now).await.unwrap(), 15);
+        assert_eq!(store.list(&1).await.unwrap().len(), 0);
+        assert_eq!(store.list(&2).await.unwrap().len(), 5);
+    }
+
+    /// A table without the shipped schema's constraints (one made by hand, say), so that
+    /// bad rows can be written.
+    async fn loose_table(pool: &SqlitePool, table: &str) {
+        sqlx::query(AssertSqlSafe(format!(
+            r#"CREATE TABLE "{table}" (id, user_id, client_id, name, scopes, token_hash,
+               revoked, created_at, updated_at, expires_at, last_used_at)"#
+        )))
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+
+    /// Writes a good row of `user` with `id`, then breaks `column` with `value`.
+    async fn bad_row(
+        pool: &SqlitePool,
+        table: &str,
+        user: i64,
+        id: &str,
+        hash: &TokenHash,
+        column: &str,
+        value: &str,
+    ) {
+        sqlx::query(AssertSqlSafe(format!(
+            r#"INSERT INTO "{table}" VALUES (?1, ?2, NULL, 'bad', 'orders:read', ?3, 0,
+               1700000000, 1700000000, 4000000000, NULL)"#
+        )))
+        .bind(id)
+        .bind(user)
+        .bind(&hash.as_bytes()[..])
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query(AssertSqlSafe(format!(
+            r#"UPDATE "{table}" SET {column} = {value} WHERE id = ?1"#
+        )))
+        .bind(id)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn bad_rows_are_corrupt_errors_naming_the_row() {
+        let store = SqliteStore::<i64>::open(":memory:").await.unwrap();
+        let table = unique_table();
+        loose_table(store.pool(), &table).await;
+        let store = store.with_table(&table);
+
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "scopes",
+                r#"'["orders:read","admin"]'"#,
+                "scopes do not parse",
+            ),
+            (
+                "scopes",
+                "'orders:read' || char(9) || 'admin'",
+                "scopes do not parse",
+            ),
+            ("name", "NULL", "name is NULL"),
+            ("scopes", "NULL", "scopes is NULL"),
+            (
+                "token_hash",
+                "zeroblob(16)",
+                "token_hash is 16 bytes, not 32",
+            ),
+            ("revoked", "2", "revoked is 2, not 0 or 1"),
+            ("revoked", "'yes'", "revoked cannot be read"),
+            ("user_id", "'seven'", "user_id cannot be read"),
+            ("created_at", "'yesterday'", "created_at cannot be read"),
+            ("expires_at", "NULL", "expires_at is NULL"),
+            (
+                "last_used_at",
+                "999999999999999",
+                "last_used_at is out of range",
+            ),
+        ];
+        for (n, (column, value, what)) in cases.iter().enumerate() {
+            let user = 100 + n as i64;
+            let id = TokenId::random().unwrap().to_string();
+            let hash = TokenHash::of(&id);
+            bad_row(store.pool(), &table, user, &id, &hash, column, value).await;
+            if *column != "token_hash" {
+                assert_corrupt(store.find(&hash).await, &id, what);
+            }
+            if *column != "user_id" {
+                assert_corrupt(store.list(&user).await, &id, what);
+            }
+            assert_corrupt(store.get(id.parse().unwrap()).await, &id, what);
+        }
+
+        // Ids that are not the canonical 32 lowercase hex digits.
+        for (n, bad_id) in ["XYZ".to_owned(), row_id('A')].iter().enumerate() {
+            let user = 200 + n as i64;
+            let hash = TokenHash::of(bad_id);
+            bad_row(
+                store.pool(),
+                &table,
+                user,
+                bad_id,
+                &hash,
+                "name",
+                "'bad id'",
+            )
+            .await;
+            assert_corrupt(
+                store.find(&hash).await,
+                bad_id,
+                "id is not 32 lowercase hex digits",
+            );
+            assert_corrupt(
+                store.list(&user).await,
+                bad_id,
+                "id is not 32 lowercase hex digits",
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_schema_refuses_bad_rows() {
+        let store = SqliteStore::<i64>::open(":memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        let table = store.table().to_owned();
+        let good = row_id('a');
+        let hash = TokenHash::of("x");
+        let insert = |id: String, name: Option<&'static str>, hash: Vec<u8>, revoked: i64| {
+            sqlx::query(AssertSqlSafe(format!(
+                r#"INSERT INTO "{table}" (id, user_id, name, scopes, token_hash, revoked,
+                   created_at, updated_at, expires_at) VALUES (?1, 1, ?2, '', ?3, ?4, 0, 0, 0)"#
+            )))
+            .bind(id)
+            .bind(name)
+            .bind(hash)
+            .bind(revoked)
+            .execute(store.pool())
+        };
+        let full = hash.as_bytes().to_vec();
+        assert!(
+            insert(good.clone(), None, full.clone(), 0).await.is_err(),
+            "NULL name"
+        );
+        assert!(
+            insert(good.clone(), Some("n"), full[..16].to_vec(), 0)
+                .await
+                .is_err(),
+            "short hash"
+        );
+        assert!(
+            insert(good.clone(), Some("n"), full.clone(), 2)
+                .await
+                .is_err(),
+            "revoked = 2"
+        );
+        assert!(
+            insert(row_id('A'), Some("n"), full.clone(), 0)
+                .await
+                .is_err(),
+            "uppercase id"
+        );
+        assert!(
+            insert("abc".into(), Some("n"), full.clone(), 0)
+                .await
+                .is_err(),
+            "short id"
+        );
+        insert(good, Some("n"), full, 0).await.expect("a good row");
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use crate::shared::*;
+    use sqlx::{AssertSqlSafe, PgPool};
+    use tower_pat::{ManageTokens, PostgresStore, TokenStore};
+
+    use crate::db::{pg_pool, with_postgres};
+
+    #[tokio::test]
+    async fn store_conforms() {
+        with_postgres(|url, table| async move {
+            let store = PostgresStore::<i64>::new(pg_pool(&url).await).with_table(&table);
+            store.migrate().await.unwrap();
+            conformance(&store, |n| i64::from(n) + 1).await;
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn store_conforms_with_uuid_user_ids() {
+        with_postgres(|url, table| async move {
+            let store = PostgresStore::<uuid::Uuid>::new(pg_pool(&url).await).with_table(&table);
+            assert!(store.schema_sql().contains("user_id      UUID NOT NULL"));
+            store.migrate().await.unwrap();
+            conformance(&store, |_| uuid::Uuid::new_v4()).await;
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn migrate_is_idempotent_and_safe_when_instances_start_together() {
+        with_postgres(|url, table| async move {
+            let stores: Vec<_> = futures_util::future::join_all((0..4).map(|_| async {
+                PostgresStore::<i64>::new(pg_pool(&url).await).with_table(&table)
+            }))
+            .await;
+            let results = futures_util::future::join_all(stores.iter().map(|s| s.migrate())).await;
+            for result in results {
+                result.expect("concurrent migrations take turns");
+            }
+            stores[0].migrate().await.unwrap();
+            let token = record(1);
+            stores[1].insert(token.clone()).await.unwrap();
+            let found = stores[2].find(&token.token_hash).await.unwrap().unwrap();
+            assert_eq!(*found, token);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn prune_deletes_in_batches() {
+        with_postgres(|url, table| async move {
+            let store = PostgresStore::<i64>::new(pg_pool(&url).await)
+                .with_table(&table)
+                .prune_batch_size(3);
+            store.migrate().await.unwrap();
+            let now = time::OffsetDateTime::now_utc()
+                .replace_nanosecond(0)
+                .unwrap();
+            for i in 0..10 {
+                let mut expired = record(1);
+                expired.expires_at = now - time::Duration::days(1);
+                store.insert(expired).await.unwrap();
+                let mut revoked = record(2);
+                revoked.revoked = i % 2 == 0;
+                revoked.updated_at = now - time::Duration::days(1);
+                store.insert(revoked).await.unwrap();
+            }
+            assert_eq!(store.prune(now).await.unwrap(), 15);
+            assert_eq!(store.list(&1).await.unwrap().len(), 0);
+            assert_eq!(store.list(&2).await.unwrap().len(), 5);
+        })
+        .await;
+    }
+
+    /// A table without the shipped schema's constraints (an adapted one, say), so that
+    /// bad rows can be written.
+    async fn loose_table(pool: &PgPool, table: &str) {
+        sqlx::query(AssertSqlSafe(format!(
+            r#"CREATE TABLE "{table}" (id TEXT, user_id INT8, client_id TEXT, name TEXT,
+               scopes TEXT, token_hash BYTEA, revoked BOOLEAN, created_at TIMESTAMPTZ,
+               updated_at TIMESTAMPTZ, expires_at TIMESTAMPTZ, last_used_at TIMESTAMPTZ)"#
+        )))
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+
+    /// Writes a good row of `user` with `id`, then breaks `column` with `value`.
+    async fn bad_row(
+        pool: &PgPool,
+        table: &str,
+        user: i64,
+        id: &str,
+        hash: &TokenHash,
+        column: &str,
+        value: &str,
+    ) {
+        sqlx::query(AssertSqlSafe(format!(
+            r#"INSERT INTO "{table}" VALUES ($1, $2, NULL, 'bad', 'orders:read', $3, FALSE,
+               now(), now(), now() + interval '1 day', NULL)"#
+        )))
+        .bind(id)
+        .bind(user)
+        .bind(&hash.as_bytes()[..])
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query(AssertSqlSafe(format!(
+            r#"UPDATE "{table}" SET {column} = {value} WHERE id = $1"#
+        )))
+        .bind(id)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn bad_rows_are_corrupt_errors_naming_the_row() {
+        with_postgres(|url, table| async move {
+            let pool = pg_pool(&url).await;
+            loose_table(&pool, &table).await;
+            let store = PostgresStore::<i64>::new(pool.clone()).with_table(&table);
+
+            let cases: &[(&str, &str, &str)] = &[
+                (
+                    "scopes",
+                    r#"'["orders:read","admin"]'"#,
+                    "scopes do not parse",
+                ),
+                (
+                    "scopes",
+                    "'orders:read' || chr(9) || 'admin'",
+                    "scopes do not parse",
+                ),
+                ("scopes", "'orders:read ünïcode'", "scopes do not parse"),
+                ("name", "NULL", "name is NULL"),
+                ("scopes", "NULL", "scopes is NULL"),
+                (
+                    "token_hash",
+                    "'\\x0102'::bytea",
+                    "token_hash is 2 bytes, not 32",
+                ),
+                ("revoked", "NULL", "revoked is NULL"),
+                ("user_id", "NULL", "user_id is NULL"),
+                ("expires_at", "NULL", "expires_at is NULL"),
+            ];
+            for (n, (column, value, what)) in cases.iter().enumerate() {
+                let user = 100 + n as i64;
+                let id = TokenId::random().unwrap().to_string();
+                let hash = TokenHash::of(&id);
+                bad_row(&pool, &table, user, &id, &hash, column, value).await;
+                if *column != "token_hash" {
+                    assert_corrupt(store.find(&hash).await, &id, what);
+                }
+                if *column != "user_id" {
+                    assert_corrupt(store.list(&user).await, &id, what);
+                }
+                assert_corrupt(store.get(id.parse().unwrap()).await, &id, what);
+            }
+
+            for (n, bad_id) in ["XYZ".to_owned(), row_id('A')].iter().enumerate() {
+                let user = 200 + n as i64;
+                let hash = TokenHash::of(bad_id);
+                bad_row(&pool, &table, user, bad_id, &hash, "name", "'bad id'").await;
+                assert_corrupt(
+                    store.find(&hash).await,
+                    bad_id,
+                    "id is not 32 lowercase hex digits",
+                );
+                assert_corrupt(
+                    store.list(&user).await,
+                    bad_id,
+                    "id is not 32 lowercase hex digits",
+                );
+            }
+
+            // A column of the wrong type is bad data too, named by row.
+            let id = TokenId::random().unwrap().to_string();
+            let hash = TokenHash::of(&id);
+            bad_row(&pool, &table, 300, &id, &hash, "name", "'ok'").await;
+            sqlx::query(AssertSqlSafe(format!(
+                r#"ALTER TABLE "{table}" ALTER COLUMN revoked TYPE TEXT"#
+            )))
+            .execute(&pool)
+            .await
+            .unwrap();
+            // A new pool: the old one's prepared statements predate the column's new type.
+            let store = PostgresStore::<i64>::new(pg_pool(&url).await).with_table(&table);
+            assert_corrupt(store.find(&hash).await, &id, "revoked cannot be read");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_schema_refuses_bad_rows() {
+        with_postgres(|url, table| async move {
+            let pool = pg_pool(&url).await;
+            let store = PostgresStore::<i64>::new(pool.clone()).with_table(&table);
+            store.migrate().await.unwrap();
+            let full = TokenHash::of("x").as_bytes().to_vec();
+            let insert = |id: String, name: Option<&'static str>, hash: Vec<u8>| {
+                sqlx::query(AssertSqlSafe(format!(
+                    r#"INSERT INTO "{table}" (id, user_id, name, scopes, token_hash,
+                       created_at, updated_at, expires_at) VALUES ($1, 1, $2, '', $3, now(), now(), now())"#
+                )))
+                .bind(id)
+                .bind(name)
+                .bind(hash)
+                .execute(&pool)
+            };
+            let good = row_id('a');
+            assert!(insert(good.clone(), None, full.clone()).await.is_err(), "NULL name");
+            assert!(insert(good.clone(), Some("n"), full[..16].to_vec()).await.is_err(), "short hash");
+            assert!(insert(row_id('A'), Some("n"), full.clone()).await.is_err(), "uppercase id");
+            assert!(insert("abc".into(), Some("n"), full.clone()).await.is_err(), "short id");
+            insert(good, Some("n"), full).await.expect("a good row");
+        })
+        .await;
+    }
+}
