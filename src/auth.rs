@@ -44,18 +44,18 @@ use std::{
 
 use http::{HeaderMap, HeaderValue, Request, Response, header::AUTHORIZATION};
 use pin_project_lite::pin_project;
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{
     AccessToken,
     clock::{Clock, SystemClock},
-    record::TokenRecord,
+    record::{TokenRecord, UserId},
     reject::{self, EmptyBody, Rejection, RejectionBody, RejectionKind},
     scope::{ScopeMatching, Scopes},
     store::{Found, StoreError, TokenStore},
-    token::{TokenFormat, TokenHash},
+    token::{MalformedToken, TokenFormat, TokenHash},
 };
 
 /// The realm of the challenge unless configured otherwise.
@@ -379,19 +379,13 @@ impl<S: fmt::Debug, St, H> fmt::Debug for Pat<S, St, H> {
     }
 }
 
-/// Where the presented token came from.
-enum Presented<'a> {
-    None,
-    Header(&'a str),
-    Query(&'a str),
-}
-
-/// Finds the bearer token of a request, or says why the request is unusable.
+/// Finds the bearer token of a request: `Ok(None)` when there is none, else the raw bytes
+/// of the candidate (not checked yet), or why the request is unusable.
 fn presented<'a>(
     headers: &'a HeaderMap,
     query: Option<&'a str>,
     config: &Config<impl Sized>,
-) -> Result<Presented<'a>, RejectionKind> {
+) -> Result<Option<&'a [u8]>, RejectionKind> {
     let in_query = query.and_then(query_token);
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let from_header = match values.next() {
@@ -403,15 +397,16 @@ fn presented<'a>(
         (_, Some(_)) if !config.query_param => Err(RejectionKind::InvalidRequest),
         // RFC 6750 §2: one method per request.
         (Some(_), Some(_)) => Err(RejectionKind::InvalidRequest),
-        (Some(t), None) => Ok(Presented::Header(t)),
-        (None, Some(t)) if is_b64token(t.as_bytes()) => Ok(Presented::Query(t)),
-        (None, Some(_)) => Err(RejectionKind::InvalidRequest),
-        (None, None) => Ok(Presented::None),
+        (Some(t), None) => Ok(Some(t)),
+        (None, Some(t)) => Ok(Some(t.as_bytes())),
+        (None, None) => Ok(None),
     }
 }
 
-/// Parses `Bearer 1*SP b64token`. `Ok(None)`: another scheme, so no bearer credentials.
-fn bearer(value: &[u8], max_len: usize) -> Result<Option<&str>, RejectionKind> {
+/// Splits `Bearer 1*SP credentials`. `Ok(None)`: another scheme, so no bearer
+/// credentials. Whether the credentials are a `b64token` is judged only when they fail the
+/// token format (see [`offline_refusal`]): a valid token is one already.
+fn bearer(value: &[u8], max_len: usize) -> Result<Option<&[u8]>, RejectionKind> {
     if value.len() > max_len {
         return Err(RejectionKind::InvalidRequest);
     }
@@ -423,13 +418,21 @@ fn bearer(value: &[u8], max_len: usize) -> Result<Option<&str>, RejectionKind> {
     let rest = &value[scheme_len..];
     let token_start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
     let token = &rest[token_start..];
-    if token_start == 0 || !is_b64token(token) {
+    if token_start == 0 || token.is_empty() {
         return Err(RejectionKind::InvalidRequest);
     }
-    // b64token is ASCII, so this cannot fail.
-    std::str::from_utf8(token)
-        .map(Some)
-        .map_err(|_| RejectionKind::InvalidRequest)
+    Ok(Some(token))
+}
+
+/// How to refuse credentials that failed the token format: a well-formed `b64token` is an
+/// `invalid_token`, anything else an `invalid_request` (RFC 6750 §3.1).
+fn offline_refusal(candidate: &[u8], why: MalformedToken) -> RejectionKind {
+    match why {
+        // Only base62 characters get as far as the checksum.
+        MalformedToken::Checksum => RejectionKind::MalformedToken,
+        _ if is_b64token(candidate) => RejectionKind::MalformedToken,
+        _ => RejectionKind::InvalidRequest,
+    }
 }
 
 /// RFC 6750: `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
@@ -464,39 +467,46 @@ where
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let config = &self.shared.config;
-        let grpc = reject::is_grpc(req.headers());
         let hash = match presented(req.headers(), req.uri().query(), config) {
-            Err(kind) => return self.refuse(kind, grpc),
-            Ok(Presented::None) if config.optional => {
+            Err(kind) => return self.refuse(kind, &req),
+            Ok(None) if config.optional => {
                 req.extensions_mut().insert(Grant {
                     scopes: None,
                     settings: Arc::clone(&self.shared.settings),
                 });
                 return ResponseFuture::inner(self.take_ready().call(req));
             }
-            Ok(Presented::None) => return self.refuse(RejectionKind::MissingCredentials, grpc),
-            Ok(Presented::Header(t) | Presented::Query(t)) => match config.format.parse(t) {
+            Ok(None) => return self.refuse(RejectionKind::MissingCredentials, &req),
+            Ok(Some(candidate)) => match config.format.parse_bytes(candidate) {
                 Ok(hash) => hash,
                 Err(why) => {
                     tracing::debug!(reason = %why, "bearer token refused offline");
-                    return self.refuse(RejectionKind::MalformedToken, grpc);
+                    let kind = offline_refusal(candidate, why);
+                    return self.refuse(kind, &req);
                 }
             },
         };
         if let Some(v) = req.headers_mut().get_mut(AUTHORIZATION) {
             v.set_sensitive(true);
         }
-        let pending = Pending {
-            hash,
-            req,
-            inner: self.take_ready(),
-            shared: Arc::clone(&self.shared),
-            hook: self.hook.clone(),
-            grpc,
+        // A store that answers at once (a map, a warm cache) costs no future and no box.
+        let Some(found) = config.store.find_now(&hash) else {
+            let shared = Arc::clone(&self.shared);
+            return ResponseFuture::lookup(Box::new(Pending {
+                hash,
+                req,
+                inner: self.take_ready(),
+                shared,
+                hook: self.hook.clone(),
+            }));
         };
-        match pending.shared.config.store.find_now(&hash) {
-            Some(found) => pending.resolve(found),
-            None => ResponseFuture::lookup(pending),
+        match admit(&self.shared, &hash, found) {
+            Err(kind) => self.refuse(kind, &req),
+            Ok(admitted) => {
+                let touch = admitted.touch(&self.shared);
+                admitted.grant(&mut req, &self.shared);
+                ResponseFuture::pass(self.take_ready(), req, touch)
+            }
         }
     }
 }
@@ -510,31 +520,115 @@ impl<S: Clone, St, H> Pat<S, St, H> {
 }
 
 impl<S, St, H> Pat<S, St, H> {
-    fn refuse<ReqB, ResB>(&self, kind: RejectionKind, grpc: bool) -> ResponseFuture<S, St, H, ReqB>
+    fn refuse<ReqB, ResB>(
+        &self,
+        kind: RejectionKind,
+        req: &Request<ReqB>,
+    ) -> ResponseFuture<S, St, H, ReqB>
     where
         S: Service<Request<ReqB>, Response = Response<ResB>>,
         St: TokenStore,
         H: RejectionBody<ResB>,
         ResB: Default,
     {
-        ResponseFuture::done(refusal(&self.shared, &self.hook, kind, grpc))
+        ResponseFuture::done(refusal(&self.shared, &self.hook, kind, req))
     }
 }
 
-fn refusal<St, H, ResB>(
+fn refusal<St, H, ReqB, ResB>(
     shared: &Shared<St>,
     hook: &H,
     kind: RejectionKind,
-    grpc: bool,
+    req: &Request<ReqB>,
 ) -> Response<ResB>
 where
     H: RejectionBody<ResB>,
     ResB: Default,
 {
+    let grpc = reject::is_grpc(req.headers());
     tracing::debug!(reason = ?kind, grpc, "request refused by PatLayer");
     let rejection = Rejection::new(kind, &shared.settings.realm, None);
     let challenge = challenge_index(kind).map(|i| shared.challenges[i].clone());
     reject::respond(hook, grpc, &rejection, challenge)
+}
+
+/// A token the store found and the layer accepts.
+struct Admitted<U> {
+    record: Arc<TokenRecord<U>>,
+    /// When it was judged, in nanoseconds since the Unix epoch.
+    now: i128,
+}
+
+/// Judges the store's answer for `hash`.
+fn admit<St: TokenStore>(
+    shared: &Shared<St>,
+    hash: &TokenHash,
+    found: Result<Found<St::UserId>, StoreError>,
+) -> Result<Admitted<St::UserId>, RejectionKind> {
+    let record = match found {
+        Err(error) => {
+            tracing::warn!(%error, "token store failed; refusing with 503");
+            return Err(RejectionKind::StoreUnavailable);
+        }
+        Ok(None) => return Err(RejectionKind::UnknownToken),
+        Ok(Some(record)) => record,
+    };
+    // A store that answers with another token's row is broken: fail closed.
+    if record.token_hash != *hash {
+        tracing::warn!(token.id = %record.id, "token store returned a record for another hash; refusing with 503");
+        return Err(RejectionKind::StoreUnavailable);
+    }
+    if record.revoked {
+        return Err(RejectionKind::RevokedToken);
+    }
+    // `now >= expires_at`, in nanoseconds: the boundary second is expired.
+    let now = shared.config.clock.unix_nanos();
+    if now >= record.expires_at.unix_timestamp_nanos() {
+        return Err(RejectionKind::ExpiredToken);
+    }
+    Ok(Admitted { record, now })
+}
+
+impl<U: UserId> Admitted<U> {
+    /// The `last_used_at` write, when one is due.
+    fn touch<St: TokenStore<UserId = U>>(&self, shared: &Arc<Shared<St>>) -> Option<BoxFuture<()>> {
+        let config = &shared.config;
+        let due = match (config.last_used_interval, self.record.last_used_at) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(every), Some(last)) => {
+                self.now - last.unix_timestamp_nanos() >= every.whole_nanoseconds()
+            }
+        };
+        if !due {
+            return None;
+        }
+        let shared = Arc::clone(shared);
+        let id = self.record.id;
+        let now = OffsetDateTime::from_unix_timestamp_nanos(self.now)
+            .unwrap_or_else(|_| shared.config.clock.now());
+        Some(Box::pin(async move {
+            let config = &shared.config;
+            let touch = config.store.touch(id, now);
+            let result = match &config.store_timeout {
+                Some(timeout) => timeout.bound(touch).await,
+                None => touch.await,
+            };
+            if let Err(error) = result {
+                tracing::warn!(%error, token.id = %id, "could not record token use");
+            }
+        }))
+    }
+
+    /// Puts the token in the request's extensions.
+    fn grant<St, ReqB>(self, req: &mut Request<ReqB>, shared: &Shared<St>) {
+        let extensions = req.extensions_mut();
+        extensions.insert(Grant {
+            scopes: Some(self.record.scopes.clone()),
+            settings: Arc::clone(&shared.settings),
+        });
+        extensions.insert(AccessToken::new(self.record, shared.settings.matching));
+    }
 }
 
 /// A request waiting for the store's answer.
@@ -544,7 +638,6 @@ struct Pending<S, St, H, ReqB> {
     inner: S,
     shared: Arc<Shared<St>>,
     hook: H,
-    grpc: bool,
 }
 
 impl<S, St, H, ReqB, ResB> Pending<S, St, H, ReqB>
@@ -554,78 +647,26 @@ where
     H: RejectionBody<ResB>,
     ResB: Default,
 {
-    /// Judges the store's answer: refuses, or passes the request on (writing
-    /// `last_used_at` first when it is due).
+    /// Judges the store's answer: refuses, or passes the request on.
     fn resolve(
         self,
         found: Result<Found<St::UserId>, StoreError>,
     ) -> ResponseFuture<S, St, H, ReqB> {
-        let config = &self.shared.config;
-        let now = config.clock.now();
-        let record = match found {
-            Err(error) => {
-                tracing::warn!(%error, "token store failed; refusing with 503");
-                return self.refuse(RejectionKind::StoreUnavailable);
-            }
-            Ok(None) => return self.refuse(RejectionKind::UnknownToken),
-            // A store that answers with another token's row is broken: fail closed.
-            Ok(Some(record)) if record.token_hash != self.hash => {
-                tracing::warn!(token.id = %record.id, "token store returned a record for another hash; refusing with 503");
-                return self.refuse(RejectionKind::StoreUnavailable);
-            }
-            Ok(Some(record)) if record.revoked => return self.refuse(RejectionKind::RevokedToken),
-            Ok(Some(record)) if record.is_expired_at(now) => {
-                return self.refuse(RejectionKind::ExpiredToken);
-            }
-            Ok(Some(record)) => record,
-        };
-        let touch = touch_due(&record, now, config.last_used_interval).then(|| {
-            let shared = Arc::clone(&self.shared);
-            let id = record.id;
-            Box::pin(async move {
-                let config = &shared.config;
-                let touch = config.store.touch(id, now);
-                let result = match &config.store_timeout {
-                    Some(timeout) => timeout.bound(touch).await,
-                    None => touch.await,
-                };
-                if let Err(error) = result {
-                    tracing::warn!(%error, token.id = %id, "could not record token use");
-                }
-            }) as BoxFuture<()>
-        });
         let Self {
+            hash,
             mut req,
-            mut inner,
+            inner,
             shared,
-            ..
+            hook,
         } = self;
-        let extensions = req.extensions_mut();
-        extensions.insert(Grant {
-            scopes: Some(record.scopes.clone()),
-            settings: Arc::clone(&shared.settings),
-        });
-        extensions.insert(AccessToken::new(record, shared.settings.matching));
-        match touch {
-            Some(fut) => ResponseFuture::touch(fut, inner, req),
-            None => ResponseFuture::inner(inner.call(req)),
+        match admit(&shared, &hash, found) {
+            Err(kind) => ResponseFuture::done(refusal(&shared, &hook, kind, &req)),
+            Ok(admitted) => {
+                let touch = admitted.touch(&shared);
+                admitted.grant(&mut req, &shared);
+                ResponseFuture::pass(inner, req, touch)
+            }
         }
-    }
-
-    fn refuse(self, kind: RejectionKind) -> ResponseFuture<S, St, H, ReqB> {
-        ResponseFuture::done(refusal(&self.shared, &self.hook, kind, self.grpc))
-    }
-}
-
-fn touch_due<U>(
-    record: &TokenRecord<U>,
-    now: time::OffsetDateTime,
-    every: Option<Duration>,
-) -> bool {
-    match (every, record.last_used_at) {
-        (None, _) => false,
-        (Some(_), None) => true,
-        (Some(every), Some(last)) => now - last >= every,
     }
 }
 
@@ -650,11 +691,11 @@ pin_project! {
     {
         Lookup {
             fut: BoxFuture<Result<Found<St::UserId>, StoreError>>,
-            pending: Option<Pending<S, St, H, ReqB>>,
+            pending: Option<Box<Pending<S, St, H, ReqB>>>,
         },
         Touch {
             fut: BoxFuture<()>,
-            next: Option<(S, Request<ReqB>)>,
+            next: Option<Box<(S, Request<ReqB>)>>,
         },
         Inner {
             #[pin]
@@ -683,16 +724,20 @@ where
         }
     }
 
-    fn touch(fut: BoxFuture<()>, inner: S, req: Request<ReqB>) -> Self {
-        Self {
-            state: State::Touch {
-                fut,
-                next: Some((inner, req)),
+    /// Calls the inner service, after the `last_used_at` write when one is due.
+    fn pass(mut inner: S, req: Request<ReqB>, touch: Option<BoxFuture<()>>) -> Self {
+        match touch {
+            None => Self::inner(inner.call(req)),
+            Some(fut) => Self {
+                state: State::Touch {
+                    fut,
+                    next: Some(Box::new((inner, req))),
+                },
             },
         }
     }
 
-    fn lookup(pending: Pending<S, St, H, ReqB>) -> Self {
+    fn lookup(pending: Box<Pending<S, St, H, ReqB>>) -> Self {
         let shared = Arc::clone(&pending.shared);
         let hash = pending.hash;
         let fut = Box::pin(async move {
@@ -736,7 +781,7 @@ where
                 }
                 StateProj::Touch { fut, next } => {
                     ready!(fut.as_mut().poll(cx));
-                    let (mut inner, req) = next.take().expect("polled after completion");
+                    let (mut inner, req) = *next.take().expect("polled after completion");
                     State::Inner {
                         fut: inner.call(req),
                     }
@@ -764,29 +809,48 @@ mod tests {
     #[test]
     fn bearer_syntax() {
         let max = DEFAULT_MAX_HEADER_LEN;
-        assert_eq!(bearer(b"Bearer abc", max), Ok(Some("abc")));
-        assert_eq!(bearer(b"bEaReR   abc==", max), Ok(Some("abc==")));
+        assert_eq!(bearer(b"Bearer abc", max), Ok(Some(&b"abc"[..])));
+        assert_eq!(bearer(b"bEaReR   abc==", max), Ok(Some(&b"abc=="[..])));
         assert_eq!(bearer(b"Basic dXNlcjpwYXNz", max), Ok(None));
         assert_eq!(bearer(b"Bearerabc", max), Ok(None));
-        for bad in [
-            &b"Bearer"[..],
-            b"Bearer ",
-            b"Bearer a b",
-            b"Bearer =abc",
-            b"Bearer a\xffb",
-            b"Bearer a,b",
-        ] {
-            assert_eq!(
-                bearer(bad, max),
-                Err(RejectionKind::InvalidRequest),
-                "{bad:?}"
-            );
+        for empty in [&b"Bearer"[..], b"Bearer ", b"Bearer   "] {
+            assert_eq!(bearer(empty, max), Err(RejectionKind::InvalidRequest));
         }
         let long = format!("Bearer {}", "a".repeat(max));
         assert_eq!(
             bearer(long.as_bytes(), max),
             Err(RejectionKind::InvalidRequest)
         );
+    }
+
+    #[test]
+    fn credentials_that_fail_the_format_are_classified() {
+        let format = TokenFormat::default();
+        let judge = |credentials: &[u8]| {
+            format
+                .parse_bytes(credentials)
+                .map(|_| ())
+                .map_err(|why| offline_refusal(credentials, why))
+        };
+        let good = format.generate().unwrap();
+        assert_eq!(judge(good.expose_secret().as_bytes()), Ok(()));
+        for bad_syntax in [&b"a b"[..], b"=abc", b"a\xffb", b"a,b", b"a\"b"] {
+            assert_eq!(
+                judge(bad_syntax),
+                Err(RejectionKind::InvalidRequest),
+                "{bad_syntax:?}"
+            );
+        }
+        for b64_but_not_ours in [&b"abc"[..], b"abc==", b"a-b.c_d~e+f/g", b"ghp_x"] {
+            assert_eq!(
+                judge(b64_but_not_ours),
+                Err(RejectionKind::MalformedToken),
+                "{b64_but_not_ours:?}"
+            );
+        }
+        let mut typo = good.into_secret().into_bytes();
+        typo[10] = if typo[10] == b'a' { b'b' } else { b'a' };
+        assert_eq!(judge(&typo), Err(RejectionKind::MalformedToken));
     }
 
     #[test]

@@ -92,18 +92,23 @@ pub mod token;
 pub mod tokens;
 
 // The README's examples compile as doctests (they use the optional stores).
-#[cfg(all(doctest, feature = "sqlite", feature = "postgres", feature = "test-kit"))]
+#[cfg(all(
+    doctest,
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "test-kit"
+))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
 pub use auth::{Pat, PatLayer};
 pub use record::{AccessToken, TokenId, TokenRecord};
 pub use require::{RequireScopes, RequireScopesLayer};
-pub use store::{ManageTokens, MemoryStore, TokenStore};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use store::PostgresStore;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use store::SqliteStore;
+pub use store::{ManageTokens, MemoryStore, TokenStore};
 pub use tokens::{CreateToken, NewToken, TokenError, Tokens};
