@@ -35,6 +35,7 @@
 //! ```
 
 use std::{
+    any::TypeId,
     fmt,
     future::Future,
     pin::Pin,
@@ -297,12 +298,28 @@ pub(crate) struct Settings {
     pub(crate) matching: ScopeMatching,
 }
 
-/// What `PatLayer` leaves in the extensions for `RequireScopes` (and the extractors):
-/// the token's scopes, or `None` for a request let through without credentials.
+/// What `RequireScopes` and the extractors, which do not know the store's user id type,
+/// read to learn what `PatLayer` decided: the token's scopes, or `None` for a request let
+/// through without credentials.
+///
+/// With the default user id type (`i64`) an authenticated request carries no `Grant`:
+/// [`granted`] reads the `AccessToken<i64>` itself, so the common case costs one extension
+/// insert. Any other user id type adds this small non-generic marker.
 #[derive(Clone)]
 pub(crate) struct Grant {
     pub(crate) scopes: Option<Scopes>,
     pub(crate) settings: Arc<Settings>,
+}
+
+/// What `PatLayer` decided for this request, without knowing the user id type: `None`
+/// when no `PatLayer` ran.
+pub(crate) fn granted(extensions: &http::Extensions) -> Option<(Option<&Scopes>, &Settings)> {
+    if let Some(token) = extensions.get::<AccessToken<i64>>() {
+        return Some((Some(token.scopes()), token.settings()));
+    }
+    extensions
+        .get::<Grant>()
+        .map(|g| (g.scopes.as_ref(), &*g.settings))
 }
 
 struct Shared<St> {
@@ -465,6 +482,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let config = &self.shared.config;
         let hash = match presented(req.headers(), req.uri().query(), config) {
@@ -513,6 +531,7 @@ where
 
 impl<S: Clone, St, H> Pat<S, St, H> {
     /// Takes the inner service that `poll_ready` readied, leaving a clone in its place.
+    #[inline]
     fn take_ready(&mut self) -> S {
         let clone = self.inner.clone();
         std::mem::replace(&mut self.inner, clone)
@@ -560,6 +579,7 @@ struct Admitted<U> {
 }
 
 /// Judges the store's answer for `hash`.
+#[inline]
 fn admit<St: TokenStore>(
     shared: &Shared<St>,
     hash: &TokenHash,
@@ -591,6 +611,7 @@ fn admit<St: TokenStore>(
 
 impl<U: UserId> Admitted<U> {
     /// The `last_used_at` write, when one is due.
+    #[inline]
     fn touch<St: TokenStore<UserId = U>>(&self, shared: &Arc<Shared<St>>) -> Option<BoxFuture<()>> {
         let config = &shared.config;
         let due = match (config.last_used_interval, self.record.last_used_at) {
@@ -620,14 +641,21 @@ impl<U: UserId> Admitted<U> {
         }))
     }
 
-    /// Puts the token in the request's extensions.
+    /// Puts the token in the request's extensions (and, for a user id type other than
+    /// `i64`, the marker [`granted`] reads).
+    #[inline]
     fn grant<St, ReqB>(self, req: &mut Request<ReqB>, shared: &Shared<St>) {
         let extensions = req.extensions_mut();
-        extensions.insert(Grant {
-            scopes: Some(self.record.scopes.clone()),
-            settings: Arc::clone(&shared.settings),
-        });
-        extensions.insert(AccessToken::new(self.record, shared.settings.matching));
+        if TypeId::of::<U>() != TypeId::of::<i64>() {
+            extensions.insert(Grant {
+                scopes: Some(self.record.scopes.clone()),
+                settings: Arc::clone(&shared.settings),
+            });
+        }
+        extensions.insert(AccessToken::with_settings(
+            self.record,
+            Arc::clone(&shared.settings),
+        ));
     }
 }
 
@@ -712,6 +740,7 @@ where
     S: Service<Request<ReqB>>,
     St: TokenStore,
 {
+    #[inline]
     fn inner(fut: S::Future) -> Self {
         Self {
             state: State::Inner { fut },
@@ -725,6 +754,7 @@ where
     }
 
     /// Calls the inner service, after the `last_used_at` write when one is due.
+    #[inline]
     fn pass(mut inner: S, req: Request<ReqB>, touch: Option<BoxFuture<()>>) -> Self {
         match touch {
             None => Self::inner(inner.call(req)),
@@ -766,6 +796,7 @@ where
 {
     type Output = Result<Response<ResB>, S::Error>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {

@@ -32,7 +32,7 @@ use http::{StatusCode, header::WWW_AUTHENTICATE, request::Parts};
 
 use crate::{
     AccessToken,
-    auth::Grant,
+    auth::granted,
     record::UserId,
     reject::{RejectionKind, challenge},
 };
@@ -97,12 +97,10 @@ fn extract<U: UserId>(parts: &Parts) -> Result<Option<AccessToken<U>>, AccessTok
     if let Some(token) = parts.extensions.get::<AccessToken<U>>() {
         return Ok(Some(token.clone()));
     }
-    match parts.extensions.get::<Grant>() {
+    match granted(&parts.extensions) {
         None => Err(AccessTokenRejection::MissingLayer),
-        Some(Grant { scopes: None, .. }) => Ok(None),
-        Some(Grant {
-            scopes: Some(_), ..
-        }) => Err(AccessTokenRejection::UserIdType {
+        Some((None, _)) => Ok(None),
+        Some((Some(_), _)) => Err(AccessTokenRejection::UserIdType {
             expected: std::any::type_name::<U>(),
         }),
     }
@@ -113,10 +111,8 @@ impl<S: Send + Sync, U: UserId> FromRequestParts<S> for AccessToken<U> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         extract(parts)?.ok_or_else(|| AccessTokenRejection::Unauthenticated {
-            realm: parts
-                .extensions
-                .get::<Grant>()
-                .map_or_else(String::new, |g| g.settings.realm.to_string()),
+            realm: granted(&parts.extensions)
+                .map_or_else(String::new, |(_, settings)| settings.realm.to_string()),
         })
     }
 }

@@ -5,6 +5,7 @@ use std::{error::Error, fmt, hash::Hash, str::FromStr, sync::Arc};
 use time::OffsetDateTime;
 
 use crate::{
+    auth::Settings,
     scope::{ScopeMatching, Scopes},
     token::TokenHash,
 };
@@ -153,14 +154,14 @@ impl<U> TokenRecord<U> {
 /// ```
 pub struct AccessToken<U = i64> {
     record: Arc<TokenRecord<U>>,
-    matching: ScopeMatching,
+    settings: Arc<Settings>,
 }
 
 impl<U> Clone for AccessToken<U> {
     fn clone(&self) -> Self {
         Self {
             record: Arc::clone(&self.record),
-            matching: self.matching,
+            settings: Arc::clone(&self.settings),
         }
     }
 }
@@ -178,15 +179,28 @@ impl<U: fmt::Debug> fmt::Debug for AccessToken<U> {
 }
 
 impl<U> AccessToken<U> {
-    /// A view of a record, checked with `matching`.
+    /// A view of a record, checked with `matching` (what the layer builds; useful in
+    /// tests of handlers).
     pub fn new(record: Arc<TokenRecord<U>>, matching: ScopeMatching) -> Self {
-        Self { record, matching }
+        let settings = Settings {
+            realm: Arc::from(crate::auth::DEFAULT_REALM),
+            matching,
+        };
+        Self::with_settings(record, Arc::new(settings))
+    }
+
+    pub(crate) fn with_settings(record: Arc<TokenRecord<U>>, settings: Arc<Settings>) -> Self {
+        Self { record, settings }
+    }
+
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// Whether the token may do `scope` (Passport's `tokenCan`), under the layer's
     /// matching rules.
     pub fn can(&self, scope: &str) -> bool {
-        self.record.scopes.grants(scope, self.matching)
+        self.record.scopes.grants(scope, self.settings.matching)
     }
 
     /// Whether the token may not do `scope`.
@@ -226,7 +240,7 @@ impl<U> AccessToken<U> {
 
     /// The matching rules [`can`](Self::can) applies.
     pub fn matching(&self) -> ScopeMatching {
-        self.matching
+        self.settings.matching
     }
 
     /// The whole stored record.

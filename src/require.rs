@@ -48,7 +48,6 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{
-    auth::Grant,
     reject::{self, EmptyBody, Rejection, RejectionBody, RejectionKind},
     scope::{ScopeError, Scopes},
 };
@@ -276,20 +275,19 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let req_scopes = &self.requirement;
-        let kind = match req.extensions().get::<Grant>() {
+        let granted = crate::auth::granted(req.extensions());
+        let kind = match granted {
             None => {
                 tracing::error!(
                     "RequireScopes found no PatLayer in front of it; refusing with 500 (add PatLayer before RequireScopesLayer)"
                 );
                 RejectionKind::MissingLayer
             }
-            Some(Grant { scopes: None, .. }) => RejectionKind::MissingCredentials,
-            Some(Grant {
-                scopes: Some(held),
-                settings,
-            }) => {
+            Some((None, _)) => RejectionKind::MissingCredentials,
+            Some((Some(held), settings)) => {
                 let ok = match req_scopes.mode {
                     Mode::All => held.grants_all(&req_scopes.scopes, settings.matching),
                     Mode::Any => held.grants_any(&req_scopes.scopes, settings.matching),
@@ -305,10 +303,7 @@ where
                 RejectionKind::InsufficientScope
             }
         };
-        let realm = req
-            .extensions()
-            .get::<Grant>()
-            .map_or(crate::auth::DEFAULT_REALM, |g| &g.settings.realm);
+        let realm = granted.map_or(crate::auth::DEFAULT_REALM, |(_, settings)| &settings.realm);
         let rejection = Rejection::new(kind, realm, Some(&req_scopes.scopes));
         let res = reject::respond(&self.hook, reject::is_grpc(req.headers()), &rejection, None);
         ResponseFuture {
@@ -344,6 +339,7 @@ where
 {
     type Output = Result<Response<B>, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Pass { fut } => fut.poll(cx),
