@@ -428,17 +428,22 @@ fn bearer(value: &[u8], max_len: usize) -> Result<Option<&[u8]>, RejectionKind> 
         return Err(RejectionKind::InvalidRequest);
     }
     const SCHEME: &[u8] = b"bearer";
-    let scheme_len = value.iter().position(|&b| b == b' ').unwrap_or(value.len());
-    if !value[..scheme_len].eq_ignore_ascii_case(SCHEME) {
+    let Some((scheme, rest)) = value.split_at_checked(SCHEME.len()) else {
+        return Ok(None);
+    };
+    if !scheme.eq_ignore_ascii_case(SCHEME) {
         return Ok(None);
     }
-    let rest = &value[scheme_len..];
-    let token_start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
-    let token = &rest[token_start..];
-    if token_start == 0 || token.is_empty() {
-        return Err(RejectionKind::InvalidRequest);
+    match rest.first() {
+        // `Bearer` alone: the bearer scheme without credentials.
+        None => Err(RejectionKind::InvalidRequest),
+        Some(b' ') => match rest.iter().position(|&b| b != b' ') {
+            Some(start) => Ok(Some(&rest[start..])),
+            None => Err(RejectionKind::InvalidRequest),
+        },
+        // `Bearerx …`: another scheme.
+        Some(_) => Ok(None),
     }
-    Ok(Some(token))
 }
 
 /// How to refuse credentials that failed the token format: a well-formed `b64token` is an
@@ -492,7 +497,8 @@ where
                     scopes: None,
                     settings: Arc::clone(&self.shared.settings),
                 });
-                return ResponseFuture::inner(self.take_ready().call(req));
+                // Called right away: the readied service itself, no clone needed.
+                return ResponseFuture::inner(self.inner.call(req));
             }
             Ok(None) => return self.refuse(RejectionKind::MissingCredentials, &req),
             Ok(Some(candidate)) => match config.format.parse_bytes(candidate) {
@@ -523,7 +529,12 @@ where
             Ok(admitted) => {
                 let touch = admitted.touch(&self.shared);
                 admitted.grant(&mut req, &self.shared);
-                ResponseFuture::pass(self.take_ready(), req, touch)
+                match touch {
+                    // Called right away: the readied service itself, no clone needed.
+                    None => ResponseFuture::inner(self.inner.call(req)),
+                    // Called after the write: the readied service moves into the future.
+                    Some(touch) => ResponseFuture::after(touch, self.take_ready(), req),
+                }
             }
         }
     }
@@ -683,7 +694,7 @@ where
         let Self {
             hash,
             mut req,
-            inner,
+            mut inner,
             shared,
             hook,
         } = self;
@@ -692,7 +703,10 @@ where
             Ok(admitted) => {
                 let touch = admitted.touch(&shared);
                 admitted.grant(&mut req, &shared);
-                ResponseFuture::pass(inner, req, touch)
+                match touch {
+                    None => ResponseFuture::inner(inner.call(req)),
+                    Some(touch) => ResponseFuture::after(touch, inner, req),
+                }
             }
         }
     }
@@ -753,16 +767,12 @@ where
         }
     }
 
-    /// Calls the inner service, after the `last_used_at` write when one is due.
-    #[inline]
-    fn pass(mut inner: S, req: Request<ReqB>, touch: Option<BoxFuture<()>>) -> Self {
-        match touch {
-            None => Self::inner(inner.call(req)),
-            Some(fut) => Self {
-                state: State::Touch {
-                    fut,
-                    next: Some(Box::new((inner, req))),
-                },
+    /// Calls `inner` once `touch` (the `last_used_at` write) is done.
+    fn after(touch: BoxFuture<()>, inner: S, req: Request<ReqB>) -> Self {
+        Self {
+            state: State::Touch {
+                fut: touch,
+                next: Some(Box::new((inner, req))),
             },
         }
     }

@@ -154,7 +154,11 @@ impl TokenFormat {
         if prefix != self.prefix.as_bytes() {
             return Err(MalformedToken::Prefix);
         }
-        // One pass without early exit or table, which the compiler vectorizes.
+        // A fixed-size array, one pass without early exit or table: the compiler
+        // vectorizes it.
+        let Ok(rest) = <&[u8; RANDOM_LEN + CHECKSUM_LEN]>::try_from(rest) else {
+            return Err(MalformedToken::Length);
+        };
         if rest
             .iter()
             .fold(0u8, |bad, &b| bad | u8::from(!is_base62(b)))
