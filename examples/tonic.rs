@@ -25,7 +25,7 @@ use std::{
     convert::Infallible,
     error::Error,
     sync::{Mutex, PoisonError},
-    task::{Context, Poll},
+    task::{Context, Poll, ready},
 };
 
 use tokio::{net::TcpListener, sync::oneshot};
@@ -144,9 +144,17 @@ impl Service<http::Request<Body>> for ScopedOrders {
     type Error = Infallible;
     type Future = <Guarded as Service<http::Request<Body>>>::Future;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // The generated server is always ready, so each route is too.
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Any route may take the next request, so all of them must be ready.
+        ready!(Service::<http::Request<Body>>::poll_ready(
+            &mut self.list,
+            cx
+        ))?;
+        ready!(Service::<http::Request<Body>>::poll_ready(
+            &mut self.create,
+            cx
+        ))?;
+        Service::<http::Request<Body>>::poll_ready(&mut self.user, cx)
     }
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
