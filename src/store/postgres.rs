@@ -43,20 +43,28 @@
 //! parse, a hash that is not 32 bytes, an id that is not 32 lowercase hex digits) makes the
 //! operation fail with [`StoreErrorKind::Corrupt`], naming the row's id: the layer answers
 //! 503, and no token gains or loses a scope.
+//!
+//! [`StoreErrorKind::Corrupt`]: super::StoreErrorKind::Corrupt
 
-use std::{fmt, marker::PhantomData, str::FromStr, sync::Arc};
+use std::{fmt, marker::PhantomData, sync::Arc};
 
 use async_trait::async_trait;
 use sqlx::{
-    AssertSqlSafe, Decode, Encode, Postgres, Row, SqlSafeStr, SqlStr, Type, TypeInfo,
+    AssertSqlSafe, Decode, Encode, Postgres, SqlStr, Type, TypeInfo,
     postgres::{PgArguments, PgPool, PgPoolOptions, PgRow},
 };
 use time::OffsetDateTime;
 
-use super::{Found, ManageTokens, Revoked, StoreError, StoreErrorKind, TokenStore};
+pub use super::sql::InvalidTableName;
+use super::{
+    Found, ManageTokens, Revoked, StoreError, TokenStore,
+    sql::{
+        self, COLUMNS, Statements, check_table_name, check_type_name, optional, render, required,
+        statement,
+    },
+};
 use crate::{
     record::{TokenId, TokenRecord, UserId},
-    scope::Scopes,
     token::TokenHash,
 };
 
@@ -74,12 +82,17 @@ pub const DEFAULT_PRUNE_BATCH: u32 = 1000;
 /// characters, and PostgreSQL cuts names at 63.
 pub const MAX_TABLE_NAME_LEN: usize = 48;
 
+/// PostgreSQL keeps no prefix of table names for itself (its catalogs live in their own
+/// schema).
+const RESERVED_PREFIX: Option<&str> = None;
+
+/// What a user id's SQL type name may hold besides ASCII letters and digits (`[]` for
+/// arrays).
+const TYPE_NAME_PUNCTUATION: &[u8] = b"_ (),[]";
+
 /// The first key of the advisory lock [`PostgresStore::migrate`] holds (the second is
 /// derived from the table name).
 const MIGRATE_LOCK_CLASS: i32 = i32::from_be_bytes(*b"tpat");
-
-const COLUMNS: &str = "id, user_id, client_id, name, scopes, token_hash, revoked, \
-                       created_at, updated_at, expires_at, last_used_at";
 
 /// What a user id type needs to live in PostgreSQL: `i64`, `i32`, `String`, and with
 /// sqlx's `uuid` feature `uuid::Uuid` all qualify. Implemented for every such type.
@@ -141,7 +154,7 @@ impl<U> PostgresStore<U> {
         Self {
             pool,
             table: Arc::from(DEFAULT_TABLE),
-            sql: Arc::new(Statements::new(DEFAULT_TABLE)),
+            sql: Arc::new(statements(DEFAULT_TABLE)),
             prune_batch: DEFAULT_PRUNE_BATCH,
             user: PhantomData,
         }
@@ -186,9 +199,9 @@ impl<U> PostgresStore<U> {
     ///
     /// [`InvalidTableName`] naming `name` otherwise.
     pub fn try_with_table(mut self, name: &str) -> Result<Self, InvalidTableName> {
-        check_table_name(name)?;
+        check_table_name(name, MAX_TABLE_NAME_LEN, RESERVED_PREFIX)?;
         self.table = Arc::from(name);
-        self.sql = Arc::new(Statements::new(name));
+        self.sql = Arc::new(statements(name));
         Ok(self)
     }
 
@@ -228,7 +241,7 @@ impl<U: PostgresUserId> PostgresStore<U> {
     /// name is not a plain type name).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let user_id_type = U::type_info();
-        check_type_name(user_id_type.name())?;
+        check_type_name(user_id_type.name(), TYPE_NAME_PUNCTUATION)?;
         let sql = render(MIGRATION, &self.table, user_id_type.name());
         let lock = i32::from_be_bytes(crc32fast::hash(self.table.as_bytes()).to_be_bytes());
         let mut tx = self.pool.begin().await.map_err(StoreError::new)?;
@@ -322,14 +335,7 @@ impl<U: PostgresUserId> ManageTokens for PostgresStore<U> {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
-                Err(StoreError::with_kind(
-                    StoreErrorKind::Conflict,
-                    format!("token {} exists already (same id or same hash)", record.id),
-                )
-                .with_source(sqlx::Error::Database(err)))
-            }
-            Err(err) => Err(StoreError::new(err)),
+            Err(err) => Err(sql::insert_error(record.id, err)),
         }
     }
 
@@ -410,160 +416,50 @@ impl<U: PostgresUserId> ManageTokens for PostgresStore<U> {
     }
 }
 
-/// The statements, built once per table name.
-struct Statements {
-    find: SqlStr,
-    get: SqlStr,
-    list: SqlStr,
-    insert: SqlStr,
-    revoke: SqlStr,
-    owned: SqlStr,
-    revoke_all: SqlStr,
-    delete: SqlStr,
-    touch: SqlStr,
-    prune_expired: SqlStr,
-    prune_revoked: SqlStr,
-}
-
-impl Statements {
-    /// `table` has passed [`check_table_name`] (or is the default): it holds no quote.
-    fn new(table: &str) -> Self {
-        let sql = |text: String| AssertSqlSafe(Arc::<str>::from(text)).into_sql_str();
-        Self {
-            find: sql(format!(
-                r#"SELECT {COLUMNS} FROM "{table}" WHERE token_hash = $1"#
-            )),
-            get: sql(format!(r#"SELECT {COLUMNS} FROM "{table}" WHERE id = $1"#)),
-            list: sql(format!(
-                r#"SELECT {COLUMNS} FROM "{table}" WHERE user_id = $1 ORDER BY created_at, id COLLATE "C""#
-            )),
-            insert: sql(format!(
-                r#"INSERT INTO "{table}" ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"#
-            )),
-            revoke: sql(format!(
-                r#"UPDATE "{table}" SET revoked = TRUE, updated_at = $1 WHERE id = $2 AND user_id = $3 AND NOT revoked"#
-            )),
-            owned: sql(format!(
-                r#"SELECT 1 FROM "{table}" WHERE id = $1 AND user_id = $2"#
-            )),
-            revoke_all: sql(format!(
-                r#"UPDATE "{table}" SET revoked = TRUE, updated_at = $1 WHERE user_id = $2 AND NOT revoked"#
-            )),
-            delete: sql(format!(
-                r#"DELETE FROM "{table}" WHERE id = $1 AND user_id = $2"#
-            )),
-            touch: sql(format!(
-                r#"UPDATE "{table}" SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)"#
-            )),
-            prune_expired: sql(format!(
-                r#"DELETE FROM "{table}" WHERE id IN (SELECT id FROM "{table}" WHERE expires_at <= $1 LIMIT $2)"#
-            )),
-            prune_revoked: sql(format!(
-                r#"DELETE FROM "{table}" WHERE id IN (SELECT id FROM "{table}" WHERE revoked AND updated_at <= $1 LIMIT $2)"#
-            )),
-        }
+/// The statements for `table`, which has passed [`check_table_name`] (or is the default):
+/// it holds no quote.
+fn statements(table: &str) -> Statements {
+    Statements {
+        find: statement(format!(
+            r#"SELECT {COLUMNS} FROM "{table}" WHERE token_hash = $1"#
+        )),
+        get: statement(format!(r#"SELECT {COLUMNS} FROM "{table}" WHERE id = $1"#)),
+        list: statement(format!(
+            r#"SELECT {COLUMNS} FROM "{table}" WHERE user_id = $1 ORDER BY created_at, id COLLATE "C""#
+        )),
+        insert: statement(format!(
+            r#"INSERT INTO "{table}" ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"#
+        )),
+        revoke: statement(format!(
+            r#"UPDATE "{table}" SET revoked = TRUE, updated_at = $1 WHERE id = $2 AND user_id = $3 AND NOT revoked"#
+        )),
+        owned: statement(format!(
+            r#"SELECT 1 FROM "{table}" WHERE id = $1 AND user_id = $2"#
+        )),
+        revoke_all: statement(format!(
+            r#"UPDATE "{table}" SET revoked = TRUE, updated_at = $1 WHERE user_id = $2 AND NOT revoked"#
+        )),
+        delete: statement(format!(
+            r#"DELETE FROM "{table}" WHERE id = $1 AND user_id = $2"#
+        )),
+        touch: statement(format!(
+            r#"UPDATE "{table}" SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)"#
+        )),
+        prune_expired: statement(format!(
+            r#"DELETE FROM "{table}" WHERE id IN (SELECT id FROM "{table}" WHERE expires_at <= $1 LIMIT $2)"#
+        )),
+        prune_revoked: statement(format!(
+            r#"DELETE FROM "{table}" WHERE id IN (SELECT id FROM "{table}" WHERE revoked AND updated_at <= $1 LIMIT $2)"#
+        )),
     }
-}
-
-/// A table name [`PostgresStore::try_with_table`] refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InvalidTableName(String);
-
-impl InvalidTableName {
-    /// The name that was refused.
-    pub fn name(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for InvalidTableName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid table name {:?}: expected 1 to {MAX_TABLE_NAME_LEN} ASCII letters, digits \
-             and `_`, not starting with a digit",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for InvalidTableName {}
-
-fn check_table_name(name: &str) -> Result<(), InvalidTableName> {
-    let valid = (1..=MAX_TABLE_NAME_LEN).contains(&name.len())
-        && !name.as_bytes()[0].is_ascii_digit()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if valid {
-        Ok(())
-    } else {
-        Err(InvalidTableName(name.to_owned()))
-    }
-}
-
-/// The user id's SQL type goes into DDL as it is: it must look like a type name.
-fn check_type_name(name: &str) -> Result<(), StoreError> {
-    let plain = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_ (),[]".contains(&b));
-    if plain {
-        Ok(())
-    } else {
-        Err(StoreError::with_kind(
-            StoreErrorKind::Backend,
-            format!("the user id's SQL type {name:?} is not a plain type name"),
-        ))
-    }
-}
-
-/// Fills in the migration, without its leading comment block (which explains the
-/// placeholders).
-fn render(template: &str, table: &str, user_id_type: &str) -> String {
-    let body: Vec<&str> = template
-        .lines()
-        .skip_while(|line| line.starts_with("--") || line.trim().is_empty())
-        .collect();
-    format!(
-        "-- tower-pat personal access tokens: table \"{table}\", user id {user_id_type}\n{}\n",
-        body.join("\n")
-    )
-    .replace("{table}", table)
-    .replace("{user_id_type}", user_id_type)
 }
 
 /// Reads a row back, exactly, or says which row is bad and why.
 fn record_from_row<U: PostgresUserId>(row: &PgRow) -> Result<TokenRecord<U>, StoreError> {
-    let raw_id: String = match row.try_get::<Option<String>, _>("id") {
-        Ok(Some(id)) => id,
-        Ok(None) => return Err(StoreError::corrupt("(NULL)", "id is NULL")),
-        Err(err) => return Err(read_error("(unreadable)", "id", err)),
-    };
+    let (raw_id, id) = sql::read_id(row)?;
     let row_id = raw_id.as_str();
-    // Only the canonical form: an id that reads back differently would never match the
-    // `WHERE id = $1` of a later revoke.
-    let id = match TokenId::from_str(row_id) {
-        Ok(id) if id.to_string() == row_id => id,
-        _ => {
-            return Err(StoreError::corrupt(
-                row_id,
-                "id is not 32 lowercase hex digits",
-            ));
-        }
-    };
-
-    let scopes_text: String = required(row, row_id, "scopes")?;
-    let scopes = Scopes::parse_space_delimited(&scopes_text)
-        .map_err(|err| StoreError::corrupt(row_id, format_args!("scopes do not parse: {err}")))?;
-
-    let hash: Vec<u8> = required(row, row_id, "token_hash")?;
-    let token_hash = <[u8; 32]>::try_from(hash.as_slice())
-        .map(TokenHash::from_bytes)
-        .map_err(|_| {
-            StoreError::corrupt(
-                row_id,
-                format_args!("token_hash is {} bytes, not 32", hash.len()),
-            )
-        })?;
+    let scopes = sql::read_scopes(row, row_id)?;
+    let token_hash = sql::read_token_hash(row, row_id)?;
 
     Ok(TokenRecord {
         id,
@@ -580,35 +476,6 @@ fn record_from_row<U: PostgresUserId>(row: &PgRow) -> Result<TokenRecord<U>, Sto
     })
 }
 
-/// A column that must not be NULL.
-fn required<'r, T>(row: &'r PgRow, row_id: &str, column: &str) -> Result<T, StoreError>
-where
-    T: Decode<'r, Postgres> + Type<Postgres>,
-{
-    optional(row, row_id, column)?
-        .ok_or_else(|| StoreError::corrupt(row_id, format_args!("{column} is NULL")))
-}
-
-/// A nullable column.
-fn optional<'r, T>(row: &'r PgRow, row_id: &str, column: &str) -> Result<Option<T>, StoreError>
-where
-    T: Decode<'r, Postgres> + Type<Postgres>,
-{
-    row.try_get::<Option<T>, _>(column)
-        .map_err(|err| read_error(row_id, column, err))
-}
-
-/// A value of the wrong type is bad data; anything else (a missing column) is the
-/// backend's failure.
-fn read_error(row_id: &str, column: &str, err: sqlx::Error) -> StoreError {
-    match err {
-        sqlx::Error::ColumnDecode { .. } => {
-            StoreError::corrupt(row_id, format_args!("{column} cannot be read")).with_source(err)
-        }
-        err => StoreError::new(err),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -616,7 +483,10 @@ mod tests {
     #[test]
     fn table_names_are_checked() {
         for good in ["personal_access_tokens", "_t", "User", &"a".repeat(48)] {
-            assert!(check_table_name(good).is_ok(), "{good}");
+            assert!(
+                check_table_name(good, MAX_TABLE_NAME_LEN, RESERVED_PREFIX).is_ok(),
+                "{good}"
+            );
         }
         for bad in [
             "",
@@ -627,7 +497,7 @@ mod tests {
             "tökens",
             &"a".repeat(49),
         ] {
-            let err = check_table_name(bad).unwrap_err();
+            let err = check_table_name(bad, MAX_TABLE_NAME_LEN, RESERVED_PREFIX).unwrap_err();
             assert_eq!(err.name(), bad);
             assert!(err.to_string().contains("invalid table name"));
         }
@@ -644,8 +514,8 @@ mod tests {
         assert!(sql.contains(r#"CREATE TABLE IF NOT EXISTS "my_tokens""#));
         assert!(sql.contains("user_id      UUID NOT NULL"));
         assert!(sql.contains(r#"CONSTRAINT "my_tokens_token_hash_key" UNIQUE (token_hash)"#));
-        assert!(check_type_name("INT8").is_ok());
-        assert!(check_type_name("TEXT[]").is_ok());
-        assert!(check_type_name("x; DROP TABLE y").is_err());
+        assert!(check_type_name("INT8", TYPE_NAME_PUNCTUATION).is_ok());
+        assert!(check_type_name("TEXT[]", TYPE_NAME_PUNCTUATION).is_ok());
+        assert!(check_type_name("x; DROP TABLE y", TYPE_NAME_PUNCTUATION).is_err());
     }
 }

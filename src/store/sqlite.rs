@@ -45,20 +45,28 @@
 //! timestamp out of range) makes the operation fail with
 //! [`StoreErrorKind::Corrupt`], naming the row's id: the layer answers 503, and no token
 //! gains or loses a scope.
+//!
+//! [`StoreErrorKind::Corrupt`]: super::StoreErrorKind::Corrupt
 
-use std::{fmt, marker::PhantomData, path::Path, str::FromStr, sync::Arc};
+use std::{fmt, marker::PhantomData, path::Path, sync::Arc};
 
 use async_trait::async_trait;
 use sqlx::{
-    AssertSqlSafe, Decode, Encode, Row, SqlSafeStr, SqlStr, Sqlite, Type, TypeInfo,
+    AssertSqlSafe, Decode, Encode, SqlStr, Sqlite, Type, TypeInfo,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow},
 };
 use time::OffsetDateTime;
 
-use super::{Found, ManageTokens, Revoked, StoreError, StoreErrorKind, TokenStore};
+pub use super::sql::InvalidTableName;
+use super::{
+    Found, ManageTokens, Revoked, StoreError, TokenStore,
+    sql::{
+        self, COLUMNS, Statements, check_table_name, check_type_name, optional, render, required,
+        statement,
+    },
+};
 use crate::{
     record::{TokenId, TokenRecord, UserId},
-    scope::Scopes,
     token::TokenHash,
 };
 
@@ -75,8 +83,11 @@ pub const DEFAULT_PRUNE_BATCH: u32 = 1000;
 /// The longest table name accepted: index names append up to 15 characters.
 pub const MAX_TABLE_NAME_LEN: usize = 48;
 
-const COLUMNS: &str = "id, user_id, client_id, name, scopes, token_hash, revoked, \
-                       created_at, updated_at, expires_at, last_used_at";
+/// The prefix of the names SQLite keeps for its own tables, refused in any case.
+const RESERVED_PREFIX: Option<&str> = Some("sqlite_");
+
+/// What a user id's SQL type name may hold besides ASCII letters and digits.
+const TYPE_NAME_PUNCTUATION: &[u8] = b"_ (),";
 
 /// What a user id type needs to live in SQLite: `i64`, `String`, and with sqlx's `uuid`
 /// feature `uuid::Uuid` all qualify. Implemented for every such type.
@@ -142,7 +153,7 @@ impl<U> SqliteStore<U> {
         Self {
             pool,
             table: Arc::from(DEFAULT_TABLE),
-            sql: Arc::new(Statements::new(DEFAULT_TABLE)),
+            sql: Arc::new(statements(DEFAULT_TABLE)),
             prune_batch: DEFAULT_PRUNE_BATCH,
             user: PhantomData,
         }
@@ -199,9 +210,9 @@ impl<U> SqliteStore<U> {
     ///
     /// [`InvalidTableName`] naming `name` otherwise.
     pub fn try_with_table(mut self, name: &str) -> Result<Self, InvalidTableName> {
-        check_table_name(name)?;
+        check_table_name(name, MAX_TABLE_NAME_LEN, RESERVED_PREFIX)?;
         self.table = Arc::from(name);
-        self.sql = Arc::new(Statements::new(name));
+        self.sql = Arc::new(statements(name));
         Ok(self)
     }
 
@@ -240,7 +251,7 @@ impl<U: SqliteUserId> SqliteStore<U> {
     /// name is not a plain type name).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let user_id_type = U::type_info();
-        check_type_name(user_id_type.name())?;
+        check_type_name(user_id_type.name(), TYPE_NAME_PUNCTUATION)?;
         let sql = render(MIGRATION, &self.table, user_id_type.name());
         // All or nothing, and holding the write lock from the start: another process
         // migrating the same file waits its turn (`busy_timeout`) instead of failing.
@@ -324,14 +335,7 @@ impl<U: SqliteUserId> ManageTokens for SqliteStore<U> {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
-                Err(StoreError::with_kind(
-                    StoreErrorKind::Conflict,
-                    format!("token {} exists already (same id or same hash)", record.id),
-                )
-                .with_source(sqlx::Error::Database(err)))
-            }
-            Err(err) => Err(StoreError::new(err)),
+            Err(err) => Err(sql::insert_error(record.id, err)),
         }
     }
 
@@ -412,163 +416,52 @@ impl<U: SqliteUserId> ManageTokens for SqliteStore<U> {
     }
 }
 
-/// The statements, built once per table name.
-struct Statements {
-    find: SqlStr,
-    get: SqlStr,
-    list: SqlStr,
-    insert: SqlStr,
-    revoke: SqlStr,
-    owned: SqlStr,
-    revoke_all: SqlStr,
-    delete: SqlStr,
-    touch: SqlStr,
-    prune_expired: SqlStr,
-    prune_revoked: SqlStr,
-}
-
-impl Statements {
-    /// `table` has passed [`check_table_name`] (or is the default): it holds no quote.
-    fn new(table: &str) -> Self {
-        let sql = |text: String| AssertSqlSafe(Arc::<str>::from(text)).into_sql_str();
-        Self {
-            find: sql(format!(
-                r#"SELECT {COLUMNS} FROM "{table}" WHERE token_hash = ?1"#
-            )),
-            get: sql(format!(r#"SELECT {COLUMNS} FROM "{table}" WHERE id = ?1"#)),
-            list: sql(format!(
-                r#"SELECT {COLUMNS} FROM "{table}" WHERE user_id = ?1 ORDER BY created_at, id"#
-            )),
-            insert: sql(format!(
-                r#"INSERT INTO "{table}" ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"#
-            )),
-            revoke: sql(format!(
-                r#"UPDATE "{table}" SET revoked = 1, updated_at = ?1 WHERE id = ?2 AND user_id = ?3 AND revoked = 0"#
-            )),
-            owned: sql(format!(
-                r#"SELECT 1 FROM "{table}" WHERE id = ?1 AND user_id = ?2"#
-            )),
-            revoke_all: sql(format!(
-                r#"UPDATE "{table}" SET revoked = 1, updated_at = ?1 WHERE user_id = ?2 AND revoked = 0"#
-            )),
-            delete: sql(format!(
-                r#"DELETE FROM "{table}" WHERE id = ?1 AND user_id = ?2"#
-            )),
-            touch: sql(format!(
-                r#"UPDATE "{table}" SET last_used_at = ?1 WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1)"#
-            )),
-            prune_expired: sql(format!(
-                r#"DELETE FROM "{table}" WHERE id IN (SELECT id FROM "{table}" WHERE expires_at <= ?1 LIMIT ?2)"#
-            )),
-            prune_revoked: sql(format!(
-                r#"DELETE FROM "{table}" WHERE id IN (SELECT id FROM "{table}" WHERE revoked = 1 AND updated_at <= ?1 LIMIT ?2)"#
-            )),
-        }
+/// The statements for `table`, which has passed [`check_table_name`] (or is the default):
+/// it holds no quote.
+fn statements(table: &str) -> Statements {
+    Statements {
+        find: statement(format!(
+            r#"SELECT {COLUMNS} FROM "{table}" WHERE token_hash = ?1"#
+        )),
+        get: statement(format!(r#"SELECT {COLUMNS} FROM "{table}" WHERE id = ?1"#)),
+        list: statement(format!(
+            r#"SELECT {COLUMNS} FROM "{table}" WHERE user_id = ?1 ORDER BY created_at, id"#
+        )),
+        insert: statement(format!(
+            r#"INSERT INTO "{table}" ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"#
+        )),
+        revoke: statement(format!(
+            r#"UPDATE "{table}" SET revoked = 1, updated_at = ?1 WHERE id = ?2 AND user_id = ?3 AND revoked = 0"#
+        )),
+        owned: statement(format!(
+            r#"SELECT 1 FROM "{table}" WHERE id = ?1 AND user_id = ?2"#
+        )),
+        revoke_all: statement(format!(
+            r#"UPDATE "{table}" SET revoked = 1, updated_at = ?1 WHERE user_id = ?2 AND revoked = 0"#
+        )),
+        delete: statement(format!(
+            r#"DELETE FROM "{table}" WHERE id = ?1 AND user_id = ?2"#
+        )),
+        touch: statement(format!(
+            r#"UPDATE "{table}" SET last_used_at = ?1 WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1)"#
+        )),
+        prune_expired: statement(format!(
+            r#"DELETE FROM "{table}" WHERE id IN (SELECT id FROM "{table}" WHERE expires_at <= ?1 LIMIT ?2)"#
+        )),
+        prune_revoked: statement(format!(
+            r#"DELETE FROM "{table}" WHERE id IN (SELECT id FROM "{table}" WHERE revoked = 1 AND updated_at <= ?1 LIMIT ?2)"#
+        )),
     }
-}
-
-/// A table name [`SqliteStore::try_with_table`] refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InvalidTableName(String);
-
-impl InvalidTableName {
-    /// The name that was refused.
-    pub fn name(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for InvalidTableName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid table name {:?}: expected 1 to {MAX_TABLE_NAME_LEN} ASCII letters, digits \
-             and `_`, not starting with a digit nor with `sqlite_`",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for InvalidTableName {}
-
-fn check_table_name(name: &str) -> Result<(), InvalidTableName> {
-    let valid = (1..=MAX_TABLE_NAME_LEN).contains(&name.len())
-        && !name.as_bytes()[0].is_ascii_digit()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && !name.to_ascii_lowercase().starts_with("sqlite_");
-    if valid {
-        Ok(())
-    } else {
-        Err(InvalidTableName(name.to_owned()))
-    }
-}
-
-/// The user id's SQL type goes into DDL as it is: it must look like a type name.
-fn check_type_name(name: &str) -> Result<(), StoreError> {
-    let plain = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_ (),".contains(&b));
-    if plain {
-        Ok(())
-    } else {
-        Err(StoreError::with_kind(
-            StoreErrorKind::Backend,
-            format!("the user id's SQL type {name:?} is not a plain type name"),
-        ))
-    }
-}
-
-/// Fills in the migration, without its leading comment block (which explains the
-/// placeholders).
-fn render(template: &str, table: &str, user_id_type: &str) -> String {
-    let body: Vec<&str> = template
-        .lines()
-        .skip_while(|line| line.starts_with("--") || line.trim().is_empty())
-        .collect();
-    format!(
-        "-- tower-pat personal access tokens: table \"{table}\", user id {user_id_type}\n{}\n",
-        body.join("\n")
-    )
-    .replace("{table}", table)
-    .replace("{user_id_type}", user_id_type)
 }
 
 /// Reads a row back, exactly, or says which row is bad and why.
 fn record_from_row<U: SqliteUserId>(row: &SqliteRow) -> Result<TokenRecord<U>, StoreError> {
-    let raw_id: String = match row.try_get::<Option<String>, _>("id") {
-        Ok(Some(id)) => id,
-        Ok(None) => return Err(StoreError::corrupt("(NULL)", "id is NULL")),
-        Err(err) => return Err(read_error("(unreadable)", "id", err)),
-    };
+    let (raw_id, id) = sql::read_id(row)?;
     let row_id = raw_id.as_str();
-    // Only the canonical form: an id that reads back differently would never match the
-    // `WHERE id = ?` of a later revoke.
-    let id = match TokenId::from_str(row_id) {
-        Ok(id) if id.to_string() == row_id => id,
-        _ => {
-            return Err(StoreError::corrupt(
-                row_id,
-                "id is not 32 lowercase hex digits",
-            ));
-        }
-    };
+    let scopes = sql::read_scopes(row, row_id)?;
+    let token_hash = sql::read_token_hash(row, row_id)?;
 
-    let scopes_text: String = required(row, row_id, "scopes")?;
-    let scopes = Scopes::parse_space_delimited(&scopes_text)
-        .map_err(|err| StoreError::corrupt(row_id, format_args!("scopes do not parse: {err}")))?;
-
-    let hash: Vec<u8> = required(row, row_id, "token_hash")?;
-    let token_hash = <[u8; 32]>::try_from(hash.as_slice())
-        .map(TokenHash::from_bytes)
-        .map_err(|_| {
-            StoreError::corrupt(
-                row_id,
-                format_args!("token_hash is {} bytes, not 32", hash.len()),
-            )
-        })?;
-
-    let revoked = match required::<i64>(row, row_id, "revoked")? {
+    let revoked = match required::<i64, _>(row, row_id, "revoked")? {
         0 => false,
         1 => true,
         other => {
@@ -579,7 +472,7 @@ fn record_from_row<U: SqliteUserId>(row: &SqliteRow) -> Result<TokenRecord<U>, S
         }
     };
 
-    let last_used_at = match optional::<i64>(row, row_id, "last_used_at")? {
+    let last_used_at = match optional::<i64, _>(row, row_id, "last_used_at")? {
         Some(secs) => Some(timestamp(row_id, "last_used_at", secs)?),
         None => None,
     };
@@ -599,35 +492,6 @@ fn record_from_row<U: SqliteUserId>(row: &SqliteRow) -> Result<TokenRecord<U>, S
     })
 }
 
-/// A column that must not be NULL.
-fn required<'r, T>(row: &'r SqliteRow, row_id: &str, column: &str) -> Result<T, StoreError>
-where
-    T: Decode<'r, Sqlite> + Type<Sqlite>,
-{
-    optional(row, row_id, column)?
-        .ok_or_else(|| StoreError::corrupt(row_id, format_args!("{column} is NULL")))
-}
-
-/// A nullable column.
-fn optional<'r, T>(row: &'r SqliteRow, row_id: &str, column: &str) -> Result<Option<T>, StoreError>
-where
-    T: Decode<'r, Sqlite> + Type<Sqlite>,
-{
-    row.try_get::<Option<T>, _>(column)
-        .map_err(|err| read_error(row_id, column, err))
-}
-
-/// A value of the wrong type is bad data; anything else (a missing column) is the
-/// backend's failure.
-fn read_error(row_id: &str, column: &str, err: sqlx::Error) -> StoreError {
-    match err {
-        sqlx::Error::ColumnDecode { .. } => {
-            StoreError::corrupt(row_id, format_args!("{column} cannot be read")).with_source(err)
-        }
-        err => StoreError::new(err),
-    }
-}
-
 fn timestamp(row_id: &str, column: &str, secs: i64) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::from_unix_timestamp(secs).map_err(|err| {
         StoreError::corrupt(row_id, format_args!("{column} is out of range")).with_source(err)
@@ -641,7 +505,10 @@ mod tests {
     #[test]
     fn table_names_are_checked() {
         for good in ["personal_access_tokens", "_t", "T1", &"a".repeat(48)] {
-            assert!(check_table_name(good).is_ok(), "{good}");
+            assert!(
+                check_table_name(good, MAX_TABLE_NAME_LEN, RESERVED_PREFIX).is_ok(),
+                "{good}"
+            );
         }
         for bad in [
             "",
@@ -654,7 +521,7 @@ mod tests {
             "SQLITE_x",
             &"a".repeat(49),
         ] {
-            let err = check_table_name(bad).unwrap_err();
+            let err = check_table_name(bad, MAX_TABLE_NAME_LEN, RESERVED_PREFIX).unwrap_err();
             assert_eq!(err.name(), bad);
             assert!(err.to_string().contains("invalid table name"));
         }
@@ -681,7 +548,7 @@ mod tests {
         assert!(sql.contains(r#"CREATE TABLE IF NOT EXISTS "my_tokens""#));
         assert!(sql.contains("user_id      INTEGER NOT NULL"));
         assert!(sql.contains(r#"CREATE INDEX IF NOT EXISTS "my_tokens_expires_idx""#));
-        assert!(check_type_name("INTEGER").is_ok());
-        assert!(check_type_name("x; DROP TABLE y").is_err());
+        assert!(check_type_name("INTEGER", TYPE_NAME_PUNCTUATION).is_ok());
+        assert!(check_type_name("x; DROP TABLE y", TYPE_NAME_PUNCTUATION).is_err());
     }
 }

@@ -1,0 +1,301 @@
+//! What the two sqlx stores (`SqliteStore` and `PostgresStore`) do the same way: the
+//! table and type name checks, filling in the migration, the set of statements, the
+//! mapping of an `INSERT`'s failure, and reading back the columns both databases store
+//! alike (id, scopes, token hash, and any column through [`required`] / [`optional`]).
+//!
+//! What depends on the database stays in each store's module: the SQL text, timestamps,
+//! the row type, and the sqlx bounds on the user id.
+
+use std::{fmt, str::FromStr, sync::Arc};
+
+use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Row, SqlSafeStr, SqlStr, Type};
+
+use super::{StoreError, StoreErrorKind};
+use crate::{record::TokenId, scope::Scopes, token::TokenHash};
+
+/// A table name a store's `try_with_table` refused (`SqliteStore::try_with_table`,
+/// `PostgresStore::try_with_table`): its message names it and says what the store
+/// accepts.
+#[derive(Clone, PartialEq, Eq)]
+pub struct InvalidTableName {
+    name: String,
+    /// The store's longest table name, named in the message.
+    max_len: usize,
+    /// The prefix the database keeps for itself, if any, named in the message.
+    reserved_prefix: Option<&'static str>,
+}
+
+impl InvalidTableName {
+    /// The name that was refused.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+// By hand, to print the name alone (`InvalidTableName("no way")`): the other fields only
+// shape the message.
+impl fmt::Debug for InvalidTableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("InvalidTableName").field(&self.name).finish()
+    }
+}
+
+impl fmt::Display for InvalidTableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid table name {:?}: expected 1 to {} ASCII letters, digits and `_`, not \
+             starting with a digit",
+            self.name, self.max_len
+        )?;
+        if let Some(prefix) = self.reserved_prefix {
+            write!(f, " nor with `{prefix}`")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for InvalidTableName {}
+
+/// Accepts 1 to `max_len` ASCII letters, digits and `_`, not starting with a digit nor, in
+/// any case, with `reserved_prefix` (given in lowercase) when there is one: such a name
+/// holds no quote, so it can go into SQL as it is.
+///
+/// # Errors
+///
+/// [`InvalidTableName`] naming `name` otherwise.
+pub(crate) fn check_table_name(
+    name: &str,
+    max_len: usize,
+    reserved_prefix: Option<&'static str>,
+) -> Result<(), InvalidTableName> {
+    let valid = (1..=max_len).contains(&name.len())
+        && !name.as_bytes()[0].is_ascii_digit()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && reserved_prefix.is_none_or(|prefix| !name.to_ascii_lowercase().starts_with(prefix));
+    if valid {
+        Ok(())
+    } else {
+        Err(InvalidTableName {
+            name: name.to_owned(),
+            max_len,
+            reserved_prefix,
+        })
+    }
+}
+
+/// The user id's SQL type goes into DDL as it is: it must look like a type name, ASCII
+/// letters and digits and the database's `punctuation`.
+///
+/// # Errors
+///
+/// [`StoreErrorKind::Backend`] naming the type otherwise.
+pub(crate) fn check_type_name(name: &str, punctuation: &[u8]) -> Result<(), StoreError> {
+    let plain = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || punctuation.contains(&b));
+    if plain {
+        Ok(())
+    } else {
+        Err(StoreError::with_kind(
+            StoreErrorKind::Backend,
+            format!("the user id's SQL type {name:?} is not a plain type name"),
+        ))
+    }
+}
+
+/// Fills in the migration, without its leading comment block (which explains the
+/// placeholders).
+pub(crate) fn render(template: &str, table: &str, user_id_type: &str) -> String {
+    let body: Vec<&str> = template
+        .lines()
+        .skip_while(|line| line.starts_with("--") || line.trim().is_empty())
+        .collect();
+    format!(
+        "-- tower-pat personal access tokens: table \"{table}\", user id {user_id_type}\n{}\n",
+        body.join("\n")
+    )
+    .replace("{table}", table)
+    .replace("{user_id_type}", user_id_type)
+}
+
+/// The columns of the table, in the order of [`Statements::insert`]'s parameters.
+pub(crate) const COLUMNS: &str = "id, user_id, client_id, name, scopes, token_hash, revoked, \
+                                  created_at, updated_at, expires_at, last_used_at";
+
+/// The statements, built once per table name by each store, in its own SQL. Each store
+/// binds the parameters named here, in this order.
+pub(crate) struct Statements {
+    /// [`COLUMNS`] of the row with `token_hash`.
+    pub(crate) find: SqlStr,
+    /// [`COLUMNS`] of the row with `id`.
+    pub(crate) get: SqlStr,
+    /// [`COLUMNS`] of the rows with `user_id`, oldest first.
+    pub(crate) list: SqlStr,
+    /// Adds a row: the [`COLUMNS`], in order.
+    pub(crate) insert: SqlStr,
+    /// Revokes, setting `updated_at`, the row with `id` and `user_id`, unless it is
+    /// revoked already.
+    pub(crate) revoke: SqlStr,
+    /// A row if one has `id` and `user_id`.
+    pub(crate) owned: SqlStr,
+    /// Revokes, setting `updated_at`, every row with `user_id` not revoked yet.
+    pub(crate) revoke_all: SqlStr,
+    /// Deletes the row with `id` and `user_id`.
+    pub(crate) delete: SqlStr,
+    /// Sets `last_used_at` of the row with `id`, unless it holds a later time.
+    pub(crate) touch: SqlStr,
+    /// Deletes at most `limit` rows that expire at `before` or earlier: `before`, `limit`.
+    pub(crate) prune_expired: SqlStr,
+    /// Deletes at most `limit` rows revoked at `before` or earlier: `before`, `limit`.
+    pub(crate) prune_revoked: SqlStr,
+}
+
+/// One statement of [`Statements`]: its table name has passed [`check_table_name`] (or is
+/// the default) and every value is a parameter, so the text is safe as it is.
+pub(crate) fn statement(text: String) -> SqlStr {
+    AssertSqlSafe(Arc::<str>::from(text)).into_sql_str()
+}
+
+/// What an `INSERT` that failed with `err` returns: a unique violation (same id or same
+/// hash) is [`StoreErrorKind::Conflict`] naming token `id`, with `err` as its source;
+/// anything else is the backend's failure.
+pub(crate) fn insert_error(id: TokenId, err: sqlx::Error) -> StoreError {
+    match err {
+        sqlx::Error::Database(err) if err.is_unique_violation() => StoreError::with_kind(
+            StoreErrorKind::Conflict,
+            format!("token {id} exists already (same id or same hash)"),
+        )
+        .with_source(sqlx::Error::Database(err)),
+        err => StoreError::new(err),
+    }
+}
+
+/// The row's `id`, as stored (to name the row in every later error) and parsed.
+///
+/// # Errors
+///
+/// [`StoreErrorKind::Corrupt`] when it is NULL, unreadable, or not in the canonical form
+/// (32 lowercase hex digits).
+pub(crate) fn read_id<R>(row: &R) -> Result<(String, TokenId), StoreError>
+where
+    R: Row,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: ColumnIndex<R>,
+{
+    let Some(raw_id) = optional::<String, _>(row, "(unreadable)", "id")? else {
+        return Err(StoreError::corrupt("(NULL)", "id is NULL"));
+    };
+    // Only the canonical form: an id that reads back differently would never match the
+    // `WHERE id = …` of a later revoke.
+    match TokenId::from_str(&raw_id) {
+        Ok(id) if id.to_string() == raw_id => Ok((raw_id, id)),
+        _ => Err(StoreError::corrupt(
+            &raw_id,
+            "id is not 32 lowercase hex digits",
+        )),
+    }
+}
+
+/// The row's `scopes`, space-delimited text.
+///
+/// # Errors
+///
+/// [`StoreErrorKind::Corrupt`] naming `row_id` when the column is NULL, unreadable, or
+/// does not parse.
+pub(crate) fn read_scopes<R>(row: &R, row_id: &str) -> Result<Scopes, StoreError>
+where
+    R: Row,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: ColumnIndex<R>,
+{
+    let scopes_text: String = required(row, row_id, "scopes")?;
+    Scopes::parse_space_delimited(&scopes_text)
+        .map_err(|err| StoreError::corrupt(row_id, format_args!("scopes do not parse: {err}")))
+}
+
+/// The row's `token_hash`, 32 bytes.
+///
+/// # Errors
+///
+/// [`StoreErrorKind::Corrupt`] naming `row_id` when the column is NULL, unreadable, or
+/// not 32 bytes long.
+pub(crate) fn read_token_hash<R>(row: &R, row_id: &str) -> Result<TokenHash, StoreError>
+where
+    R: Row,
+    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: ColumnIndex<R>,
+{
+    let hash: Vec<u8> = required(row, row_id, "token_hash")?;
+    <[u8; 32]>::try_from(hash.as_slice())
+        .map(TokenHash::from_bytes)
+        .map_err(|_| {
+            StoreError::corrupt(
+                row_id,
+                format_args!("token_hash is {} bytes, not 32", hash.len()),
+            )
+        })
+}
+
+/// A column that must not be NULL.
+pub(crate) fn required<'r, T, R>(row: &'r R, row_id: &str, column: &str) -> Result<T, StoreError>
+where
+    R: Row,
+    T: Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: ColumnIndex<R>,
+{
+    optional(row, row_id, column)?
+        .ok_or_else(|| StoreError::corrupt(row_id, format_args!("{column} is NULL")))
+}
+
+/// A nullable column.
+pub(crate) fn optional<'r, T, R>(
+    row: &'r R,
+    row_id: &str,
+    column: &str,
+) -> Result<Option<T>, StoreError>
+where
+    R: Row,
+    T: Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: ColumnIndex<R>,
+{
+    row.try_get::<Option<T>, _>(column)
+        .map_err(|err| read_error(row_id, column, err))
+}
+
+/// A value of the wrong type is bad data; anything else (a missing column) is the
+/// backend's failure.
+fn read_error(row_id: &str, column: &str, err: sqlx::Error) -> StoreError {
+    match err {
+        sqlx::Error::ColumnDecode { .. } => {
+            StoreError::corrupt(row_id, format_args!("{column} cannot be read")).with_source(err)
+        }
+        err => StoreError::new(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_name_reads_as_before() {
+        let err = check_table_name("no way", 48, Some("sqlite_")).unwrap_err();
+        assert_eq!(err.name(), "no way");
+        assert_eq!(format!("{err:?}"), r#"InvalidTableName("no way")"#);
+        assert_eq!(
+            err.to_string(),
+            "invalid table name \"no way\": expected 1 to 48 ASCII letters, digits and `_`, \
+             not starting with a digit nor with `sqlite_`"
+        );
+        let err = check_table_name("no way", 48, None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid table name \"no way\": expected 1 to 48 ASCII letters, digits and `_`, \
+             not starting with a digit"
+        );
+        assert!(check_table_name("Sqlite_x", 48, None).is_ok());
+        assert!(check_table_name("Sqlite_x", 48, Some("sqlite_")).is_err());
+    }
+}
