@@ -43,7 +43,7 @@ use std::{
     task::{Context, Poll, ready},
 };
 
-use http::{HeaderMap, HeaderValue, Request, Response, header::AUTHORIZATION};
+use http::{HeaderValue, Request, Response, header::AUTHORIZATION};
 use pin_project_lite::pin_project;
 use time::{Duration, OffsetDateTime};
 use tower_layer::Layer;
@@ -396,28 +396,46 @@ impl<S: fmt::Debug, St, H> fmt::Debug for Pat<S, St, H> {
     }
 }
 
-/// Finds the bearer token of a request: `Ok(None)` when there is none, else the raw bytes
-/// of the candidate (not checked yet), or why the request is unusable.
-fn presented<'a>(
-    headers: &'a HeaderMap,
-    query: Option<&'a str>,
+/// Finds the bearer token of a request and marks the `Authorization` header sensitive:
+/// `Ok(None)` when there is none, else the token checked offline and hashed, or why the
+/// request is refused. One lookup of the header in the common case: `len` counts values and
+/// `keys_len` names, so only a request with some repeated header pays for a second look.
+fn presented<B>(
+    req: &mut Request<B>,
     config: &Config<impl Sized>,
-) -> Result<Option<&'a [u8]>, RejectionKind> {
-    let in_query = query.and_then(query_token);
-    let mut values = headers.get_all(AUTHORIZATION).iter();
-    let from_header = match values.next() {
-        None => None,
-        Some(_) if values.next().is_some() => return Err(RejectionKind::InvalidRequest),
-        Some(value) => bearer(value.as_bytes(), config.max_header_len)?,
-    };
-    match (from_header, in_query) {
-        (_, Some(_)) if !config.query_param => Err(RejectionKind::InvalidRequest),
-        // RFC 6750 §2: one method per request.
-        (Some(_), Some(_)) => Err(RejectionKind::InvalidRequest),
-        (Some(t), None) => Ok(Some(t)),
-        (None, Some(t)) => Ok(Some(t.as_bytes())),
-        (None, None) => Ok(None),
+) -> Result<Option<TokenHash>, RejectionKind> {
+    let in_query = req.uri().query().and_then(query_token).is_some();
+    let headers = req.headers_mut();
+    if headers.len() != headers.keys_len() && headers.get_all(AUTHORIZATION).iter().nth(1).is_some()
+    {
+        return Err(RejectionKind::InvalidRequest);
     }
+    let from_header = match headers.get_mut(AUTHORIZATION) {
+        None => None,
+        Some(value) => {
+            value.set_sensitive(true);
+            bearer(value.as_bytes(), config.max_header_len)?
+        }
+    };
+    // RFC 6750 §2: one method per request; the query only where it is enabled.
+    if in_query && (from_header.is_some() || !config.query_param) {
+        return Err(RejectionKind::InvalidRequest);
+    }
+    if let Some(candidate) = from_header {
+        return judge(&config.format, candidate).map(Some);
+    }
+    match req.uri().query().and_then(query_token) {
+        Some(candidate) => judge(&config.format, candidate.as_bytes()).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Checks credentials offline and hashes them.
+fn judge(format: &TokenFormat, candidate: &[u8]) -> Result<TokenHash, RejectionKind> {
+    format.parse_bytes(candidate).map_err(|why| {
+        tracing::debug!(reason = %why, "bearer token refused offline");
+        offline_refusal(candidate, why)
+    })
 }
 
 /// Splits `Bearer 1*SP credentials`. `Ok(None)`: another scheme, so no bearer
@@ -490,7 +508,7 @@ where
     #[inline]
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let config = &self.shared.config;
-        let hash = match presented(req.headers(), req.uri().query(), config) {
+        let hash = match presented(&mut req, config) {
             Err(kind) => return self.refuse(kind, &req),
             Ok(None) if config.optional => {
                 req.extensions_mut().insert(Grant {
@@ -501,18 +519,8 @@ where
                 return ResponseFuture::inner(self.inner.call(req));
             }
             Ok(None) => return self.refuse(RejectionKind::MissingCredentials, &req),
-            Ok(Some(candidate)) => match config.format.parse_bytes(candidate) {
-                Ok(hash) => hash,
-                Err(why) => {
-                    tracing::debug!(reason = %why, "bearer token refused offline");
-                    let kind = offline_refusal(candidate, why);
-                    return self.refuse(kind, &req);
-                }
-            },
+            Ok(Some(hash)) => hash,
         };
-        if let Some(v) = req.headers_mut().get_mut(AUTHORIZATION) {
-            v.set_sensitive(true);
-        }
         // A store that answers at once (a map, a warm cache) costs no future and no box.
         let Some(found) = config.store.find_now(&hash) else {
             let shared = Arc::clone(&self.shared);
@@ -892,6 +900,37 @@ mod tests {
         let mut typo = good.into_secret().into_bytes();
         typo[10] = if typo[10] == b'a' { b'b' } else { b'a' };
         assert_eq!(judge(&typo), Err(RejectionKind::MalformedToken));
+    }
+
+    #[test]
+    fn repeated_authorization_is_found_among_other_repeated_headers() {
+        let store = crate::MemoryStore::<i64>::new();
+        let layer = PatLayer::new(store);
+        let config = &layer.config;
+        let token = config.format.generate().unwrap();
+        let bearer = format!("Bearer {}", token.expose_secret());
+        let request = |auth: &[&str], cookies: usize| {
+            let mut b = Request::builder();
+            for a in auth {
+                b = b.header(AUTHORIZATION, *a);
+            }
+            for i in 0..cookies {
+                b = b.header(http::header::COOKIE, format!("c{i}=1"));
+            }
+            b.body(()).unwrap()
+        };
+        for cookies in [0, 1, 3] {
+            let mut one = request(&[&bearer], cookies);
+            assert_eq!(presented(&mut one, config), Ok(Some(token.hash())));
+            assert!(one.headers()[AUTHORIZATION].is_sensitive());
+            let mut two = request(&[&bearer, &bearer], cookies);
+            assert_eq!(
+                presented(&mut two, config),
+                Err(RejectionKind::InvalidRequest)
+            );
+            let mut none = request(&[], cookies);
+            assert_eq!(presented(&mut none, config), Ok(None));
+        }
     }
 
     #[test]
