@@ -87,8 +87,8 @@ struct Config<St> {
     store: Arc<St>,
     format: TokenFormat,
     clock: Arc<dyn Clock>,
-    realm: Arc<str>,
-    matching: ScopeMatching,
+    /// Realm and matching rules, shared with every request's `AccessToken`.
+    settings: Arc<Settings>,
     optional: bool,
     query_param: bool,
     max_header_len: usize,
@@ -123,8 +123,7 @@ impl<St> Clone for Config<St> {
             store: Arc::clone(&self.store),
             format: self.format.clone(),
             clock: Arc::clone(&self.clock),
-            realm: Arc::clone(&self.realm),
-            matching: self.matching,
+            settings: Arc::clone(&self.settings),
             optional: self.optional,
             query_param: self.query_param,
             max_header_len: self.max_header_len,
@@ -148,8 +147,8 @@ impl<St, H> fmt::Debug for PatLayer<St, H> {
         let c = &self.config;
         f.debug_struct("PatLayer")
             .field("format", &c.format)
-            .field("realm", &c.realm)
-            .field("matching", &c.matching)
+            .field("realm", &c.settings.realm)
+            .field("matching", &c.settings.matching)
             .field("optional", &c.optional)
             .field("query_param", &c.query_param)
             .field("max_header_len", &c.max_header_len)
@@ -176,8 +175,10 @@ impl<St: TokenStore> PatLayer<St> {
                 store,
                 format: TokenFormat::default(),
                 clock: Arc::new(SystemClock),
-                realm: Arc::from(DEFAULT_REALM),
-                matching: ScopeMatching::EXACT,
+                settings: Arc::new(Settings {
+                    realm: Box::from(DEFAULT_REALM),
+                    matching: ScopeMatching::EXACT,
+                }),
                 optional: false,
                 query_param: false,
                 max_header_len: DEFAULT_MAX_HEADER_LEN,
@@ -207,14 +208,20 @@ impl<St, H> PatLayer<St, H> {
             reject::is_valid_realm(realm),
             "invalid realm {realm:?}: use visible ASCII and spaces, without '\"' or '\\'"
         );
-        self.config.realm = Arc::from(realm);
+        self.config.settings = Arc::new(Settings {
+            realm: Box::from(realm),
+            matching: self.config.settings.matching,
+        });
         self
     }
 
     /// The scope matching rules [`AccessToken::can`] and
     /// [`RequireScopes`](crate::RequireScopes) apply (`*`, inheritance).
     pub fn matching(mut self, matching: ScopeMatching) -> Self {
-        self.config.matching = matching;
+        self.config.settings = Arc::new(Settings {
+            realm: self.config.settings.realm.clone(),
+            matching,
+        });
         self
     }
 
@@ -294,7 +301,7 @@ impl<St, H> PatLayer<St, H> {
 
 /// Layer-wide settings a request carries to [`RequireScopes`](crate::RequireScopes).
 pub(crate) struct Settings {
-    pub(crate) realm: Arc<str>,
+    pub(crate) realm: Box<str>,
     pub(crate) matching: ScopeMatching,
 }
 
@@ -324,7 +331,6 @@ pub(crate) fn granted(extensions: &http::Extensions) -> Option<(Option<&Scopes>,
 
 struct Shared<St> {
     config: Config<St>,
-    settings: Arc<Settings>,
     /// Prebuilt challenges, by [`challenge_index`].
     challenges: [HeaderValue; 6],
 }
@@ -345,7 +351,7 @@ impl<S, St, H: Clone> Layer<S> for PatLayer<St, H> {
     type Service = Pat<S, St, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let realm = &self.config.realm;
+        let realm = &self.config.settings.realm;
         let challenges = [
             RejectionKind::MissingCredentials,
             RejectionKind::InvalidRequest,
@@ -359,10 +365,6 @@ impl<S, St, H: Clone> Layer<S> for PatLayer<St, H> {
             inner,
             shared: Arc::new(Shared {
                 config: self.config.clone(),
-                settings: Arc::new(Settings {
-                    realm: Arc::clone(realm),
-                    matching: self.config.matching,
-                }),
                 challenges,
             }),
             hook: self.hook.clone(),
@@ -391,7 +393,7 @@ impl<S: fmt::Debug, St, H> fmt::Debug for Pat<S, St, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pat")
             .field("inner", &self.inner)
-            .field("realm", &self.shared.settings.realm)
+            .field("realm", &self.shared.config.settings.realm)
             .finish_non_exhaustive()
     }
 }
@@ -513,7 +515,7 @@ where
             Ok(None) if config.optional => {
                 req.extensions_mut().insert(Grant {
                     scopes: None,
-                    settings: Arc::clone(&self.shared.settings),
+                    settings: Arc::clone(&self.shared.config.settings),
                 });
                 // Called right away: the readied service itself, no clone needed.
                 return ResponseFuture::inner(self.inner.call(req));
@@ -585,7 +587,7 @@ where
 {
     let grpc = reject::is_grpc(req.headers());
     tracing::debug!(reason = ?kind, grpc, "request refused by PatLayer");
-    let rejection = Rejection::new(kind, &shared.settings.realm, None);
+    let rejection = Rejection::new(kind, &shared.config.settings.realm, None);
     let challenge = challenge_index(kind).map(|i| shared.challenges[i].clone());
     reject::respond(hook, grpc, &rejection, challenge)
 }
@@ -668,12 +670,12 @@ impl<U: UserId> Admitted<U> {
         if TypeId::of::<U>() != TypeId::of::<i64>() {
             extensions.insert(Grant {
                 scopes: Some(self.record.scopes.clone()),
-                settings: Arc::clone(&shared.settings),
+                settings: Arc::clone(&shared.config.settings),
             });
         }
         extensions.insert(AccessToken::with_settings(
             self.record,
-            Arc::clone(&shared.settings),
+            Arc::clone(&shared.config.settings),
         ));
     }
 }

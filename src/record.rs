@@ -183,7 +183,7 @@ impl<U> AccessToken<U> {
     /// tests of handlers).
     pub fn new(record: Arc<TokenRecord<U>>, matching: ScopeMatching) -> Self {
         let settings = Settings {
-            realm: Arc::from(crate::auth::DEFAULT_REALM),
+            realm: Box::from(crate::auth::DEFAULT_REALM),
             matching,
         };
         Self::with_settings(record, Arc::new(settings))
