@@ -18,7 +18,7 @@
 //! Every case builds its request the same way (two headers, the second one the
 //! credential) and drives the service without a runtime: `poll_ready`, then `call`, then
 //! one poll of the future with a no-op waker, which must complete it. The garbage and
-//! no-header cases run over the store wrapped in a counter of `find`/`find_now` calls, and
+//! no-header cases run over the store wrapped in a counter of `find`/`find_ready` calls, and
 //! the run asserts they made none; the hot case runs over the bare `MemoryStore`. After criterion's own output, a summary prints each case's median and
 //! its overhead over `baseline`, checked against the targets of issue 2 (hot ≤ 250 ns,
 //! garbage ≤ 150 ns), next to the same from an interleaved pass (every case in turn,
@@ -89,13 +89,13 @@ impl TokenStore for CountingStore {
         self.inner.find(hash).await
     }
 
-    fn find_now(&self, hash: &TokenHash) -> Option<Result<Found<i64>, StoreError>> {
+    fn find_ready(&self, hash: &TokenHash) -> Option<Result<Found<i64>, StoreError>> {
         self.finds.fetch_add(1, Ordering::Relaxed);
-        self.inner.find_now(hash)
+        self.inner.find_ready(hash)
     }
 
-    async fn touch(&self, id: TokenId, at: OffsetDateTime) -> Result<(), StoreError> {
-        self.inner.touch(id, at).await
+    async fn touch(&self, uses: &[(TokenId, OffsetDateTime)]) -> Result<(), StoreError> {
+        self.inner.touch(uses).await
     }
 }
 

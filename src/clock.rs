@@ -10,7 +10,7 @@ use std::{
 use time::{Duration, OffsetDateTime};
 
 /// A source of the current time.
-pub trait Clock: Send + Sync + 'static {
+pub trait Clock: fmt::Debug + Send + Sync + 'static {
     /// Now, in UTC.
     fn now(&self) -> OffsetDateTime;
 

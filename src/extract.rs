@@ -3,7 +3,6 @@
 //! `AccessToken<U>` takes the token [`PatLayer`](crate::PatLayer) resolved;
 //! `Option<AccessToken<U>>` also accepts a request that
 //! [`PatLayer::optional`](crate::PatLayer::optional) let through without credentials.
-//! Without a `PatLayer` in front, both answer 500 with a message that says so.
 //!
 //! ```
 //! use axum::{Router, routing::get};
@@ -21,39 +20,76 @@
 //!     .route("/orders", get(orders))
 //!     .layer(PatLayer::new(MemoryStore::<i64>::new()));
 //! ```
+//!
+//! `U` must be the store's user id type. `AccessToken` alone means `AccessToken<i64>`:
+//! with a store of `String` or `uuid::Uuid` ids, write `AccessToken<String>` or
+//! `AccessToken<Uuid>`, or every request answers 500 and the log names both types.
+//!
+//! Refusals go through the layer's
+//! [`rejection_body`](crate::PatLayer::rejection_body), like every other refusal: a 401
+//! for a request let through without credentials, a 500 for a wiring error. What a
+//! wiring error is goes to the log (at error level), never to the client.
 
-use std::fmt;
+use std::{fmt, sync::Arc};
 
 use axum_core::{
+    body::Body,
     extract::{FromRequestParts, OptionalFromRequestParts},
     response::{IntoResponse, Response},
 };
-use http::{StatusCode, header::WWW_AUTHENTICATE, request::Parts};
+use http::request::Parts;
 
 use crate::{
     AccessToken,
-    auth::granted,
-    record::UserId,
-    reject::{RejectionKind, challenge},
+    record::{Settings, UserId, granted},
+    reject::{RejectionKind, respond_without_layer},
 };
 
 /// Why an [`AccessToken`] could not be extracted.
-#[derive(Debug)]
 #[non_exhaustive]
 pub enum AccessTokenRejection {
     /// No `PatLayer` ran for this request: a wiring error (500).
     MissingLayer,
     /// `PatLayer` let the request through without credentials (401).
-    Unauthenticated {
-        /// The realm of the challenge.
-        realm: String,
-    },
+    Unauthenticated(Refusal),
     /// `PatLayer` resolved a token whose user id is of another type than the one asked
     /// for (500): ask for `AccessToken<T>` with the store's `UserId`.
     UserIdType {
         /// The type asked for.
         expected: &'static str,
+        /// The store's user id type.
+        found: &'static str,
+        /// How the layer answers refusals.
+        refusal: Refusal,
     },
+}
+
+/// How the `PatLayer` in front answers refusals (its realm and body hook).
+#[derive(Clone)]
+pub struct Refusal(Arc<Settings>);
+
+impl fmt::Debug for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Refusal")
+            .field(&self.0.refusals.realm())
+            .finish()
+    }
+}
+
+impl fmt::Debug for AccessTokenRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingLayer => f.write_str("MissingLayer"),
+            Self::Unauthenticated(_) => f.write_str("Unauthenticated"),
+            Self::UserIdType {
+                expected, found, ..
+            } => f
+                .debug_struct("UserIdType")
+                .field("expected", expected)
+                .field("found", found)
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 impl fmt::Display for AccessTokenRejection {
@@ -62,10 +98,12 @@ impl fmt::Display for AccessTokenRejection {
             Self::MissingLayer => f.write_str(
                 "AccessToken extractor used without PatLayer: add tower_pat::PatLayer in front of this route",
             ),
-            Self::Unauthenticated { .. } => f.write_str("this route needs a bearer token"),
-            Self::UserIdType { expected } => write!(
+            Self::Unauthenticated(_) => f.write_str("this route needs a bearer token"),
+            Self::UserIdType {
+                expected, found, ..
+            } => write!(
                 f,
-                "PatLayer resolved a token, but not an AccessToken<{expected}>: the store's user id type differs"
+                "the handler asks for AccessToken<{expected}>, but the store's user ids are {found}: write AccessToken<{found}>"
             ),
         }
     }
@@ -75,19 +113,25 @@ impl std::error::Error for AccessTokenRejection {}
 
 impl IntoResponse for AccessTokenRejection {
     fn into_response(self) -> Response {
-        let body = self.to_string();
-        match self {
-            Self::Unauthenticated { realm } => {
-                let mut res = (StatusCode::UNAUTHORIZED, body).into_response();
-                res.headers_mut().insert(
-                    WWW_AUTHENTICATE,
-                    challenge(&realm, RejectionKind::MissingCredentials, None),
-                );
-                res
+        let empty = http::HeaderMap::new();
+        match &self {
+            Self::Unauthenticated(Refusal(settings)) => {
+                settings
+                    .refusals
+                    .respond::<Body>(RejectionKind::MissingCredentials, None, &empty)
             }
-            Self::MissingLayer | Self::UserIdType { .. } => {
-                tracing::error!("{body}");
-                (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
+            Self::UserIdType {
+                refusal: Refusal(settings),
+                ..
+            } => {
+                tracing::error!("{self}; refusing with 500");
+                settings
+                    .refusals
+                    .respond::<Body>(RejectionKind::MissingLayer, None, &empty)
+            }
+            Self::MissingLayer => {
+                tracing::error!("{self}; refusing with 500");
+                respond_without_layer(&empty)
             }
         }
     }
@@ -97,11 +141,16 @@ fn extract<U: UserId>(parts: &Parts) -> Result<Option<AccessToken<U>>, AccessTok
     if let Some(token) = parts.extensions.get::<AccessToken<U>>() {
         return Ok(Some(token.clone()));
     }
-    match granted(&parts.extensions) {
-        None => Err(AccessTokenRejection::MissingLayer),
-        Some((None, _)) => Ok(None),
-        Some((Some(_), _)) => Err(AccessTokenRejection::UserIdType {
+    let Some(grant) = granted(&parts.extensions) else {
+        return Err(AccessTokenRejection::MissingLayer);
+    };
+    let refusal = Refusal(grant.settings_arc());
+    match grant.scopes {
+        None => Ok(None),
+        Some(_) => Err(AccessTokenRejection::UserIdType {
             expected: std::any::type_name::<U>(),
+            found: grant.user_id_type,
+            refusal,
         }),
     }
 }
@@ -110,10 +159,14 @@ impl<S: Send + Sync, U: UserId> FromRequestParts<S> for AccessToken<U> {
     type Rejection = AccessTokenRejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        extract(parts)?.ok_or_else(|| AccessTokenRejection::Unauthenticated {
-            realm: granted(&parts.extensions)
-                .map_or_else(String::new, |(_, settings)| settings.realm.to_string()),
-        })
+        match extract(parts)? {
+            Some(token) => Ok(token),
+            None => Err(AccessTokenRejection::Unauthenticated(Refusal(
+                granted(&parts.extensions)
+                    .map(|g| g.settings_arc())
+                    .ok_or(AccessTokenRejection::MissingLayer)?,
+            ))),
+        }
     }
 }
 

@@ -8,8 +8,9 @@
 //! - [`Tokens`] creates, lists, revokes, rotates and prunes tokens over a store.
 //! - [`PatLayer`] resolves the bearer token of each request through a [`TokenStore`] and
 //!   puts an [`AccessToken`] in the request's extensions.
-//! - [`RequireScopesLayer::all`] / [`RequireScopesLayer::any`] guard routes by scope;
-//!   handlers ask [`AccessToken::can`].
+//! - [`Tokens::require_all`] / [`Tokens::require_any`] / [`Tokens::require`] (or
+//!   [`RequireScopesLayer`] without a registry) guard routes by scope; handlers ask
+//!   [`AccessToken::can`].
 //! - Every refusal is an RFC 6750 answer, or a gRPC-native one for gRPC requests (see
 //!   [`reject`]); a failing store answers 503, never lets a request through.
 //!
@@ -17,7 +18,7 @@
 //! use axum::{Router, body::Body, routing::get};
 //! use http::{Request, StatusCode, header::AUTHORIZATION};
 //! use tower::ServiceExt;
-//! use tower_pat::{AccessToken, MemoryStore, RequireScopesLayer, Tokens, scope::ScopeRegistry};
+//! use tower_pat::{AccessToken, MemoryStore, Tokens, scope::ScopeRegistry};
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let registry = ScopeRegistry::new()
@@ -30,7 +31,7 @@
 //! }
 //! let app = Router::new()
 //!     .route("/orders", get(orders))
-//!     .route_layer(RequireScopesLayer::all(["orders:read"]))
+//!     .route_layer(tokens.require_all(["orders:read"]))
 //!     .layer(tokens.layer());
 //!
 //! let created = tokens.create(7, "laptop", ["orders:read"]).await.unwrap();
@@ -80,6 +81,8 @@ pub mod clock;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
+pub mod lifecycle;
+mod prefix_hash;
 pub mod record;
 pub mod reject;
 pub mod require;
@@ -89,7 +92,6 @@ pub mod store;
 #[cfg_attr(docsrs, doc(cfg(feature = "test-kit")))]
 pub mod testing;
 pub mod token;
-pub mod tokens;
 
 // The README's examples compile as doctests (they use the optional stores).
 #[cfg(all(
@@ -101,9 +103,13 @@ pub mod tokens;
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+/// The attribute [`TokenStore`] and [`ManageTokens`] implementations are written with.
+pub use async_trait::async_trait;
 pub use auth::{Pat, PatLayer};
+pub use lifecycle::{CreateToken, NewToken, TokenError, Tokens};
 pub use record::{AccessToken, TokenId, TokenRecord};
 pub use require::{RequireScopes, RequireScopesLayer};
+pub use scope::Requirement;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use store::PostgresStore;
@@ -111,4 +117,6 @@ pub use store::PostgresStore;
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use store::SqliteStore;
 pub use store::{ManageTokens, MemoryStore, TokenStore};
-pub use tokens::{CreateToken, NewToken, TokenError, Tokens};
+/// The time crate, whose `OffsetDateTime` and `Duration` the records and the lifecycle
+/// use: a store implementation names them through here.
+pub use time;

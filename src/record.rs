@@ -1,14 +1,27 @@
-//! The stored row ([`TokenRecord`]) and the view of it a handler gets ([`AccessToken`]).
+//! The stored row ([`TokenRecord`]) and the view of it a handler gets ([`AccessToken`]),
+//! with the contract by which an `AccessToken` travels in a request's extensions from
+//! [`PatLayer`](crate::PatLayer) to the scope checks, the extractor and handlers.
 
-use std::{error::Error, fmt, hash::Hash, str::FromStr, sync::Arc};
+use std::{
+    any::{TypeId, type_name},
+    error::Error,
+    fmt,
+    hash::Hash,
+    str::FromStr,
+    sync::Arc,
+};
 
+use http::Extensions;
 use time::OffsetDateTime;
 
 use crate::{
-    auth::Settings,
+    reject::{Hook, Refusals},
     scope::{ScopeMatching, Scopes},
     token::TokenHash,
 };
+
+/// The realm of the `WWW-Authenticate` challenge unless configured otherwise.
+pub const DEFAULT_REALM: &str = "api";
 
 /// What a user id must be: `i64`, `uuid::Uuid`, `String` and the like all are.
 pub trait UserId: Clone + Eq + Hash + fmt::Debug + Send + Sync + 'static {}
@@ -134,8 +147,12 @@ impl<U> TokenRecord<U> {
 /// The token a request was authenticated with, as a handler sees it.
 ///
 /// [`PatLayer`](crate::PatLayer) puts it in the request's extensions; with feature `axum`
-/// it is also an extractor. Cheap to clone (one `Arc`). The type parameter is the store's
+/// it is also an extractor. Cheap to clone (two `Arc`s). The type parameter is the store's
 /// user id type, `i64` unless said otherwise.
+///
+/// To put one into a request yourself (a test of a handler behind
+/// [`RequireScopesLayer`](crate::RequireScopesLayer), say), use
+/// [`insert_into`](Self::insert_into), as the layer does: it works for every user id type.
 ///
 /// ```
 /// use tower_pat::{AccessToken, scope::ScopeMatching};
@@ -151,6 +168,10 @@ impl<U> TokenRecord<U> {
 /// assert!(token.can("orders:read"));
 /// assert!(token.cant("orders:create"));
 /// assert_eq!(*token.user_id(), 7);
+///
+/// let mut request = http::Request::new(());
+/// token.insert_into(request.extensions_mut());
+/// assert!(request.extensions().get::<AccessToken>().is_some());
 /// ```
 pub struct AccessToken<U = i64> {
     record: Arc<TokenRecord<U>>,
@@ -179,22 +200,15 @@ impl<U: fmt::Debug> fmt::Debug for AccessToken<U> {
 }
 
 impl<U> AccessToken<U> {
-    /// A view of a record, checked with `matching` (what the layer builds; useful in
-    /// tests of handlers).
+    /// A view of a record, checked with `matching`, answering refusals with the default
+    /// realm and an empty body (what a test of a handler needs; the layer builds its own).
     pub fn new(record: Arc<TokenRecord<U>>, matching: ScopeMatching) -> Self {
-        let settings = Settings {
-            realm: Box::from(crate::auth::DEFAULT_REALM),
-            matching,
-        };
+        let settings = Settings::new(DEFAULT_REALM, matching, Hook::default());
         Self::with_settings(record, Arc::new(settings))
     }
 
     pub(crate) fn with_settings(record: Arc<TokenRecord<U>>, settings: Arc<Settings>) -> Self {
         Self { record, settings }
-    }
-
-    pub(crate) fn settings(&self) -> &Settings {
-        &self.settings
     }
 
     /// Whether the token may do `scope` (Passport's `tokenCan`), under the layer's
@@ -247,4 +261,99 @@ impl<U> AccessToken<U> {
     pub fn record(&self) -> &TokenRecord<U> {
         &self.record
     }
+}
+
+impl<U: UserId> AccessToken<U> {
+    /// Puts the token into a request's extensions, where handlers
+    /// (`extensions().get::<AccessToken<U>>()`), the axum extractor and the scope checks
+    /// find it. The layer puts tokens there this way; do the same when you insert one
+    /// yourself, so that [`RequireScopesLayer`](crate::RequireScopesLayer) sees it
+    /// whatever the user id type (a bare `Extensions::insert` works for `i64` only).
+    #[inline]
+    pub fn insert_into(self, extensions: &mut Extensions) {
+        // The scope checks do not know `U`: they read an `AccessToken<i64>` directly (one
+        // insert for the default type), and for any other type this non-generic marker.
+        if TypeId::of::<U>() != TypeId::of::<i64>() {
+            extensions.insert(Grant {
+                scopes: Some(self.record.scopes.clone()),
+                settings: Arc::clone(&self.settings),
+                user_id_type: type_name::<U>(),
+            });
+        }
+        extensions.insert(self);
+    }
+}
+
+/// Layer-wide settings every request carries, shared by all the `AccessToken`s of one
+/// `PatLayer`: how scopes match and how refusals are answered.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) matching: ScopeMatching,
+    pub(crate) refusals: Refusals,
+}
+
+impl Settings {
+    pub(crate) fn new(realm: &str, matching: ScopeMatching, hook: Hook) -> Self {
+        Self {
+            matching,
+            refusals: Refusals::new(realm, hook),
+        }
+    }
+}
+
+/// What the scope checks and the extractor, which do not know the user id type, read to
+/// learn what `PatLayer` decided. Present for a token of another user id type than `i64`
+/// (see [`AccessToken::insert_into`]), and, with `scopes: None`, for a request let
+/// through without credentials.
+#[derive(Clone)]
+struct Grant {
+    scopes: Option<Scopes>,
+    settings: Arc<Settings>,
+    user_id_type: &'static str,
+}
+
+/// What `PatLayer` decided for one request.
+#[derive(Clone, Copy)]
+pub(crate) struct Granted<'a> {
+    /// The token's scopes; `None` for a request let through without credentials.
+    pub(crate) scopes: Option<&'a Scopes>,
+    pub(crate) settings: &'a Arc<Settings>,
+    /// The token's user id type, to name it when an extractor asks for another.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    pub(crate) user_id_type: &'static str,
+}
+
+impl Granted<'_> {
+    /// The settings, to keep beyond the request's extensions.
+    #[cfg(feature = "axum")]
+    pub(crate) fn settings_arc(&self) -> Arc<Settings> {
+        Arc::clone(self.settings)
+    }
+}
+
+/// What `PatLayer` decided, without knowing the user id type: `None` when no `PatLayer`
+/// ran (and no token was inserted by hand).
+#[inline]
+pub(crate) fn granted(extensions: &Extensions) -> Option<Granted<'_>> {
+    if let Some(token) = extensions.get::<AccessToken<i64>>() {
+        return Some(Granted {
+            scopes: Some(token.scopes()),
+            settings: &token.settings,
+            user_id_type: type_name::<i64>(),
+        });
+    }
+    extensions.get::<Grant>().map(|g| Granted {
+        scopes: g.scopes.as_ref(),
+        settings: &g.settings,
+        user_id_type: g.user_id_type,
+    })
+}
+
+/// Marks a request that `PatLayer` let through without credentials.
+pub(crate) fn insert_anonymous(extensions: &mut Extensions, settings: Arc<Settings>) {
+    extensions.insert(Grant {
+        scopes: None,
+        settings,
+        user_id_type: "",
+    });
 }

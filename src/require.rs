@@ -1,11 +1,12 @@
-//! [`RequireScopesLayer`]: lets a request through only when its token holds the scopes a
-//! route requires (Passport's `CheckToken` and `CheckTokenForAnyScope`).
+//! [`RequireScopesLayer`]: lets a request through only when its token meets the
+//! [`Requirement`] of a route (Passport's `CheckToken` and `CheckTokenForAnyScope`, and an
+//! OR of ANDs).
 //!
 //! ```
 //! use std::convert::Infallible;
 //! use http::{Request, Response, StatusCode, header::AUTHORIZATION};
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
-//! use tower_pat::{MemoryStore, RequireScopesLayer, Tokens, scope::ScopeRegistry};
+//! use tower_pat::{MemoryStore, Tokens, scope::ScopeRegistry};
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let registry = ScopeRegistry::new()
@@ -16,7 +17,8 @@
 //!
 //! let svc = ServiceBuilder::new()
 //!     .layer(tokens.layer())
-//!     .layer(RequireScopesLayer::all(["orders:read", "orders:create"]))
+//!     // Checked against the registry now: a misspelt scope panics here, naming it.
+//!     .layer(tokens.require_all(["orders:read", "orders:create"]))
 //!     .service(service_fn(|_: Request<String>| async {
 //!         Ok::<_, Infallible>(Response::new(String::new()))
 //!     }));
@@ -48,24 +50,12 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{
-    reject::{self, EmptyBody, Rejection, RejectionBody, RejectionKind},
-    scope::{ScopeError, Scopes},
+    lifecycle::Tokens,
+    record::{Granted, granted},
+    reject::{RejectionKind, respond_without_layer},
+    scope::{Requirement, ScopeError},
+    store::ManageTokens,
 };
-
-/// All of the scopes, or any one of them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// Every scope is required (Passport's `CheckToken`).
-    All,
-    /// One of the scopes is enough (Passport's `CheckTokenForAnyScope`).
-    Any,
-}
-
-#[derive(Debug)]
-struct Requirement {
-    mode: Mode,
-    scopes: Scopes,
-}
 
 /// Requires scopes of the token [`PatLayer`](crate::PatLayer) resolved.
 ///
@@ -73,43 +63,34 @@ struct Requirement {
 /// short, 401 when the request was let through without a token
 /// ([`PatLayer::optional`](crate::PatLayer::optional)), and 500 (gRPC 13, logged at error
 /// level) when there is no `PatLayer` in front: a wiring error must not let requests in.
-pub struct RequireScopesLayer<H = EmptyBody> {
+/// Refusals are shaped by the `PatLayer`'s
+/// [`rejection_body`](crate::PatLayer::rejection_body).
+///
+/// Build it from the application's [`Tokens`] ([`Tokens::require_all`] and friends) to
+/// have its scopes checked against the registry at startup; the constructors here check
+/// the syntax only.
+#[derive(Clone)]
+pub struct RequireScopesLayer {
     requirement: Arc<Requirement>,
-    hook: H,
 }
 
-impl<H: Clone> Clone for RequireScopesLayer<H> {
-    fn clone(&self) -> Self {
-        Self {
-            requirement: Arc::clone(&self.requirement),
-            hook: self.hook.clone(),
-        }
-    }
-}
-
-impl<H> fmt::Debug for RequireScopesLayer<H> {
+impl fmt::Debug for RequireScopesLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequireScopesLayer")
-            .field("mode", &self.requirement.mode)
-            .field("scopes", &self.requirement.scopes)
-            .finish_non_exhaustive()
+            .field("requirement", &self.requirement)
+            .finish()
     }
-}
-
-fn requirement<I>(mode: Mode, scopes: I) -> Result<Arc<Requirement>, ScopeError>
-where
-    I: IntoIterator,
-    I::Item: AsRef<str>,
-{
-    let scopes = Scopes::try_from_iter(scopes)?;
-    if scopes.is_empty() {
-        return Err(ScopeError::Empty);
-    }
-    Ok(Arc::new(Requirement { mode, scopes }))
 }
 
 impl RequireScopesLayer {
-    /// Requires every one of `scopes`.
+    /// Requires `requirement`.
+    pub fn new(requirement: Requirement) -> Self {
+        Self {
+            requirement: Arc::new(requirement),
+        }
+    }
+
+    /// Requires every one of `scopes` ([`Requirement::all`]).
     ///
     /// # Panics
     ///
@@ -121,10 +102,10 @@ impl RequireScopesLayer {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        Self::try_all(scopes).unwrap_or_else(|e| panic!("RequireScopesLayer::all: {e}"))
+        Self::new(Requirement::all(scopes))
     }
 
-    /// Requires at least one of `scopes`.
+    /// Requires at least one of `scopes` ([`Requirement::any`]).
     ///
     /// # Panics
     ///
@@ -135,7 +116,7 @@ impl RequireScopesLayer {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        Self::try_any(scopes).unwrap_or_else(|e| panic!("RequireScopesLayer::any: {e}"))
+        Self::new(Requirement::any(scopes))
     }
 
     /// Requires every one of `scopes`.
@@ -148,10 +129,7 @@ impl RequireScopesLayer {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        Ok(Self {
-            requirement: requirement(Mode::All, scopes)?,
-            hook: EmptyBody,
-        })
+        Requirement::try_all(scopes).map(Self::new)
     }
 
     /// Requires at least one of `scopes`.
@@ -164,54 +142,94 @@ impl RequireScopesLayer {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        Ok(Self {
-            requirement: requirement(Mode::Any, scopes)?,
-            hook: EmptyBody,
-        })
+        Requirement::try_any(scopes).map(Self::new)
+    }
+
+    /// What the layer requires.
+    pub fn requirement(&self) -> &Requirement {
+        &self.requirement
     }
 }
 
-impl<H> RequireScopesLayer<H> {
-    /// Shapes the HTTP answer to a refused request; the crate still sets the status and
-    /// the challenge. See [`RejectionBody`].
-    pub fn rejection_body<H2>(self, hook: H2) -> RequireScopesLayer<H2> {
-        RequireScopesLayer {
-            requirement: self.requirement,
-            hook,
-        }
-    }
-
-    /// The required scopes.
-    pub fn scopes(&self) -> &Scopes {
-        &self.requirement.scopes
-    }
-
-    /// Whether all or any of them are required.
-    pub fn mode(&self) -> Mode {
-        self.requirement.mode
-    }
-}
-
-impl<S, H: Clone> Layer<S> for RequireScopesLayer<H> {
-    type Service = RequireScopes<S, H>;
+impl<S> Layer<S> for RequireScopesLayer {
+    type Service = RequireScopes<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
         RequireScopes {
             inner,
             requirement: Arc::clone(&self.requirement),
-            hook: self.hook.clone(),
         }
     }
 }
 
+impl<St: ManageTokens> Tokens<St> {
+    /// A scope check requiring every one of `scopes`, each defined in the registry.
+    ///
+    /// # Panics
+    ///
+    /// When a scope is invalid or undefined (the message names it) or `scopes` is empty:
+    /// a misspelt route scope fails at startup instead of refusing every token with 403.
+    /// [`try_require`](Self::try_require) returns the error instead.
+    #[track_caller]
+    pub fn require_all<I>(&self, scopes: I) -> RequireScopesLayer
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        self.require(Requirement::all(scopes))
+    }
+
+    /// A scope check requiring at least one of `scopes`, each defined in the registry.
+    ///
+    /// # Panics
+    ///
+    /// As [`require_all`](Self::require_all).
+    #[track_caller]
+    pub fn require_any<I>(&self, scopes: I) -> RequireScopesLayer
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        self.require(Requirement::any(scopes))
+    }
+
+    /// A scope check requiring `requirement`, whose scopes must be defined in the
+    /// registry.
+    ///
+    /// # Panics
+    ///
+    /// When a scope is undefined; the message names it.
+    #[track_caller]
+    pub fn require(&self, requirement: Requirement) -> RequireScopesLayer {
+        self.try_require(requirement)
+            .unwrap_or_else(|e| panic!("route requirement: {e}"))
+    }
+
+    /// A scope check requiring `requirement`, whose scopes must be defined in the
+    /// registry.
+    ///
+    /// # Errors
+    ///
+    /// [`ScopeError::Undefined`] naming the first undefined scope.
+    pub fn try_require(&self, requirement: Requirement) -> Result<RequireScopesLayer, ScopeError> {
+        self.registry().check(&requirement)?;
+        Ok(RequireScopesLayer::new(requirement))
+    }
+}
+
 /// The service [`RequireScopesLayer`] makes.
-pub struct RequireScopes<S, H = EmptyBody> {
+#[derive(Clone)]
+pub struct RequireScopes<S> {
     inner: S,
     requirement: Arc<Requirement>,
-    hook: H,
 }
 
 impl<S> RequireScopes<S> {
+    /// Wraps `inner`, requiring `requirement`.
+    pub fn new(inner: S, requirement: Requirement) -> Self {
+        RequireScopesLayer::new(requirement).layer(inner)
+    }
+
     /// Wraps `inner`, requiring every one of `scopes`.
     ///
     /// # Panics
@@ -241,31 +259,57 @@ impl<S> RequireScopes<S> {
     }
 }
 
-impl<S: Clone, H: Clone> Clone for RequireScopes<S, H> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            requirement: Arc::clone(&self.requirement),
-            hook: self.hook.clone(),
+impl<S: fmt::Debug> fmt::Debug for RequireScopes<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequireScopes")
+            .field("inner", &self.inner)
+            .field("requirement", &self.requirement)
+            .finish()
+    }
+}
+
+/// The verdict of a scope check on a request: `Ok` to pass it on, or the refusal. Shared
+/// by every layer that checks scopes.
+#[inline]
+pub(crate) fn check<B: Default + 'static>(
+    requirement: &Requirement,
+    headers: &http::HeaderMap,
+    extensions: &http::Extensions,
+) -> Result<(), Response<B>> {
+    let refuse = |kind, settings: Granted<'_>| {
+        Err(settings
+            .settings
+            .refusals
+            .respond(kind, Some(requirement), headers))
+    };
+    match granted(extensions) {
+        None => {
+            tracing::error!(
+                "a scope check found no PatLayer in front of it; refusing with 500 (add PatLayer before RequireScopesLayer, or insert tokens with AccessToken::insert_into)"
+            );
+            Err(respond_without_layer(headers))
+        }
+        Some(grant @ Granted { scopes: None, .. }) => {
+            refuse(RejectionKind::MissingCredentials, grant)
+        }
+        Some(
+            grant @ Granted {
+                scopes: Some(held), ..
+            },
+        ) => {
+            if requirement.is_met_by(held, grant.settings.matching) {
+                return Ok(());
+            }
+            tracing::debug!(required = %requirement, "token lacks required scopes");
+            refuse(RejectionKind::InsufficientScope, grant)
         }
     }
 }
 
-impl<S: fmt::Debug, H> fmt::Debug for RequireScopes<S, H> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RequireScopes")
-            .field("inner", &self.inner)
-            .field("mode", &self.requirement.mode)
-            .field("scopes", &self.requirement.scopes)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S, H, ReqB, ResB> Service<Request<ReqB>> for RequireScopes<S, H>
+impl<S, ReqB, ResB> Service<Request<ReqB>> for RequireScopes<S>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
-    H: RejectionBody<ResB>,
-    ResB: Default,
+    ResB: Default + 'static,
 {
     type Response = Response<ResB>;
     type Error = S::Error;
@@ -277,37 +321,9 @@ where
 
     #[inline]
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let req_scopes = &self.requirement;
-        let granted = crate::auth::granted(req.extensions());
-        let kind = match granted {
-            None => {
-                tracing::error!(
-                    "RequireScopes found no PatLayer in front of it; refusing with 500 (add PatLayer before RequireScopesLayer)"
-                );
-                RejectionKind::MissingLayer
-            }
-            Some((None, _)) => RejectionKind::MissingCredentials,
-            Some((Some(held), settings)) => {
-                let ok = match req_scopes.mode {
-                    Mode::All => held.grants_all(&req_scopes.scopes, settings.matching),
-                    Mode::Any => held.grants_any(&req_scopes.scopes, settings.matching),
-                };
-                if ok {
-                    return ResponseFuture {
-                        kind: Kind::Pass {
-                            fut: self.inner.call(req),
-                        },
-                    };
-                }
-                tracing::debug!(required = %req_scopes.scopes, "token lacks required scopes");
-                RejectionKind::InsufficientScope
-            }
-        };
-        let realm = granted.map_or(crate::auth::DEFAULT_REALM, |(_, settings)| &settings.realm);
-        let rejection = Rejection::new(kind, realm, Some(&req_scopes.scopes));
-        let res = reject::respond(&self.hook, reject::is_grpc(req.headers()), &rejection, None);
-        ResponseFuture {
-            kind: Kind::Refused { res: Some(res) },
+        match check(&self.requirement, req.headers(), req.extensions()) {
+            Ok(()) => ResponseFuture::pass(self.inner.call(req)),
+            Err(res) => ResponseFuture::refused(res),
         }
     }
 }
@@ -330,6 +346,22 @@ pin_project! {
         Refused {
             res: Option<Response<B>>,
         },
+    }
+}
+
+impl<F, B> ResponseFuture<F, B> {
+    #[inline]
+    pub(crate) fn pass(fut: F) -> Self {
+        Self {
+            kind: Kind::Pass { fut },
+        }
+    }
+
+    #[inline]
+    pub(crate) fn refused(res: Response<B>) -> Self {
+        Self {
+            kind: Kind::Refused { res: Some(res) },
+        }
     }
 }
 

@@ -13,14 +13,18 @@ use http::{
 use time::{Duration, OffsetDateTime, macros::datetime};
 use tower_pat::{
     AccessToken, CreateToken, ManageTokens, MemoryStore, PatLayer, RequireScopesLayer, TokenError,
-    Tokens, clock::ManualClock, reject::Rejection, scope::ScopeError, store::Revoked,
+    Tokens,
+    clock::ManualClock,
+    reject::{Rejection, RejectionKind},
+    scope::ScopeError,
+    store::Revoked,
     token::TokenFormat,
 };
 use uuid::Uuid;
 
-use common::{FlakyStore, Mode, Reply, bearer, registry, send, serve};
+use common::{Fault, Faulty, LogCapture, Reply, bearer, registry, send, serve};
 
-type Store = FlakyStore<MemoryStore<i64>>;
+type Store = Faulty<MemoryStore<i64>>;
 
 const NO_CREDENTIALS: &str = r#"Bearer realm="api""#;
 const INVALID_REQUEST: &str = r#"Bearer realm="api", error="invalid_request""#;
@@ -94,7 +98,7 @@ fn routes() -> Router {
 }
 
 fn tokens() -> Tokens<Store> {
-    Tokens::new(FlakyStore::new(MemoryStore::new()), registry())
+    Tokens::new(Faulty::new(MemoryStore::new()), registry())
 }
 
 /// The routes behind the facade's default layer.
@@ -138,7 +142,7 @@ async fn no_credentials_is_401_with_a_bare_challenge() {
         let reply = send(addr, "/user", &[("authorization", other)]).await;
         assert_refused(&reply, StatusCode::UNAUTHORIZED, Some(NO_CREDENTIALS));
     }
-    assert_eq!(tokens.store().lookups(), 0);
+    assert_eq!(tokens.store().find_calls(), 0);
 }
 
 #[tokio::test]
@@ -169,10 +173,10 @@ async fn malformed_tokens_are_invalid_token_and_never_reach_the_store() {
             Some(&invalid_token(MALFORMED)),
         );
     }
-    assert_eq!(tokens.store().lookups(), 0, "garbage reached the store");
+    assert_eq!(tokens.store().find_calls(), 0, "garbage reached the store");
     // The good one still works, through one lookup.
     assert_eq!(bearer(addr, "/user", &good).await.status, StatusCode::OK);
-    assert_eq!(tokens.store().lookups(), 1);
+    assert_eq!(tokens.store().find_calls(), 1);
 }
 
 #[tokio::test]
@@ -185,7 +189,7 @@ async fn unknown_token_is_invalid_token() {
         StatusCode::UNAUTHORIZED,
         Some(&invalid_token(UNKNOWN)),
     );
-    assert_eq!(tokens.store().lookups(), 1);
+    assert_eq!(tokens.store().find_calls(), 1);
 }
 
 #[tokio::test]
@@ -218,7 +222,7 @@ async fn bad_syntax_is_400_invalid_request() {
         let reply = send(addr, "/user", headers).await;
         assert_refused(&reply, StatusCode::BAD_REQUEST, Some(INVALID_REQUEST));
     }
-    assert_eq!(tokens.store().lookups(), 0);
+    assert_eq!(tokens.store().find_calls(), 0);
 }
 
 #[tokio::test]
@@ -244,13 +248,13 @@ async fn store_failure_is_503_without_a_challenge() {
     let good = token(&tokens, 1, &["user:read"]).await;
     let store = tokens.store();
     for (mode, async_only) in [
-        (Mode::Fail, false),
-        (Mode::Fail, true),
-        (Mode::Timeout, false),
-        (Mode::Timeout, true),
+        (Fault::Fail, false),
+        (Fault::Fail, true),
+        (Fault::Timeout, false),
+        (Fault::Timeout, true),
     ] {
-        store.set_mode(mode);
-        store.set_async_only(async_only);
+        store.set(mode);
+        store.async_only(async_only);
         let reply = bearer(addr, "/user", &good).await;
         assert_refused(&reply, StatusCode::SERVICE_UNAVAILABLE, None);
         assert_eq!(reply.body, "");
@@ -264,10 +268,10 @@ async fn store_failure_is_503_without_a_challenge() {
         let reply = send(addr, "/user", &[]).await;
         assert_refused(&reply, StatusCode::UNAUTHORIZED, Some(NO_CREDENTIALS));
     }
-    assert_eq!(store.lookups(), 4);
-    store.set_mode(Mode::Healthy);
+    assert_eq!(store.find_calls(), 4);
+    store.set(Fault::Pass);
     assert_eq!(bearer(addr, "/user", &good).await.status, StatusCode::OK);
-    store.set_async_only(false);
+    store.async_only(false);
     assert_eq!(bearer(addr, "/user", &good).await.status, StatusCode::OK);
 }
 
@@ -275,13 +279,15 @@ async fn store_failure_is_503_without_a_challenge() {
 async fn a_slow_store_is_waited_for() {
     let (tokens, addr) = start().await;
     let good = token(&tokens, 1, &["user:read"]).await;
-    tokens.store().set_delay(StdDuration::from_millis(150));
+    tokens
+        .store()
+        .set(Fault::Slow(StdDuration::from_millis(150)));
     let started = std::time::Instant::now();
     let reply = bearer(addr, "/user", &good).await;
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
     assert!(started.elapsed() >= StdDuration::from_millis(150));
     // A slow store that then fails still fails closed.
-    tokens.store().set_mode(Mode::Fail);
+    tokens.store().set(Fault::Fail);
     let reply = bearer(addr, "/user", &good).await;
     assert_refused(&reply, StatusCode::SERVICE_UNAVAILABLE, None);
 }
@@ -304,7 +310,8 @@ async fn require_scopes_without_pat_layer_is_500() {
 }
 
 #[tokio::test]
-async fn extractor_without_pat_layer_is_500_naming_the_layer() {
+async fn extractor_without_pat_layer_is_500_with_the_hint_in_the_log_only() {
+    let log = LogCapture::start();
     let tokens = tokens();
     let good = token(&tokens, 1, &["user:read"]).await;
     let app = Router::new()
@@ -314,8 +321,13 @@ async fn extractor_without_pat_layer_is_500_naming_the_layer() {
     for path in ["/me", "/open"] {
         let reply = bearer(addr, path, &good).await;
         assert_refused(&reply, StatusCode::INTERNAL_SERVER_ERROR, None);
-        assert!(reply.body.contains("PatLayer"), "{}", reply.body);
+        assert_eq!(reply.body, "", "a wiring hint reached the client");
     }
+    let text = log.text();
+    assert!(
+        text.contains("add tower_pat::PatLayer in front of this route"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -673,9 +685,8 @@ async fn a_rejection_body_hook_keeps_status_and_challenge() {
     let app = Router::new()
         .route(
             "/orders",
-            get(orders).layer(
-                RequireScopesLayer::all(["orders:read", "orders:create"]).rejection_body(json_body),
-            ),
+            // No hook of its own: the PatLayer's serves every refusal behind it.
+            get(orders).layer(tokens.require_all(["orders:read", "orders:create"])),
         )
         .layer(tokens.layer().rejection_body(json_body));
     let addr = serve(app).await;
@@ -709,11 +720,11 @@ async fn a_rejection_body_hook_keeps_status_and_challenge() {
         Some(ORDERS_SHORT),
         Some("insufficient_scope"),
     );
-    tokens.store().set_mode(Mode::Fail);
+    tokens.store().set(Fault::Fail);
     let reply = bearer(addr, "/orders", secret).await;
     assert_refused(&reply, StatusCode::SERVICE_UNAVAILABLE, None);
     assert_eq!(reply.headers[CONTENT_TYPE], "application/json");
-    tokens.store().set_mode(Mode::Healthy);
+    tokens.store().set(Fault::Pass);
     tokens.revoke(&1, reader.record.id).await.unwrap();
     let reply = bearer(addr, "/orders", secret).await;
     check(
@@ -725,16 +736,28 @@ async fn a_rejection_body_hook_keeps_status_and_challenge() {
 }
 
 #[tokio::test]
-async fn query_string_tokens_are_refused_unless_enabled() {
+async fn query_tokens_are_not_looked_at_unless_enabled() {
     let tokens = tokens();
     let strict = serve(routes().layer(tokens.layer())).await;
+    let public = serve(routes().layer(tokens.layer().optional(true))).await;
     let lenient = serve(routes().layer(tokens.layer().allow_query_token(true))).await;
     let good = token(&tokens, 1, &["user:read"]).await;
     let with_query = format!("/user?access_token={good}");
 
+    // Off (the default): a request whose only credential is in the query has none.
     let reply = send(strict, &with_query, &[]).await;
-    assert_refused(&reply, StatusCode::BAD_REQUEST, Some(INVALID_REQUEST));
+    assert_refused(&reply, StatusCode::UNAUTHORIZED, Some(NO_CREDENTIALS));
+    let reply = send(strict, "/user?access_token=a%20b", &[]).await;
+    assert_refused(&reply, StatusCode::UNAUTHORIZED, Some(NO_CREDENTIALS));
+    // ... a public route lets it through without a token ...
+    let reply = send(public, &format!("/open?access_token={good}"), &[]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    assert_eq!(reply.body, "anonymous");
+    // ... and a header beside it is all that counts.
+    let reply = bearer(strict, "/user?access_token=garbage", &good).await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
 
+    // On: accepted when it is the only credential.
     let reply = send(lenient, &with_query, &[]).await;
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
     assert_eq!(reply.body, "user 1 via test with [user:read]");
@@ -758,6 +781,16 @@ async fn query_string_tokens_are_refused_unless_enabled() {
     // Unrelated query parameters do not matter.
     let reply = bearer(strict, "/user?page=2", &good).await;
     assert_eq!(reply.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_refused_query_token_is_not_called_a_header() {
+    let tokens = tokens();
+    let lenient = serve(routes().layer(tokens.layer().allow_query_token(true))).await;
+    let reply = send(lenient, "/user?access_token=a%20b", &[]).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let message = RejectionKind::InvalidRequest.message();
+    assert!(!message.to_lowercase().contains("header"), "{message}");
 }
 
 #[tokio::test]
@@ -799,9 +832,17 @@ async fn integer_and_uuid_user_ids_both_work() {
     let reply = bearer(addr, "/user", secret).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body, format!("user {alice}"));
+    let log = LogCapture::start();
     let reply = bearer(addr, "/wrong", secret).await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(reply.body.contains("i64"), "{}", reply.body);
+    assert_eq!(reply.body, "", "a wiring hint reached the client");
+    // The log names both types and the fix.
+    let text = log.text();
+    assert!(
+        text.contains("asks for AccessToken<i64>, but the store's user ids are uuid::")
+            && text.contains("write AccessToken<uuid::"),
+        "{text}"
+    );
 
     assert_eq!(tokens.list(&alice).await.unwrap().len(), 1);
     assert!(tokens.list(&bob).await.unwrap().is_empty());
@@ -819,51 +860,83 @@ async fn last_used_at(tokens: &Tokens<Store>, id: tower_pat::TokenId) -> Option<
 }
 
 #[tokio::test]
-async fn last_used_at_is_written_once_not_per_request() {
+async fn last_used_at_is_written_once_per_interval_off_the_request_path() {
     let t0 = datetime!(2030-06-01 12:00 UTC);
     let clock = ManualClock::new(t0);
     let tokens = tokens().clock(clock.clone());
-    let addr = serve(routes().layer(tokens.layer())).await;
+    let layer = tokens.layer();
+    let addr = serve(routes().layer(layer.clone())).await;
     let created = tokens.create(1, "ci", ["user:read"]).await.unwrap();
     let id = created.record.id;
     let secret = created.token.expose_secret();
     assert_eq!(created.record.last_used_at, None);
 
+    // A use is recorded, not written: the request does not wait for the store.
     assert_eq!(bearer(addr, "/user", secret).await.status, StatusCode::OK);
+    assert_eq!(tokens.store().touch_calls(), 0);
+    assert_eq!(last_used_at(&tokens, id).await, None);
+    assert_eq!(layer.flush().await, 1);
+    assert_eq!(tokens.store().touch_calls(), 1);
     assert_eq!(last_used_at(&tokens, id).await, Some(t0));
-    assert_eq!(tokens.store().touches(), 1);
 
     clock.advance(Duration::seconds(10));
     for _ in 0..5 {
         assert_eq!(bearer(addr, "/user", secret).await.status, StatusCode::OK);
     }
-    assert_eq!(tokens.store().touches(), 1, "a write per request");
+    assert_eq!(layer.flush().await, 0, "a write within the interval");
+    assert_eq!(tokens.store().touch_calls(), 1);
     assert_eq!(last_used_at(&tokens, id).await, Some(t0));
 
     // Once the interval (one minute) has passed, the next use is written.
     clock.advance(Duration::minutes(1));
     assert_eq!(bearer(addr, "/user", secret).await.status, StatusCode::OK);
-    assert_eq!(tokens.store().touches(), 2);
+    assert_eq!(layer.flush().await, 1);
     assert_eq!(
         last_used_at(&tokens, id).await,
         Some(t0 + Duration::seconds(70))
     );
-    assert_eq!(tokens.store().lookups(), 7);
+    assert_eq!(tokens.store().find_calls(), 7);
 
     // A request answered 403 still used the token.
     let other = tokens.create(1, "other", ["user:read"]).await.unwrap();
     let reply = bearer(addr, "/orders", other.token.expose_secret()).await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(layer.flush().await, 1);
     assert_eq!(
         last_used_at(&tokens, other.record.id).await,
         Some(t0 + Duration::seconds(70))
     );
+    // One statement per flush, whatever the batch.
+    assert_eq!(tokens.store().touch_calls(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thousands_of_concurrent_uses_make_one_write() {
+    let tokens = tokens();
+    let layer = tokens.layer();
+    let addr = serve(routes().layer(layer.clone())).await;
+    let secret = token(&tokens, 1, &["user:read"]).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let secret = secret.clone();
+        tasks.spawn(async move {
+            for _ in 0..40 {
+                assert_eq!(bearer(addr, "/user", &secret).await.status, StatusCode::OK);
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    assert_eq!(layer.flush().await, 1);
+    assert_eq!(tokens.store().touch_calls(), 1);
+    assert_eq!(tokens.store().uses_touched(), 1);
 }
 
 #[tokio::test]
 async fn layers_can_share_one_store() {
     // Two servers over one store: a revocation through one facade is seen by both.
-    let store = Arc::new(FlakyStore::new(MemoryStore::<i64>::new()));
+    let store = Arc::new(Faulty::new(MemoryStore::<i64>::new()));
     let tokens = Tokens::from_shared(Arc::clone(&store), Arc::new(registry()));
     let a = serve(routes().layer(tokens.layer())).await;
     let b = serve(routes().layer(tokens.layer().realm("b"))).await;
@@ -883,7 +956,7 @@ async fn layers_can_share_one_store() {
                 .as_str()
         )
     );
-    assert_eq!(store.lookups(), 4);
+    assert_eq!(store.find_calls(), 4);
 }
 
 #[tokio::test]
@@ -939,7 +1012,7 @@ async fn the_header_limit_is_4_kib_to_the_byte() {
     let over = format!("Bearer {}", "a".repeat(4096 - 6));
     let reply = send(addr, "/user", &[("authorization", over.as_bytes())]).await;
     assert_refused(&reply, StatusCode::BAD_REQUEST, Some(INVALID_REQUEST));
-    assert_eq!(tokens.store().lookups(), 0);
+    assert_eq!(tokens.store().find_calls(), 0);
 }
 
 #[tokio::test]

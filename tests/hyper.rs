@@ -16,9 +16,9 @@ use tokio::net::TcpListener;
 use tower::{ServiceBuilder, service_fn};
 use tower_pat::{AccessToken, MemoryStore, RequireScopesLayer, Tokens};
 
-use common::{FlakyStore, Mode, bearer, registry, send};
+use common::{Fault, Faulty, bearer, registry, send};
 
-type Store = FlakyStore<MemoryStore<i64>>;
+type Store = Faulty<MemoryStore<i64>>;
 
 async fn orders(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let body = match req.extensions().get::<AccessToken>() {
@@ -57,7 +57,7 @@ async fn start(tokens: &Tokens<Store>) -> SocketAddr {
 
 #[tokio::test]
 async fn hyper_server_with_service_builder() {
-    let tokens = Tokens::new(FlakyStore::new(MemoryStore::new()), registry());
+    let tokens = Tokens::new(Faulty::new(MemoryStore::new()), registry());
     let addr = start(&tokens).await;
     let reader = tokens.create(1, "r", ["orders:read"]).await.unwrap();
     let creator = tokens.create(2, "c", ["orders:create"]).await.unwrap();
@@ -101,7 +101,7 @@ async fn hyper_server_with_service_builder() {
         )
     );
 
-    tokens.store().set_mode(Mode::Fail);
+    tokens.store().set(Fault::Fail);
     let reply = bearer(addr, "/", creator.token.expose_secret()).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(reply.challenge(), None);

@@ -1,7 +1,7 @@
 //! An inner service that panics when `call` comes without `poll_ready` still works behind
 //! `PatLayer` and `RequireScopesLayer`: on a real server under many concurrent requests,
 //! and driven directly with `ServiceExt::ready` / `call` while earlier calls are still in
-//! flight; through both the synchronous (`find_now`) and the async (`find`) store paths.
+//! flight; through both the synchronous (`find_ready`) and the async (`find`) store paths.
 
 mod common;
 
@@ -21,9 +21,9 @@ use tokio::task::JoinSet;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_pat::{AccessToken, MemoryStore, RequireScopesLayer, TokenStore, Tokens};
 
-use common::{FlakyStore, bearer, registry, send, serve};
+use common::{Fault, Faulty, bearer, registry, send, serve};
 
-type Store = FlakyStore<MemoryStore<i64>>;
+type Store = Faulty<MemoryStore<i64>>;
 
 /// Panics in `call` unless `poll_ready` came first; each `call` uses the readiness up.
 /// A clone starts unready, as a clone of a real `Buffer` or pool slot would.
@@ -80,11 +80,11 @@ fn the_inner_service_does_panic_without_poll_ready() {
 }
 
 fn tokens(async_only: bool) -> Tokens<Store> {
-    let store = FlakyStore::new(MemoryStore::new());
+    let store = Faulty::new(MemoryStore::new());
     if async_only {
-        store.set_async_only(true);
+        store.async_only(true);
         // Make the lookup really wait, so the inner service is held across an await.
-        store.set_delay(Duration::from_millis(2));
+        store.set(Fault::Slow(Duration::from_millis(2)));
     }
     Tokens::new(store, registry())
 }
@@ -137,7 +137,7 @@ async fn direct(async_only: bool) {
         }
     }
     assert_eq!(calls.load(Ordering::SeqCst), 30);
-    let lookups = tokens.store().lookups();
+    let lookups = tokens.store().find_calls();
     assert_eq!(lookups, 45, "every call with a token asks the store once");
 
     // `oneshot` on clones works too.
@@ -151,7 +151,7 @@ async fn direct(async_only: bool) {
 }
 
 #[tokio::test]
-async fn direct_calls_through_find_now() {
+async fn direct_calls_through_find_ready() {
     direct(false).await;
 }
 
@@ -198,11 +198,11 @@ async fn served(async_only: bool) {
         done.expect("a request task panicked");
     }
     assert_eq!(calls.load(Ordering::SeqCst), 50);
-    assert_eq!(tokens.store().lookups(), 75);
+    assert_eq!(tokens.store().find_calls(), 75);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn served_through_find_now() {
+async fn served_through_find_ready() {
     served(false).await;
 }
 
@@ -215,12 +215,12 @@ async fn served_through_async_find() {
 async fn the_async_path_is_really_taken() {
     let tokens = tokens(true);
     let created = tokens.create(1, "r", ["orders:read"]).await.unwrap();
-    assert!(tokens.store().find_now(&created.token.hash()).is_none());
+    assert!(tokens.store().find_ready(&created.token.hash()).is_none());
     assert!(
         tokens
             .store()
             .inner()
-            .find_now(&created.token.hash())
+            .find_ready(&created.token.hash())
             .is_some()
     );
 }

@@ -10,13 +10,12 @@
 #![cfg(any(feature = "sqlite", feature = "postgres"))]
 
 mod common;
-mod db;
 
 use std::net::SocketAddr;
 
 use axum::{Router, routing::get};
 use http::StatusCode;
-use tower_pat::{AccessToken, ManageTokens, RequireScopesLayer, Tokens, store::Revoked};
+use tower_pat::{AccessToken, ManageTokens, PatLayer, RequireScopesLayer, Tokens, store::Revoked};
 
 use common::{bearer, registry, serve};
 
@@ -27,13 +26,14 @@ async fn orders(token: AccessToken) -> String {
     format!("orders of user {}", token.user_id())
 }
 
-/// One instance of the API: `/orders` needs `orders:read`.
-async fn instance<S: ManageTokens<UserId = i64>>(tokens: &Tokens<S>) -> SocketAddr {
+/// One instance of the API: `/orders` needs `orders:read`. Its layer, to flush the uses.
+async fn instance<S: ManageTokens<UserId = i64>>(tokens: &Tokens<S>) -> (SocketAddr, PatLayer<S>) {
+    let layer = tokens.layer();
     let app = Router::new()
         .route("/orders", get(orders))
         .route_layer(RequireScopesLayer::all(["orders:read"]))
-        .layer(tokens.layer());
-    serve(app).await
+        .layer(layer.clone());
+    (serve(app).await, layer)
 }
 
 #[track_caller]
@@ -43,15 +43,17 @@ fn assert_refused_as_revoked(reply: &common::Reply) {
     assert!(challenge.contains(REVOKED), "{challenge}");
 }
 
-/// Create, use (200, and the use is recorded), check scopes (403), revoke, refused (401).
+/// Create, use (200, and the use is written back), check scopes (403), revoke, refused
+/// (401).
 async fn revocation_over_http<S: ManageTokens<UserId = i64>>(tokens: Tokens<S>) {
-    let addr = instance(&tokens).await;
+    let (addr, layer) = instance(&tokens).await;
     let created = tokens.create(7, "laptop", ["orders:read"]).await.unwrap();
     let secret = created.token.expose_secret();
 
     let reply = bearer(addr, "/orders", secret).await;
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
     assert_eq!(reply.body, "orders of user 7");
+    assert_eq!(layer.flush().await, 1, "one use written, in one statement");
     let stored = tokens
         .store()
         .get(created.record.id)
@@ -78,8 +80,8 @@ async fn revocation_over_http<S: ManageTokens<UserId = i64>>(tokens: Tokens<S>) 
 
 /// Two instances over two stores (two pools) on one table.
 async fn two_instances<S: ManageTokens<UserId = i64>>(first: Tokens<S>, second: Tokens<S>) {
-    let one = instance(&first).await;
-    let two = instance(&second).await;
+    let (one, _) = instance(&first).await;
+    let (two, _) = instance(&second).await;
 
     let created = first.create(42, "shared", ["orders:read"]).await.unwrap();
     let secret = created.token.expose_secret();
@@ -117,7 +119,7 @@ mod postgres {
     use super::*;
     use tower_pat::PostgresStore;
 
-    use crate::db::with_postgres;
+    use crate::common::db::with_postgres;
 
     async fn store(url: &str, table: &str) -> PostgresStore<i64> {
         let store = PostgresStore::<i64>::connect(url)
@@ -157,7 +159,7 @@ mod sqlite {
     use super::*;
     use tower_pat::SqliteStore;
 
-    use crate::db::TempDb;
+    use crate::common::db::TempDb;
 
     async fn store(file: &TempDb) -> SqliteStore<i64> {
         let store = SqliteStore::<i64>::open(file.path()).await.unwrap();

@@ -5,13 +5,17 @@
 
 #![cfg(feature = "test-kit")]
 
-mod db;
+mod common;
 
-use tower_pat::{MemoryStore, testing::conformance};
+use tower_pat::{MemoryStore, testing::Conformance};
 
 #[tokio::test]
 async fn memory_store_conforms() {
-    conformance(&MemoryStore::<i64>::new(), |n| i64::from(n) + 1).await;
+    Conformance::new(|n| i64::from(n) + 1)
+        .client_id(true)
+        .last_used(true)
+        .manage_tokens(&MemoryStore::<i64>::new())
+        .await;
 }
 
 /// What the SQL stores' tests share.
@@ -21,7 +25,7 @@ mod shared {
         record::{TokenId, TokenRecord},
         scope::Scopes,
         store::{StoreError, StoreErrorKind},
-        testing::conformance,
+        testing::Conformance,
         token::TokenHash,
     };
 
@@ -73,14 +77,18 @@ mod sqlite {
         ManageTokens, SqliteStore, TokenStore, Tokens, scope::ScopeRegistry, store::Revoked,
     };
 
-    use crate::db::{TempDb, unique_table};
+    use crate::common::db::{TempDb, unique_table};
 
     #[tokio::test]
     async fn file_store_conforms() {
         let file = TempDb::new();
         let store = SqliteStore::<i64>::open(file.path()).await.unwrap();
         store.migrate().await.unwrap();
-        conformance(&store, |n| i64::from(n) + 1).await;
+        Conformance::new(|n| i64::from(n) + 1)
+            .client_id(true)
+            .last_used(true)
+            .manage_tokens(&store)
+            .await;
         store.pool().close().await;
     }
 
@@ -88,7 +96,11 @@ mod sqlite {
     async fn in_memory_store_conforms() {
         let store = SqliteStore::<i64>::open(":memory:").await.unwrap();
         store.migrate().await.unwrap();
-        conformance(&store, |n| i64::from(n) + 1).await;
+        Conformance::new(|n| i64::from(n) + 1)
+            .client_id(true)
+            .last_used(true)
+            .manage_tokens(&store)
+            .await;
     }
 
     #[tokio::test]
@@ -96,12 +108,20 @@ mod sqlite {
         let store = SqliteStore::<uuid::Uuid>::open(":memory:").await.unwrap();
         store.migrate().await.unwrap();
         assert!(store.schema_sql().contains("user_id      BLOB NOT NULL"));
-        conformance(&store, |_| uuid::Uuid::new_v4()).await;
+        Conformance::new(|_| uuid::Uuid::new_v4())
+            .client_id(true)
+            .last_used(true)
+            .manage_tokens(&store)
+            .await;
 
         let store = SqliteStore::<String>::open(":memory:").await.unwrap();
         store.migrate().await.unwrap();
         assert!(store.schema_sql().contains("user_id      TEXT NOT NULL"));
-        conformance(&store, |n| format!("user-{n}")).await;
+        Conformance::new(|n| format!("user-{n}"))
+            .client_id(true)
+            .last_used(true)
+            .manage_tokens(&store)
+            .await;
     }
 
     #[tokio::test]
@@ -342,14 +362,18 @@ mod postgres {
     use sqlx::{AssertSqlSafe, PgPool};
     use tower_pat::{ManageTokens, PostgresStore, TokenStore};
 
-    use crate::db::{pg_pool, with_postgres};
+    use crate::common::db::{pg_pool, with_postgres};
 
     #[tokio::test]
     async fn store_conforms() {
         with_postgres(|url, table| async move {
             let store = PostgresStore::<i64>::new(pg_pool(&url).await).with_table(&table);
             store.migrate().await.unwrap();
-            conformance(&store, |n| i64::from(n) + 1).await;
+            Conformance::new(|n| i64::from(n) + 1)
+                .client_id(true)
+                .last_used(true)
+                .manage_tokens(&store)
+                .await;
         })
         .await;
     }
@@ -360,7 +384,11 @@ mod postgres {
             let store = PostgresStore::<uuid::Uuid>::new(pg_pool(&url).await).with_table(&table);
             assert!(store.schema_sql().contains("user_id      UUID NOT NULL"));
             store.migrate().await.unwrap();
-            conformance(&store, |_| uuid::Uuid::new_v4()).await;
+            Conformance::new(|_| uuid::Uuid::new_v4())
+                .client_id(true)
+                .last_used(true)
+                .manage_tokens(&store)
+                .await;
         })
         .await;
     }

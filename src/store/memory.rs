@@ -3,7 +3,6 @@
 use std::{
     collections::HashMap,
     fmt,
-    hash::{BuildHasherDefault, Hasher},
     sync::{Arc, PoisonError, RwLock},
 };
 
@@ -12,6 +11,7 @@ use time::OffsetDateTime;
 
 use super::{Found, ManageTokens, Revoked, StoreError, StoreErrorKind, TokenStore};
 use crate::{
+    prefix_hash::PrefixState,
     record::{TokenId, TokenRecord, UserId},
     token::TokenHash,
 };
@@ -21,7 +21,8 @@ use crate::{
 ///
 /// Safe under concurrent create, revoke and find: every operation takes one lock once, so
 /// a `revoke` that has returned is seen by every later `find`. Answers
-/// [`find_now`](TokenStore::find_now), so the layer resolves a token with no future at all.
+/// [`find_ready`](TokenStore::find_ready), so the layer resolves a token with no future at
+/// all.
 ///
 /// ```
 /// use tower_pat::{MemoryStore, Tokens, scope::ScopeRegistry};
@@ -41,29 +42,9 @@ pub struct MemoryStore<U = i64> {
 }
 
 struct Inner<U> {
-    by_hash: HashMap<TokenHash, Arc<TokenRecord<U>>, BuildHasherDefault<PrefixHasher>>,
+    by_hash: HashMap<TokenHash, Arc<TokenRecord<U>>, PrefixState>,
     by_id: HashMap<TokenId, TokenHash>,
     by_user: HashMap<U, Vec<TokenId>>,
-}
-
-/// The keys are SHA-256 digests, already uniform: their first eight bytes make a good
-/// hash without hashing again. An attacker can grind presented tokens whose digests share
-/// a bucket, but lookups insert nothing and the stored digests (of random tokens) are out
-/// of their reach, so no bucket grows.
-#[derive(Default)]
-struct PrefixHasher(u64);
-
-impl Hasher for PrefixHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut word = [0u8; 8];
-        let n = bytes.len().min(8);
-        word[..n].copy_from_slice(&bytes[..n]);
-        self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(word);
-    }
 }
 
 impl<U> Default for MemoryStore<U> {
@@ -135,15 +116,17 @@ impl<U: UserId> TokenStore for MemoryStore<U> {
         Ok(self.lookup(hash))
     }
 
-    fn find_now(&self, hash: &TokenHash) -> Option<Result<Found<U>, StoreError>> {
+    fn find_ready(&self, hash: &TokenHash) -> Option<Result<Found<U>, StoreError>> {
         Some(Ok(self.lookup(hash)))
     }
 
-    async fn touch(&self, id: TokenId, at: OffsetDateTime) -> Result<(), StoreError> {
+    async fn touch(&self, uses: &[(TokenId, OffsetDateTime)]) -> Result<(), StoreError> {
         let mut inner = self.write();
-        if let Some(hash) = inner.by_id.get(&id).copied()
-            && let Some(record) = inner.by_hash.get_mut(&hash)
-        {
+        let Inner { by_hash, by_id, .. } = &mut *inner;
+        for &(id, at) in uses {
+            let Some(record) = by_id.get(&id).and_then(|hash| by_hash.get_mut(hash)) else {
+                continue;
+            };
             // Instances with slightly different clocks never move it backwards.
             if record.last_used_at.is_none_or(|last| last < at) {
                 Arc::make_mut(record).last_used_at = Some(at);
@@ -193,7 +176,7 @@ impl<U: UserId> ManageTokens for MemoryStore<U> {
             .filter_map(|h| inner.by_hash.get(h))
             .map(|r| TokenRecord::clone(r))
             .collect();
-        out.sort_by_key(|r| (r.created_at, r.id));
+        out.sort_by_key(|r| std::cmp::Reverse((r.created_at, r.id)));
         Ok(out)
     }
 
@@ -259,7 +242,7 @@ impl<U: UserId> ManageTokens for MemoryStore<U> {
         let doomed: Vec<(TokenId, TokenHash, U)> = inner
             .by_hash
             .values()
-            .filter(|r| r.expires_at <= before || (r.revoked && r.updated_at <= before))
+            .filter(|r| r.expires_at < before || (r.revoked && r.updated_at < before))
             .map(|r| (r.id, r.token_hash, r.user_id.clone()))
             .collect();
         for (id, hash, user) in &doomed {

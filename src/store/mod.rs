@@ -4,14 +4,16 @@
 //! Resolution needs one query, find-by-hash. An application whose tokens are created
 //! elsewhere (an admin tool, another service) implements [`TokenStore`] alone; one that
 //! issues tokens through [`Tokens`](crate::Tokens) implements [`ManageTokens`] as well.
-//! Both traits are dyn-compatible (`Arc<dyn TokenStore<UserId = i64>>` works) and are
-//! implemented for `Arc<T>`.
+//! Both traits are dyn-compatible (`Arc<dyn TokenStore<UserId = i64>>` works), are
+//! implemented for `Arc<T>`, and are written with [`async_trait`](crate::async_trait),
+//! which the crate re-exports.
 //!
 //! Implementing [`TokenStore`] for your own table:
 //!
 //! ```
 //! use std::{collections::HashMap, sync::Arc};
 //! use tower_pat::{
+//!     async_trait,
 //!     record::TokenRecord,
 //!     store::{StoreError, TokenStore},
 //!     token::TokenHash,
@@ -20,7 +22,7 @@
 //! /// Stands in for a database: the hash, hex-encoded, is the key.
 //! struct MyTable(HashMap<String, TokenRecord<i64>>);
 //!
-//! #[async_trait::async_trait]
+//! #[async_trait]
 //! impl TokenStore for MyTable {
 //!     type UserId = i64;
 //!
@@ -85,26 +87,29 @@ pub trait TokenStore: Send + Sync + 'static {
     /// [`StoreError`] when the backend fails or a row cannot be read.
     async fn find(&self, hash: &TokenHash) -> Result<Found<Self::UserId>, StoreError>;
 
-    /// Answers `find` without waiting, when the store can (an in-memory map, a warm cache);
-    /// `None` means "ask [`find`](Self::find)". The default is `None`.
+    /// Answers [`find`](Self::find) at once, without a future, when the store can (an
+    /// in-memory map, a warm cache); `None` means "ask `find`". The default is `None`.
     ///
-    /// The layer tries this first, so that a store that never waits costs no future.
-    fn find_now(&self, hash: &TokenHash) -> Option<Result<Found<Self::UserId>, StoreError>> {
+    /// The layer tries this first, so that a store that never waits costs no future and
+    /// no allocation. It must never block: a store that would have to wait says `None`.
+    fn find_ready(&self, hash: &TokenHash) -> Option<Result<Found<Self::UserId>, StoreError>> {
         let _ = hash;
         None
     }
 
-    /// Sets `last_used_at` of token `id` to `at`, unless it is later already (so that
-    /// instances whose clocks differ a little never move it backwards). The layer calls it at most once per
-    /// [`last_used_interval`](crate::PatLayer::last_used_interval) per token, judged by the
-    /// `last_used_at` that `find` returned, and ignores (but logs) a failure. The default
-    /// does nothing.
+    /// Records uses: sets each token's `last_used_at` to the time given, unless it is
+    /// later already (so that instances whose clocks differ a little never move it
+    /// backwards); an unknown id is skipped. The layer calls it off the request path with
+    /// a batch of the uses it recorded, at most one per token per
+    /// [`last_used_interval`](crate::PatLayer::last_used_interval), and ignores (but logs)
+    /// a failure. The default does nothing, which is right for a store that keeps no
+    /// `last_used_at`.
     ///
     /// # Errors
     ///
     /// [`StoreError`] when the backend fails.
-    async fn touch(&self, id: TokenId, at: OffsetDateTime) -> Result<(), StoreError> {
-        let _ = (id, at);
+    async fn touch(&self, uses: &[(TokenId, OffsetDateTime)]) -> Result<(), StoreError> {
+        let _ = uses;
         Ok(())
     }
 }
@@ -140,7 +145,8 @@ pub trait ManageTokens: TokenStore {
     /// [`StoreError`] when the backend fails.
     async fn get(&self, id: TokenId) -> Result<Option<TokenRecord<Self::UserId>>, StoreError>;
 
-    /// The user's tokens, revoked and expired ones included, oldest first (ties by id).
+    /// The user's tokens, revoked and expired ones included, newest first (`created_at`
+    /// descending; ties by id, descending): the order a token page shows.
     ///
     /// # Errors
     ///
@@ -175,8 +181,9 @@ pub trait ManageTokens: TokenStore {
     /// [`StoreError`] when the backend fails.
     async fn delete(&self, user: &Self::UserId, id: TokenId) -> Result<bool, StoreError>;
 
-    /// Deletes tokens that expired at or before `before`, and revoked tokens last updated
-    /// at or before `before`; returns how many went.
+    /// Deletes tokens that expired strictly before `before`, and revoked tokens last
+    /// updated (revoked) strictly before `before`; returns how many went. A token that
+    /// expired exactly at `before` stays.
     ///
     /// # Errors
     ///
@@ -192,12 +199,12 @@ impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
         (**self).find(hash).await
     }
 
-    fn find_now(&self, hash: &TokenHash) -> Option<Result<Found<Self::UserId>, StoreError>> {
-        (**self).find_now(hash)
+    fn find_ready(&self, hash: &TokenHash) -> Option<Result<Found<Self::UserId>, StoreError>> {
+        (**self).find_ready(hash)
     }
 
-    async fn touch(&self, id: TokenId, at: OffsetDateTime) -> Result<(), StoreError> {
-        (**self).touch(id, at).await
+    async fn touch(&self, uses: &[(TokenId, OffsetDateTime)]) -> Result<(), StoreError> {
+        (**self).touch(uses).await
     }
 }
 

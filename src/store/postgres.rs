@@ -58,10 +58,7 @@ use time::OffsetDateTime;
 pub use super::sql::InvalidTableName;
 use super::{
     Found, ManageTokens, Revoked, StoreError, TokenStore,
-    sql::{
-        self, COLUMNS, Statements, check_table_name, check_type_name, optional, render, required,
-        statement,
-    },
+    sql::{self, Dialect, Table, check_type_name, optional, render, required, sql_store},
 };
 use crate::{
     record::{TokenId, TokenRecord, UserId},
@@ -120,46 +117,27 @@ impl<T> PostgresUserId for T where
 ///   the connection's `search_path`).
 pub struct PostgresStore<U = i64> {
     pool: PgPool,
-    table: Arc<str>,
-    sql: Arc<Statements>,
-    prune_batch: u32,
+    table: Table,
     user: PhantomData<fn() -> U>,
 }
 
-impl<U> Clone for PostgresStore<U> {
-    fn clone(&self) -> Self {
-        Self {
-            pool: self.pool.clone(),
-            table: Arc::clone(&self.table),
-            sql: Arc::clone(&self.sql),
-            prune_batch: self.prune_batch,
-            user: PhantomData,
-        }
-    }
-}
+/// `$1`, `$2`, …; the uses `touch` writes come as two arrays, of ids and of times.
+const DIALECT: Dialect = Dialect {
+    param: |n| format!("${n}"),
+    id_order: r#"id COLLATE "C""#,
+    uses: "UNNEST($1::text[], $2::timestamptz[]) AS u(id, at)",
+};
 
-impl<U> fmt::Debug for PostgresStore<U> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresStore")
-            .field("table", &self.table)
-            .field("prune_batch", &self.prune_batch)
-            .field("pool", &self.pool)
-            .finish()
-    }
+sql_store! {
+    store: PostgresStore,
+    pool: PgPool,
+    dialect: DIALECT,
+    reserved_prefix: RESERVED_PREFIX,
+    table_rule: "not starting with a digit. The name is quoted in every statement, so it is case-sensitive and may be a reserved word.",
+    prune_rule: "each batch is its own short transaction, so a big table is never locked for long.",
 }
 
 impl<U> PostgresStore<U> {
-    /// A store over `pool`, on table [`DEFAULT_TABLE`].
-    pub fn new(pool: PgPool) -> Self {
-        Self {
-            pool,
-            table: Arc::from(DEFAULT_TABLE),
-            sql: Arc::new(statements(DEFAULT_TABLE)),
-            prune_batch: DEFAULT_PRUNE_BATCH,
-            user: PhantomData,
-        }
-    }
-
     /// Connects a pool with sqlx's default options to `url`
     /// (`postgres://user:password@host:port/database`).
     ///
@@ -175,60 +153,13 @@ impl<U> PostgresStore<U> {
             .map_err(StoreError::new)?;
         Ok(Self::new(pool))
     }
-
-    /// The same store on table `name`.
-    ///
-    /// # Panics
-    ///
-    /// When `name` is not a valid table name, naming it (see
-    /// [`try_with_table`](Self::try_with_table)): a table name is configuration, read at
-    /// startup, where that is the clearest failure.
-    #[track_caller]
-    pub fn with_table(self, name: &str) -> Self {
-        match self.try_with_table(name) {
-            Ok(store) => store,
-            Err(err) => panic!("{err}"),
-        }
-    }
-
-    /// The same store on table `name`: 1 to [`MAX_TABLE_NAME_LEN`] ASCII letters, digits
-    /// and `_`, not starting with a digit. The name is quoted in every statement, so it is
-    /// case-sensitive and may be a reserved word.
-    ///
-    /// # Errors
-    ///
-    /// [`InvalidTableName`] naming `name` otherwise.
-    pub fn try_with_table(mut self, name: &str) -> Result<Self, InvalidTableName> {
-        check_table_name(name, MAX_TABLE_NAME_LEN, RESERVED_PREFIX)?;
-        self.table = Arc::from(name);
-        self.sql = Arc::new(statements(name));
-        Ok(self)
-    }
-
-    /// Sets how many rows one `DELETE` of [`prune`](ManageTokens::prune) removes at most
-    /// (default [`DEFAULT_PRUNE_BATCH`]; at least 1): each batch is its own short
-    /// transaction, so a big table is never locked for long.
-    pub fn prune_batch_size(mut self, rows: u32) -> Self {
-        self.prune_batch = rows.max(1);
-        self
-    }
-
-    /// The pool.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// The table name.
-    pub fn table(&self) -> &str {
-        &self.table
-    }
 }
 
 impl<U: PostgresUserId> PostgresStore<U> {
     /// The migration for this store's table and user id type, as [`migrate`](Self::migrate)
     /// runs it: to read, or to hand to your own migration tool.
     pub fn schema_sql(&self) -> String {
-        render(MIGRATION, &self.table, U::type_info().name())
+        render(MIGRATION, &self.table.name, U::type_info().name())
     }
 
     /// Creates the table and its indexes if they are missing; changes nothing otherwise,
@@ -242,8 +173,8 @@ impl<U: PostgresUserId> PostgresStore<U> {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let user_id_type = U::type_info();
         check_type_name(user_id_type.name(), TYPE_NAME_PUNCTUATION)?;
-        let sql = render(MIGRATION, &self.table, user_id_type.name());
-        let lock = i32::from_be_bytes(crc32fast::hash(self.table.as_bytes()).to_be_bytes());
+        let sql = render(MIGRATION, &self.table.name, user_id_type.name());
+        let lock = i32::from_be_bytes(crc32fast::hash(self.table.name.as_bytes()).to_be_bytes());
         let mut tx = self.pool.begin().await.map_err(StoreError::new)?;
         // A second run would log "already exists, skipping" for every statement.
         sqlx::query("SET LOCAL client_min_messages TO warning")
@@ -283,13 +214,13 @@ impl<U: PostgresUserId> PostgresStore<U> {
         loop {
             let deleted = sqlx::query(statement.clone())
                 .bind(before)
-                .bind(i64::from(self.prune_batch))
+                .bind(i64::from(self.table.prune_batch))
                 .execute(&self.pool)
                 .await
                 .map_err(StoreError::new)?
                 .rows_affected();
             total += deleted;
-            if deleted < u64::from(self.prune_batch) {
+            if deleted < u64::from(self.table.prune_batch) {
                 return Ok(total);
             }
         }
@@ -301,14 +232,20 @@ impl<U: PostgresUserId> TokenStore for PostgresStore<U> {
     type UserId = U;
 
     async fn find(&self, hash: &TokenHash) -> Result<Found<U>, StoreError> {
-        let query = sqlx::query(self.sql.find.clone()).bind(&hash.as_bytes()[..]);
+        let query = sqlx::query(self.table.sql.find.clone()).bind(&hash.as_bytes()[..]);
         Ok(self.fetch_one_record(query).await?.map(Arc::new))
     }
 
-    async fn touch(&self, id: TokenId, at: OffsetDateTime) -> Result<(), StoreError> {
-        sqlx::query(self.sql.touch.clone())
-            .bind(at)
-            .bind(id.to_string())
+    async fn touch(&self, uses: &[(TokenId, OffsetDateTime)]) -> Result<(), StoreError> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        // One statement for the whole batch, as two arrays.
+        let ids: Vec<String> = uses.iter().map(|(id, _)| id.to_string()).collect();
+        let times: Vec<OffsetDateTime> = uses.iter().map(|(_, at)| *at).collect();
+        sqlx::query(self.table.sql.touch.clone())
+            .bind(ids)
+            .bind(times)
             .execute(&self.pool)
             .await
             .map_err(StoreError::new)?;
@@ -319,7 +256,7 @@ impl<U: PostgresUserId> TokenStore for PostgresStore<U> {
 #[async_trait]
 impl<U: PostgresUserId> ManageTokens for PostgresStore<U> {
     async fn insert(&self, record: TokenRecord<U>) -> Result<(), StoreError> {
-        let result = sqlx::query(self.sql.insert.clone())
+        let result = sqlx::query(self.table.sql.insert.clone())
             .bind(record.id.to_string())
             .bind(&record.user_id)
             .bind(record.client_id.as_deref())
@@ -340,12 +277,12 @@ impl<U: PostgresUserId> ManageTokens for PostgresStore<U> {
     }
 
     async fn get(&self, id: TokenId) -> Result<Option<TokenRecord<U>>, StoreError> {
-        let query = sqlx::query(self.sql.get.clone()).bind(id.to_string());
+        let query = sqlx::query(self.table.sql.get.clone()).bind(id.to_string());
         self.fetch_one_record(query).await
     }
 
     async fn list(&self, user: &U) -> Result<Vec<TokenRecord<U>>, StoreError> {
-        let rows = sqlx::query(self.sql.list.clone())
+        let rows = sqlx::query(self.table.sql.list.clone())
             .bind(user)
             .fetch_all(&self.pool)
             .await
@@ -363,7 +300,7 @@ impl<U: PostgresUserId> ManageTokens for PostgresStore<U> {
         // One statement does the change (a concurrent revoke waits for the row lock, then
         // finds it revoked), so two revokes cannot both win; a second query only tells
         // "already revoked" from "not this user's".
-        let changed = sqlx::query(self.sql.revoke.clone())
+        let changed = sqlx::query(self.table.sql.revoke.clone())
             .bind(at)
             .bind(id.as_str())
             .bind(user)
@@ -374,7 +311,7 @@ impl<U: PostgresUserId> ManageTokens for PostgresStore<U> {
         if changed > 0 {
             return Ok(Revoked::Revoked);
         }
-        let exists = sqlx::query(self.sql.owned.clone())
+        let exists = sqlx::query(self.table.sql.owned.clone())
             .bind(id.as_str())
             .bind(user)
             .fetch_optional(&self.pool)
@@ -389,7 +326,7 @@ impl<U: PostgresUserId> ManageTokens for PostgresStore<U> {
     }
 
     async fn revoke_all(&self, user: &U, at: OffsetDateTime) -> Result<u64, StoreError> {
-        Ok(sqlx::query(self.sql.revoke_all.clone())
+        Ok(sqlx::query(self.table.sql.revoke_all.clone())
             .bind(at)
             .bind(user)
             .execute(&self.pool)
@@ -399,7 +336,7 @@ impl<U: PostgresUserId> ManageTokens for PostgresStore<U> {
     }
 
     async fn delete(&self, user: &U, id: TokenId) -> Result<bool, StoreError> {
-        let deleted = sqlx::query(self.sql.delete.clone())
+        let deleted = sqlx::query(self.table.sql.delete.clone())
             .bind(id.to_string())
             .bind(user)
             .execute(&self.pool)
@@ -410,47 +347,13 @@ impl<U: PostgresUserId> ManageTokens for PostgresStore<U> {
     }
 
     async fn prune(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        let expired = self.prune_where(&self.sql.prune_expired, before).await?;
-        let revoked = self.prune_where(&self.sql.prune_revoked, before).await?;
+        let expired = self
+            .prune_where(&self.table.sql.prune_expired, before)
+            .await?;
+        let revoked = self
+            .prune_where(&self.table.sql.prune_revoked, before)
+            .await?;
         Ok(expired + revoked)
-    }
-}
-
-/// The statements for `table`, which has passed [`check_table_name`] (or is the default):
-/// it holds no quote.
-fn statements(table: &str) -> Statements {
-    Statements {
-        find: statement(format!(
-            r#"SELECT {COLUMNS} FROM "{table}" WHERE token_hash = $1"#
-        )),
-        get: statement(format!(r#"SELECT {COLUMNS} FROM "{table}" WHERE id = $1"#)),
-        list: statement(format!(
-            r#"SELECT {COLUMNS} FROM "{table}" WHERE user_id = $1 ORDER BY created_at, id COLLATE "C""#
-        )),
-        insert: statement(format!(
-            r#"INSERT INTO "{table}" ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"#
-        )),
-        revoke: statement(format!(
-            r#"UPDATE "{table}" SET revoked = TRUE, updated_at = $1 WHERE id = $2 AND user_id = $3 AND NOT revoked"#
-        )),
-        owned: statement(format!(
-            r#"SELECT 1 FROM "{table}" WHERE id = $1 AND user_id = $2"#
-        )),
-        revoke_all: statement(format!(
-            r#"UPDATE "{table}" SET revoked = TRUE, updated_at = $1 WHERE user_id = $2 AND NOT revoked"#
-        )),
-        delete: statement(format!(
-            r#"DELETE FROM "{table}" WHERE id = $1 AND user_id = $2"#
-        )),
-        touch: statement(format!(
-            r#"UPDATE "{table}" SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)"#
-        )),
-        prune_expired: statement(format!(
-            r#"DELETE FROM "{table}" WHERE id IN (SELECT id FROM "{table}" WHERE expires_at <= $1 LIMIT $2)"#
-        )),
-        prune_revoked: statement(format!(
-            r#"DELETE FROM "{table}" WHERE id IN (SELECT id FROM "{table}" WHERE revoked AND updated_at <= $1 LIMIT $2)"#
-        )),
     }
 }
 
@@ -479,6 +382,7 @@ fn record_from_row<U: PostgresUserId>(row: &PgRow) -> Result<TokenRecord<U>, Sto
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sql::check_table_name;
 
     #[test]
     fn table_names_are_checked() {

@@ -1,10 +1,15 @@
 //! What the two sqlx stores (`SqliteStore` and `PostgresStore`) do the same way: the
-//! table and type name checks, filling in the migration, the set of statements, the
-//! mapping of an `INSERT`'s failure, and reading back the columns both databases store
-//! alike (id, scopes, token hash, and any column through [`required`] / [`optional`]).
+//! table and type name checks, filling in the migration, the statements (one template,
+//! with a small [`Dialect`] for what differs), the constructor, builder and accessor
+//! block ([`sql_store!`]), the mapping of an `INSERT`'s failure, and reading back the
+//! columns both databases store alike (id, scopes, token hash, and any column through
+//! [`required`] / [`optional`]).
 //!
-//! What depends on the database stays in each store's module: the SQL text, timestamps,
-//! the row type, and the sqlx bounds on the user id.
+//! What depends on the database stays in each store's module: binding (timestamps are
+//! `TIMESTAMPTZ` in PostgreSQL, Unix seconds in SQLite), decoding, the row type, and the
+//! sqlx bounds on the user id. The stores are deliberately not generic over sqlx's
+//! `Database`: the bounds that would take are worse than the few lines of binding each
+//! store writes.
 
 use std::{fmt, str::FromStr, sync::Arc};
 
@@ -124,33 +129,214 @@ pub(crate) fn render(template: &str, table: &str, user_id_type: &str) -> String 
 pub(crate) const COLUMNS: &str = "id, user_id, client_id, name, scopes, token_hash, revoked, \
                                   created_at, updated_at, expires_at, last_used_at";
 
-/// The statements, built once per table name by each store, in its own SQL. Each store
-/// binds the parameters named here, in this order.
+/// What differs between the two databases' SQL.
+pub(crate) struct Dialect {
+    /// The `n`-th parameter, from 1: `$1` (PostgreSQL) or `?1` (SQLite).
+    pub(crate) param: fn(usize) -> String,
+    /// The id column as `list` breaks ties with it: in byte order whatever the
+    /// database's collation.
+    pub(crate) id_order: &'static str,
+    /// A table `u(id, at)` of the uses one `touch` writes, read from the statement's
+    /// parameter(s).
+    pub(crate) uses: &'static str,
+}
+
+/// The statements, built once per table name by each store. Each store binds the
+/// parameters named here, in this order. Booleans are written `TRUE` and `NOT revoked`,
+/// which both databases read alike (SQLite stores them as 1 and 0).
 pub(crate) struct Statements {
     /// [`COLUMNS`] of the row with `token_hash`.
     pub(crate) find: SqlStr,
     /// [`COLUMNS`] of the row with `id`.
     pub(crate) get: SqlStr,
-    /// [`COLUMNS`] of the rows with `user_id`, oldest first.
+    /// [`COLUMNS`] of the rows with `user_id`, newest first (ties by id, descending).
     pub(crate) list: SqlStr,
     /// Adds a row: the [`COLUMNS`], in order.
     pub(crate) insert: SqlStr,
     /// Revokes, setting `updated_at`, the row with `id` and `user_id`, unless it is
-    /// revoked already.
+    /// revoked already: `updated_at`, `id`, `user_id`.
     pub(crate) revoke: SqlStr,
     /// A row if one has `id` and `user_id`.
     pub(crate) owned: SqlStr,
-    /// Revokes, setting `updated_at`, every row with `user_id` not revoked yet.
+    /// Revokes, setting `updated_at`, every row with `user_id` not revoked yet:
+    /// `updated_at`, `user_id`.
     pub(crate) revoke_all: SqlStr,
     /// Deletes the row with `id` and `user_id`.
     pub(crate) delete: SqlStr,
-    /// Sets `last_used_at` of the row with `id`, unless it holds a later time.
+    /// Sets `last_used_at` of every row of the batch ([`Dialect::uses`]), unless it holds
+    /// a later time.
     pub(crate) touch: SqlStr,
-    /// Deletes at most `limit` rows that expire at `before` or earlier: `before`, `limit`.
+    /// Deletes at most `limit` rows that expired before `before`: `before`, `limit`.
     pub(crate) prune_expired: SqlStr,
-    /// Deletes at most `limit` rows revoked at `before` or earlier: `before`, `limit`.
+    /// Deletes at most `limit` rows revoked before `before`: `before`, `limit`.
     pub(crate) prune_revoked: SqlStr,
 }
+
+impl Statements {
+    /// The statements for `table`, which has passed [`check_table_name`] (or is the
+    /// default): it holds no quote.
+    pub(crate) fn new(table: &str, dialect: &Dialect) -> Self {
+        let p = dialect.param;
+        let (p1, p2, p3) = (p(1), p(2), p(3));
+        let id_order = dialect.id_order;
+        let uses = dialect.uses;
+        let params = (1..=11).map(p).collect::<Vec<_>>().join(", ");
+        let prune = |condition: &str| {
+            statement(format!(
+                r#"DELETE FROM "{table}" WHERE id IN (SELECT id FROM "{table}" WHERE {condition} LIMIT {p2})"#
+            ))
+        };
+        Self {
+            find: statement(format!(
+                r#"SELECT {COLUMNS} FROM "{table}" WHERE token_hash = {p1}"#
+            )),
+            get: statement(format!(
+                r#"SELECT {COLUMNS} FROM "{table}" WHERE id = {p1}"#
+            )),
+            list: statement(format!(
+                r#"SELECT {COLUMNS} FROM "{table}" WHERE user_id = {p1} ORDER BY created_at DESC, {id_order} DESC"#
+            )),
+            insert: statement(format!(
+                r#"INSERT INTO "{table}" ({COLUMNS}) VALUES ({params})"#
+            )),
+            revoke: statement(format!(
+                r#"UPDATE "{table}" SET revoked = TRUE, updated_at = {p1} WHERE id = {p2} AND user_id = {p3} AND NOT revoked"#
+            )),
+            owned: statement(format!(
+                r#"SELECT 1 FROM "{table}" WHERE id = {p1} AND user_id = {p2}"#
+            )),
+            revoke_all: statement(format!(
+                r#"UPDATE "{table}" SET revoked = TRUE, updated_at = {p1} WHERE user_id = {p2} AND NOT revoked"#
+            )),
+            delete: statement(format!(
+                r#"DELETE FROM "{table}" WHERE id = {p1} AND user_id = {p2}"#
+            )),
+            touch: statement(format!(
+                r#"UPDATE "{table}" SET last_used_at = u.at FROM {uses} WHERE "{table}".id = u.id AND ("{table}".last_used_at IS NULL OR "{table}".last_used_at < u.at)"#
+            )),
+            prune_expired: prune(&format!("expires_at < {p1}")),
+            prune_revoked: prune(&format!("revoked AND updated_at < {p1}")),
+        }
+    }
+}
+
+/// The table a store works on: its name, its statements, and how many rows a prune
+/// deletes at once.
+#[derive(Clone, Debug)]
+pub(crate) struct Table {
+    pub(crate) name: Arc<str>,
+    pub(crate) sql: Arc<Statements>,
+    pub(crate) prune_batch: u32,
+}
+
+impl Table {
+    pub(crate) fn new(name: &str, dialect: &Dialect, prune_batch: u32) -> Self {
+        Self {
+            name: Arc::from(name),
+            sql: Arc::new(Statements::new(name, dialect)),
+            prune_batch,
+        }
+    }
+}
+
+impl fmt::Debug for Statements {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Statements").finish_non_exhaustive()
+    }
+}
+
+/// The constructor, builder and accessor block of a sqlx store, with its docs: written
+/// once for both. The store is `struct $store<U> { pool: $pool, table: Table, user:
+/// PhantomData<fn() -> U> }`.
+macro_rules! sql_store {
+    (
+        store: $store:ident,
+        pool: $pool:ty,
+        dialect: $dialect:expr,
+        reserved_prefix: $reserved:expr,
+        table_rule: $table_rule:literal,
+        prune_rule: $prune_rule:literal,
+        $(#[$new_doc:meta])*
+    ) => {
+        impl<U> Clone for $store<U> {
+            fn clone(&self) -> Self {
+                Self {
+                    pool: self.pool.clone(),
+                    table: self.table.clone(),
+                    user: PhantomData,
+                }
+            }
+        }
+
+        impl<U> fmt::Debug for $store<U> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($store))
+                    .field("table", &self.table.name)
+                    .field("prune_batch", &self.table.prune_batch)
+                    .field("pool", &self.pool)
+                    .finish()
+            }
+        }
+
+        impl<U> $store<U> {
+            #[doc = concat!("A store over `pool`, on table [`DEFAULT_TABLE`].")]
+            $(#[$new_doc])*
+            pub fn new(pool: $pool) -> Self {
+                Self {
+                    pool,
+                    table: $crate::store::sql::Table::new(DEFAULT_TABLE, &$dialect, DEFAULT_PRUNE_BATCH),
+                    user: PhantomData,
+                }
+            }
+
+            /// The same store on table `name`.
+            ///
+            /// # Panics
+            ///
+            /// When `name` is not a valid table name, naming it (see
+            /// [`try_with_table`](Self::try_with_table)): a table name is configuration,
+            /// read at startup, where that is the clearest failure.
+            #[track_caller]
+            pub fn with_table(self, name: &str) -> Self {
+                match self.try_with_table(name) {
+                    Ok(store) => store,
+                    Err(err) => panic!("{err}"),
+                }
+            }
+
+            #[doc = concat!(
+                "The same store on table `name`: 1 to [`MAX_TABLE_NAME_LEN`] ASCII letters, ",
+                "digits and `_`, ", $table_rule, "\n\n",
+                "# Errors\n\n[`InvalidTableName`] naming `name` otherwise."
+            )]
+            pub fn try_with_table(mut self, name: &str) -> Result<Self, InvalidTableName> {
+                $crate::store::sql::check_table_name(name, MAX_TABLE_NAME_LEN, $reserved)?;
+                self.table = $crate::store::sql::Table::new(name, &$dialect, self.table.prune_batch);
+                Ok(self)
+            }
+
+            #[doc = concat!(
+                "Sets how many rows one `DELETE` of [`prune`](ManageTokens::prune) removes ",
+                "at most (default [`DEFAULT_PRUNE_BATCH`]; at least 1): ", $prune_rule
+            )]
+            pub fn prune_batch_size(mut self, rows: u32) -> Self {
+                self.table.prune_batch = rows.max(1);
+                self
+            }
+
+            /// The pool.
+            pub fn pool(&self) -> &$pool {
+                &self.pool
+            }
+
+            /// The table name.
+            pub fn table(&self) -> &str {
+                &self.table.name
+            }
+        }
+    };
+}
+pub(crate) use sql_store;
 
 /// One statement of [`Statements`]: its table name has passed [`check_table_name`] (or is
 /// the default) and every value is a parameter, so the text is safe as it is.

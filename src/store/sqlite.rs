@@ -60,10 +60,7 @@ use time::OffsetDateTime;
 pub use super::sql::InvalidTableName;
 use super::{
     Found, ManageTokens, Revoked, StoreError, TokenStore,
-    sql::{
-        self, COLUMNS, Statements, check_table_name, check_type_name, optional, render, required,
-        statement,
-    },
+    sql::{self, Dialect, Table, check_type_name, optional, render, required, sql_store},
 };
 use crate::{
     record::{TokenId, TokenRecord, UserId},
@@ -115,50 +112,31 @@ impl<T> SqliteUserId for T where
 /// Timestamps are stored to the second: a sub-second part is dropped.
 pub struct SqliteStore<U = i64> {
     pool: SqlitePool,
-    table: Arc<str>,
-    sql: Arc<Statements>,
-    prune_batch: u32,
+    table: Table,
     user: PhantomData<fn() -> U>,
 }
 
-impl<U> Clone for SqliteStore<U> {
-    fn clone(&self) -> Self {
-        Self {
-            pool: self.pool.clone(),
-            table: Arc::clone(&self.table),
-            sql: Arc::clone(&self.sql),
-            prune_batch: self.prune_batch,
-            user: PhantomData,
-        }
-    }
-}
+/// `?1`, `?2`, …; the uses `touch` writes come as one JSON array of `[id, unix seconds]`.
+const DIALECT: Dialect = Dialect {
+    param: |n| format!("?{n}"),
+    id_order: "id",
+    uses: "(SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS at FROM json_each(?1)) AS u",
+};
 
-impl<U> fmt::Debug for SqliteStore<U> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("table", &self.table)
-            .field("prune_batch", &self.prune_batch)
-            .field("pool", &self.pool)
-            .finish()
-    }
-}
-
-impl<U> SqliteStore<U> {
-    /// A store over `pool`, on table [`DEFAULT_TABLE`].
+sql_store! {
+    store: SqliteStore,
+    pool: SqlitePool,
+    dialect: DIALECT,
+    reserved_prefix: RESERVED_PREFIX,
+    table_rule: "not starting with a digit nor with `sqlite_`.",
+    prune_rule: "each batch is its own short write, so other writers get their turn in between.",
     ///
     /// An in-memory database lives only as long as the connection that opened it: give an
     /// in-memory pool exactly one connection, with no idle timeout and no maximum
     /// lifetime (as [`open(":memory:")`](Self::open) does), or its tokens vanish.
-    pub fn new(pool: SqlitePool) -> Self {
-        Self {
-            pool,
-            table: Arc::from(DEFAULT_TABLE),
-            sql: Arc::new(statements(DEFAULT_TABLE)),
-            prune_batch: DEFAULT_PRUNE_BATCH,
-            user: PhantomData,
-        }
-    }
+}
 
+impl<U> SqliteStore<U> {
     /// Opens the database file at `path`, creating it if missing, in WAL mode (readers do
     /// not wait for the writer). `":memory:"` opens a private in-memory database on a
     /// pool of one connection that is never closed while the store lives.
@@ -187,59 +165,13 @@ impl<U> SqliteStore<U> {
         };
         Ok(Self::new(pool.map_err(StoreError::new)?))
     }
-
-    /// The same store on table `name`.
-    ///
-    /// # Panics
-    ///
-    /// When `name` is not a valid table name, naming it (see
-    /// [`try_with_table`](Self::try_with_table)): a table name is configuration, read at
-    /// startup, where that is the clearest failure.
-    #[track_caller]
-    pub fn with_table(self, name: &str) -> Self {
-        match self.try_with_table(name) {
-            Ok(store) => store,
-            Err(err) => panic!("{err}"),
-        }
-    }
-
-    /// The same store on table `name`: 1 to [`MAX_TABLE_NAME_LEN`] ASCII letters, digits
-    /// and `_`, not starting with a digit nor with `sqlite_`.
-    ///
-    /// # Errors
-    ///
-    /// [`InvalidTableName`] naming `name` otherwise.
-    pub fn try_with_table(mut self, name: &str) -> Result<Self, InvalidTableName> {
-        check_table_name(name, MAX_TABLE_NAME_LEN, RESERVED_PREFIX)?;
-        self.table = Arc::from(name);
-        self.sql = Arc::new(statements(name));
-        Ok(self)
-    }
-
-    /// Sets how many rows one `DELETE` of [`prune`](ManageTokens::prune) removes at most
-    /// (default [`DEFAULT_PRUNE_BATCH`]; at least 1): each batch is its own short write,
-    /// so other writers get their turn in between.
-    pub fn prune_batch_size(mut self, rows: u32) -> Self {
-        self.prune_batch = rows.max(1);
-        self
-    }
-
-    /// The pool.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    /// The table name.
-    pub fn table(&self) -> &str {
-        &self.table
-    }
 }
 
 impl<U: SqliteUserId> SqliteStore<U> {
     /// The migration for this store's table and user id type, as [`migrate`](Self::migrate)
     /// runs it: to read, or to hand to your own migration tool.
     pub fn schema_sql(&self) -> String {
-        render(MIGRATION, &self.table, U::type_info().name())
+        render(MIGRATION, &self.table.name, U::type_info().name())
     }
 
     /// Creates the table and its indexes if they are missing; changes nothing otherwise,
@@ -252,7 +184,7 @@ impl<U: SqliteUserId> SqliteStore<U> {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let user_id_type = U::type_info();
         check_type_name(user_id_type.name(), TYPE_NAME_PUNCTUATION)?;
-        let sql = render(MIGRATION, &self.table, user_id_type.name());
+        let sql = render(MIGRATION, &self.table.name, user_id_type.name());
         // All or nothing, and holding the write lock from the start: another process
         // migrating the same file waits its turn (`busy_timeout`) instead of failing.
         let mut tx = self
@@ -283,13 +215,13 @@ impl<U: SqliteUserId> SqliteStore<U> {
         loop {
             let deleted = sqlx::query(statement.clone())
                 .bind(before)
-                .bind(i64::from(self.prune_batch))
+                .bind(i64::from(self.table.prune_batch))
                 .execute(&self.pool)
                 .await
                 .map_err(StoreError::new)?
                 .rows_affected();
             total += deleted;
-            if deleted < u64::from(self.prune_batch) {
+            if deleted < u64::from(self.table.prune_batch) {
                 return Ok(total);
             }
         }
@@ -301,14 +233,26 @@ impl<U: SqliteUserId> TokenStore for SqliteStore<U> {
     type UserId = U;
 
     async fn find(&self, hash: &TokenHash) -> Result<Found<U>, StoreError> {
-        let query = sqlx::query(self.sql.find.clone()).bind(&hash.as_bytes()[..]);
+        let query = sqlx::query(self.table.sql.find.clone()).bind(&hash.as_bytes()[..]);
         Ok(self.fetch_one_record(query).await?.map(Arc::new))
     }
 
-    async fn touch(&self, id: TokenId, at: OffsetDateTime) -> Result<(), StoreError> {
-        sqlx::query(self.sql.touch.clone())
-            .bind(at.unix_timestamp())
-            .bind(id.to_string())
+    async fn touch(&self, uses: &[(TokenId, OffsetDateTime)]) -> Result<(), StoreError> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        // One statement for the whole batch: `[["<id>", <unix seconds>], …]` (ids are hex).
+        let mut batch = String::with_capacity(uses.len() * 50 + 2);
+        batch.push('[');
+        for (i, (id, at)) in uses.iter().enumerate() {
+            if i > 0 {
+                batch.push(',');
+            }
+            batch.push_str(&format!(r#"["{id}",{}]"#, at.unix_timestamp()));
+        }
+        batch.push(']');
+        sqlx::query(self.table.sql.touch.clone())
+            .bind(batch)
             .execute(&self.pool)
             .await
             .map_err(StoreError::new)?;
@@ -319,7 +263,7 @@ impl<U: SqliteUserId> TokenStore for SqliteStore<U> {
 #[async_trait]
 impl<U: SqliteUserId> ManageTokens for SqliteStore<U> {
     async fn insert(&self, record: TokenRecord<U>) -> Result<(), StoreError> {
-        let result = sqlx::query(self.sql.insert.clone())
+        let result = sqlx::query(self.table.sql.insert.clone())
             .bind(record.id.to_string())
             .bind(&record.user_id)
             .bind(record.client_id.as_deref())
@@ -340,12 +284,12 @@ impl<U: SqliteUserId> ManageTokens for SqliteStore<U> {
     }
 
     async fn get(&self, id: TokenId) -> Result<Option<TokenRecord<U>>, StoreError> {
-        let query = sqlx::query(self.sql.get.clone()).bind(id.to_string());
+        let query = sqlx::query(self.table.sql.get.clone()).bind(id.to_string());
         self.fetch_one_record(query).await
     }
 
     async fn list(&self, user: &U) -> Result<Vec<TokenRecord<U>>, StoreError> {
-        let rows = sqlx::query(self.sql.list.clone())
+        let rows = sqlx::query(self.table.sql.list.clone())
             .bind(user)
             .fetch_all(&self.pool)
             .await
@@ -362,7 +306,7 @@ impl<U: SqliteUserId> ManageTokens for SqliteStore<U> {
         let id = id.to_string();
         // One statement does the change, so two concurrent revokes cannot both win; a
         // second query only tells "already revoked" from "not this user's".
-        let changed = sqlx::query(self.sql.revoke.clone())
+        let changed = sqlx::query(self.table.sql.revoke.clone())
             .bind(at.unix_timestamp())
             .bind(id.as_str())
             .bind(user)
@@ -373,7 +317,7 @@ impl<U: SqliteUserId> ManageTokens for SqliteStore<U> {
         if changed > 0 {
             return Ok(Revoked::Revoked);
         }
-        let exists = sqlx::query(self.sql.owned.clone())
+        let exists = sqlx::query(self.table.sql.owned.clone())
             .bind(id.as_str())
             .bind(user)
             .fetch_optional(&self.pool)
@@ -388,7 +332,7 @@ impl<U: SqliteUserId> ManageTokens for SqliteStore<U> {
     }
 
     async fn revoke_all(&self, user: &U, at: OffsetDateTime) -> Result<u64, StoreError> {
-        Ok(sqlx::query(self.sql.revoke_all.clone())
+        Ok(sqlx::query(self.table.sql.revoke_all.clone())
             .bind(at.unix_timestamp())
             .bind(user)
             .execute(&self.pool)
@@ -398,7 +342,7 @@ impl<U: SqliteUserId> ManageTokens for SqliteStore<U> {
     }
 
     async fn delete(&self, user: &U, id: TokenId) -> Result<bool, StoreError> {
-        let deleted = sqlx::query(self.sql.delete.clone())
+        let deleted = sqlx::query(self.table.sql.delete.clone())
             .bind(id.to_string())
             .bind(user)
             .execute(&self.pool)
@@ -410,47 +354,13 @@ impl<U: SqliteUserId> ManageTokens for SqliteStore<U> {
 
     async fn prune(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
         let before = before.unix_timestamp();
-        let expired = self.prune_where(&self.sql.prune_expired, before).await?;
-        let revoked = self.prune_where(&self.sql.prune_revoked, before).await?;
+        let expired = self
+            .prune_where(&self.table.sql.prune_expired, before)
+            .await?;
+        let revoked = self
+            .prune_where(&self.table.sql.prune_revoked, before)
+            .await?;
         Ok(expired + revoked)
-    }
-}
-
-/// The statements for `table`, which has passed [`check_table_name`] (or is the default):
-/// it holds no quote.
-fn statements(table: &str) -> Statements {
-    Statements {
-        find: statement(format!(
-            r#"SELECT {COLUMNS} FROM "{table}" WHERE token_hash = ?1"#
-        )),
-        get: statement(format!(r#"SELECT {COLUMNS} FROM "{table}" WHERE id = ?1"#)),
-        list: statement(format!(
-            r#"SELECT {COLUMNS} FROM "{table}" WHERE user_id = ?1 ORDER BY created_at, id"#
-        )),
-        insert: statement(format!(
-            r#"INSERT INTO "{table}" ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"#
-        )),
-        revoke: statement(format!(
-            r#"UPDATE "{table}" SET revoked = 1, updated_at = ?1 WHERE id = ?2 AND user_id = ?3 AND revoked = 0"#
-        )),
-        owned: statement(format!(
-            r#"SELECT 1 FROM "{table}" WHERE id = ?1 AND user_id = ?2"#
-        )),
-        revoke_all: statement(format!(
-            r#"UPDATE "{table}" SET revoked = 1, updated_at = ?1 WHERE user_id = ?2 AND revoked = 0"#
-        )),
-        delete: statement(format!(
-            r#"DELETE FROM "{table}" WHERE id = ?1 AND user_id = ?2"#
-        )),
-        touch: statement(format!(
-            r#"UPDATE "{table}" SET last_used_at = ?1 WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1)"#
-        )),
-        prune_expired: statement(format!(
-            r#"DELETE FROM "{table}" WHERE id IN (SELECT id FROM "{table}" WHERE expires_at <= ?1 LIMIT ?2)"#
-        )),
-        prune_revoked: statement(format!(
-            r#"DELETE FROM "{table}" WHERE id IN (SELECT id FROM "{table}" WHERE revoked = 1 AND updated_at <= ?1 LIMIT ?2)"#
-        )),
     }
 }
 
@@ -501,6 +411,7 @@ fn timestamp(row_id: &str, column: &str, secs: i64) -> Result<OffsetDateTime, St
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sql::check_table_name;
 
     #[test]
     fn table_names_are_checked() {

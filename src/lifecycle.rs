@@ -31,7 +31,6 @@ use std::{error::Error, fmt, sync::Arc};
 use time::{Duration, OffsetDateTime};
 
 use crate::{
-    PatLayer,
     clock::{Clock, SystemClock},
     record::{TokenId, TokenRecord},
     scope::{ScopeError, ScopeRegistry},
@@ -48,10 +47,12 @@ pub const MAX_NAME_LEN: usize = 255;
 /// Creates, lists, revokes and prunes tokens over a [`ManageTokens`] store, with the
 /// scope registry, the token format, the clock and the lifetimes they share.
 ///
-/// Cheap to clone; [`layer`](Self::layer) gives the [`PatLayer`] that accepts the tokens
-/// it creates.
-pub struct Tokens<S> {
-    store: Arc<S>,
+/// Cheap to clone. [`layer`](Self::layer) gives the [`PatLayer`](crate::PatLayer) that
+/// accepts the tokens it creates, and [`require_all`](Self::require_all),
+/// [`require_any`](Self::require_any) and [`require`](Self::require) give scope checks
+/// whose scopes are checked against the registry at startup.
+pub struct Tokens<St> {
+    store: Arc<St>,
     registry: Arc<ScopeRegistry>,
     format: TokenFormat,
     clock: Arc<dyn Clock>,
@@ -60,7 +61,7 @@ pub struct Tokens<S> {
     client_id: Option<String>,
 }
 
-impl<S> Clone for Tokens<S> {
+impl<St> Clone for Tokens<St> {
     fn clone(&self) -> Self {
         Self {
             store: Arc::clone(&self.store),
@@ -74,7 +75,7 @@ impl<S> Clone for Tokens<S> {
     }
 }
 
-impl<S> fmt::Debug for Tokens<S> {
+impl<St> fmt::Debug for Tokens<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Tokens")
             .field("format", &self.format)
@@ -130,15 +131,15 @@ impl CreateToken {
     }
 }
 
-impl<S: ManageTokens> Tokens<S> {
+impl<St: ManageTokens> Tokens<St> {
     /// The facade over `store` and `registry`, with the defaults: tokens of the
     /// [`TokenFormat::default`] format, living [`DEFAULT_LIFETIME`], the system clock.
-    pub fn new(store: S, registry: ScopeRegistry) -> Self {
+    pub fn new(store: St, registry: ScopeRegistry) -> Self {
         Self::from_shared(Arc::new(store), Arc::new(registry))
     }
 
     /// The facade over a store and a registry that are shared elsewhere too.
-    pub fn from_shared(store: Arc<S>, registry: Arc<ScopeRegistry>) -> Self {
+    pub fn from_shared(store: Arc<St>, registry: Arc<ScopeRegistry>) -> Self {
         Self {
             store,
             registry,
@@ -155,15 +156,23 @@ impl<S: ManageTokens> Tokens<S> {
     ///
     /// # Panics
     ///
-    /// When `lifetime` is not positive.
+    /// When `lifetime` is not positive (see [`try_expires_in`](Self::try_expires_in)).
     #[track_caller]
-    pub fn expires_in(mut self, lifetime: Duration) -> Self {
-        assert!(
-            lifetime.is_positive(),
-            "token lifetime must be positive, got {lifetime}"
-        );
+    pub fn expires_in(self, lifetime: Duration) -> Self {
+        self.try_expires_in(lifetime)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// How long new tokens live unless a request says otherwise.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::Lifetime`] when `lifetime` is not positive, or exceeds the
+    /// [`max_lifetime`](Self::max_lifetime) set before.
+    pub fn try_expires_in(mut self, lifetime: Duration) -> Result<Self, TokenError> {
+        self.check_lifetime(lifetime)?;
         self.lifetime = lifetime;
-        self
+        Ok(self)
     }
 
     /// The longest lifetime a token may be created with; a request for more is an error.
@@ -171,16 +180,47 @@ impl<S: ManageTokens> Tokens<S> {
     ///
     /// # Panics
     ///
-    /// When `max` is not positive.
+    /// When `max` is not positive (see [`try_max_lifetime`](Self::try_max_lifetime)).
     #[track_caller]
-    pub fn max_lifetime(mut self, max: Duration) -> Self {
-        assert!(
-            max.is_positive(),
-            "maximum token lifetime must be positive, got {max}"
-        );
+    pub fn max_lifetime(self, max: Duration) -> Self {
+        self.try_max_lifetime(max).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The longest lifetime a token may be created with.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::Lifetime`] when `max` is not positive.
+    pub fn try_max_lifetime(mut self, max: Duration) -> Result<Self, TokenError> {
+        if !max.is_positive() {
+            return Err(TokenError::Lifetime {
+                requested: max,
+                max: None,
+            });
+        }
         self.max_lifetime = Some(max);
         self.lifetime = self.lifetime.min(max);
-        self
+        Ok(self)
+    }
+
+    /// The lifetime new tokens get unless a request says otherwise.
+    pub fn default_lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    /// The longest lifetime a token may be created with, if one is set.
+    pub fn longest_lifetime(&self) -> Option<Duration> {
+        self.max_lifetime
+    }
+
+    fn check_lifetime(&self, lifetime: Duration) -> Result<(), TokenError> {
+        if !lifetime.is_positive() || self.max_lifetime.is_some_and(|max| lifetime > max) {
+            return Err(TokenError::Lifetime {
+                requested: lifetime,
+                max: self.max_lifetime,
+            });
+        }
+        Ok(())
     }
 
     /// Stamps new tokens with this `client_id` (the application issuing them).
@@ -201,8 +241,13 @@ impl<S: ManageTokens> Tokens<S> {
         self
     }
 
+    /// The clock, for the layer built from this facade.
+    pub(crate) fn shared_clock(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.clock)
+    }
+
     /// The store.
-    pub fn store(&self) -> &Arc<S> {
+    pub fn store(&self) -> &Arc<St> {
         &self.store
     }
 
@@ -216,15 +261,6 @@ impl<S: ManageTokens> Tokens<S> {
         &self.format
     }
 
-    /// The layer that resolves the tokens this facade creates: same store, format,
-    /// clock and scope matching rules.
-    pub fn layer(&self) -> PatLayer<Arc<S>> {
-        PatLayer::new(Arc::clone(&self.store))
-            .format(self.format.clone())
-            .matching(self.registry.matching())
-            .shared_clock(Arc::clone(&self.clock))
-    }
-
     /// Creates a token for `user` (Passport's `createToken(name, scopes)`): a new record
     /// every call, even with a name used before. No scopes: the registry's defaults.
     ///
@@ -234,10 +270,10 @@ impl<S: ManageTokens> Tokens<S> {
     /// nothing is stored then.
     pub async fn create<I>(
         &self,
-        user: S::UserId,
+        user: St::UserId,
         name: impl Into<String>,
         scopes: I,
-    ) -> Result<NewToken<S::UserId>, TokenError>
+    ) -> Result<NewToken<St::UserId>, TokenError>
     where
         I: IntoIterator,
         I::Item: Into<String>,
@@ -254,9 +290,9 @@ impl<S: ManageTokens> Tokens<S> {
     /// not positive or exceeds the maximum.
     pub async fn create_with(
         &self,
-        user: S::UserId,
+        user: St::UserId,
         request: CreateToken,
-    ) -> Result<NewToken<S::UserId>, TokenError> {
+    ) -> Result<NewToken<St::UserId>, TokenError> {
         let CreateToken {
             name,
             scopes,
@@ -268,12 +304,7 @@ impl<S: ManageTokens> Tokens<S> {
         }
         let scopes = self.registry.resolve(&scopes)?;
         let lifetime = lifetime.unwrap_or(self.lifetime);
-        if !lifetime.is_positive() || self.max_lifetime.is_some_and(|max| lifetime > max) {
-            return Err(TokenError::Lifetime {
-                requested: lifetime,
-                max: self.max_lifetime,
-            });
-        }
+        self.check_lifetime(lifetime)?;
         let token = self.format.generate()?;
         let now = self.now();
         let record = TokenRecord {
@@ -294,12 +325,15 @@ impl<S: ManageTokens> Tokens<S> {
         Ok(NewToken { token, record })
     }
 
-    /// The user's tokens, revoked and expired ones included, oldest first.
+    /// The user's tokens, revoked and expired ones included, newest first.
     ///
     /// # Errors
     ///
     /// [`TokenError::Store`] when the store fails.
-    pub async fn list(&self, user: &S::UserId) -> Result<Vec<TokenRecord<S::UserId>>, TokenError> {
+    pub async fn list(
+        &self,
+        user: &St::UserId,
+    ) -> Result<Vec<TokenRecord<St::UserId>>, TokenError> {
         Ok(self.store.list(user).await?)
     }
 
@@ -310,7 +344,7 @@ impl<S: ManageTokens> Tokens<S> {
     ///
     /// [`TokenError::NotFound`] when the user has no token with that id (another user's
     /// token included: nothing changes); [`TokenError::Store`] when the store fails.
-    pub async fn revoke(&self, user: &S::UserId, id: TokenId) -> Result<Revoked, TokenError> {
+    pub async fn revoke(&self, user: &St::UserId, id: TokenId) -> Result<Revoked, TokenError> {
         match self.store.revoke(user, id, self.now()).await? {
             Revoked::NotFound => Err(TokenError::NotFound(id)),
             outcome => {
@@ -326,7 +360,7 @@ impl<S: ManageTokens> Tokens<S> {
     /// # Errors
     ///
     /// [`TokenError::Store`] when the store fails.
-    pub async fn revoke_all(&self, user: &S::UserId) -> Result<u64, TokenError> {
+    pub async fn revoke_all(&self, user: &St::UserId) -> Result<u64, TokenError> {
         Ok(self.store.revoke_all(user, self.now()).await?)
     }
 
@@ -336,7 +370,7 @@ impl<S: ManageTokens> Tokens<S> {
     ///
     /// [`TokenError::NotFound`] when the user has no token with that id;
     /// [`TokenError::Store`] when the store fails.
-    pub async fn delete(&self, user: &S::UserId, id: TokenId) -> Result<(), TokenError> {
+    pub async fn delete(&self, user: &St::UserId, id: TokenId) -> Result<(), TokenError> {
         if self.store.delete(user, id).await? {
             Ok(())
         } else {
@@ -353,9 +387,9 @@ impl<S: ManageTokens> Tokens<S> {
     /// [`TokenError::Store`] when the store fails.
     pub async fn rotate(
         &self,
-        user: &S::UserId,
+        user: &St::UserId,
         id: TokenId,
-    ) -> Result<NewToken<S::UserId>, TokenError> {
+    ) -> Result<NewToken<St::UserId>, TokenError> {
         let old = match self.store.get(id).await? {
             Some(r) if r.user_id == *user && r.is_active_at(self.now()) => r,
             _ => return Err(TokenError::NotFound(id)),

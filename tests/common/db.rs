@@ -1,7 +1,7 @@
 //! What the store tests share: a PostgreSQL table of their own (or a visible skip), and a
 //! SQLite file of their own.
 
-#![allow(dead_code, unused_imports, unreachable_pub)]
+#![allow(unused_imports, unreachable_pub)]
 
 use std::{
     future::Future,

@@ -1,5 +1,6 @@
 //! Scopes: validated names, sets of them, the registry of the ones an application
-//! defines, and the rules that say when a token's scopes satisfy a route.
+//! defines, the rules that say when a token's scopes satisfy a route, and the
+//! [`Requirement`] a route states.
 //!
 //! ```
 //! use tower_pat::scope::{ScopeRegistry, Scopes};
@@ -22,8 +23,20 @@
 
 use std::{borrow::Borrow, error::Error, fmt, ops::Deref, str::FromStr, sync::Arc};
 
+mod registry;
+mod requirement;
+
+pub use registry::ScopeRegistry;
+pub use requirement::{Requirement, RequirementForm};
+
 /// One scope: a non-empty string of the characters RFC 6749 §3.3 allows in a
-/// `scope-token` (`%x21 / %x23-5B / %x5D-7E`: printable ASCII except space, `"` and `\`).
+/// `scope-token` (`%x21 / %x23-5B / %x5D-7E`: printable ASCII except space, `"` and `\`),
+/// with two rules of this crate on top:
+///
+/// - `:` separates levels (`orders:read:status`), so no level is empty: `user:`,
+///   `:read` and `a::b` are refused;
+/// - `*` is the wildcard and only that: a name is `*` alone or holds no `*` (`user:*`,
+///   `*user` and `**` are refused).
 ///
 /// Comparison is exact and case-sensitive. Cheap to clone.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -38,13 +51,25 @@ impl Scope {
     /// # Errors
     ///
     /// [`ScopeError::Invalid`], naming the input, when it is empty or has a character
-    /// outside the RFC 6749 `scope-token` set.
+    /// outside the RFC 6749 `scope-token` set; [`ScopeError::EmptyLevel`] for an empty
+    /// level around `:`; [`ScopeError::MisplacedWildcard`] for a `*` that is not the whole
+    /// name.
     pub fn new(name: &str) -> Result<Self, ScopeError> {
-        if is_scope_token(name) {
-            Ok(Self(Arc::from(name)))
-        } else {
-            Err(ScopeError::Invalid(name.to_owned()))
+        if !is_scope_token(name) {
+            return Err(ScopeError::Invalid(name.to_owned()));
         }
+        if name != Self::WILDCARD && name.contains('*') {
+            return Err(ScopeError::MisplacedWildcard(name.to_owned()));
+        }
+        if name.split(':').any(str::is_empty) {
+            return Err(ScopeError::EmptyLevel(name.to_owned()));
+        }
+        Ok(Self(Arc::from(name)))
+    }
+
+    /// Whether this is the wildcard, `*`.
+    pub fn is_wildcard(&self) -> bool {
+        &*self.0 == Self::WILDCARD
     }
 
     /// The scope's name.
@@ -58,7 +83,8 @@ impl Scope {
     }
 }
 
-/// Whether `s` matches RFC 6749's `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+/// Whether `s` matches RFC 6749's `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )` (the
+/// grammar alone: [`Scope::new`] adds the rules on `:` and `*`).
 pub fn is_scope_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
@@ -299,159 +325,19 @@ impl FromStr for Scopes {
     }
 }
 
-/// The scopes an application defines, with descriptions (Passport's `tokensCan`), the
-/// ones a token gets when none are asked for (`defaultScopes`), and the matching rules.
-///
-/// The builder methods panic on an invalid or undefined name, naming it: a registry is
-/// built at startup, where that is the clearest failure. The `try_` twins return errors.
-#[derive(Clone, Debug, Default)]
-pub struct ScopeRegistry {
-    defined: Vec<(Scope, String)>,
-    defaults: Scopes,
-    matching: ScopeMatching,
-}
-
-impl ScopeRegistry {
-    /// An empty registry: no scopes, no defaults, exact matching.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Defines a scope with its description (redefining one replaces the description).
-    ///
-    /// # Panics
-    ///
-    /// When `name` is not a valid scope; the message names it.
-    #[track_caller]
-    pub fn scope(self, name: &str, description: impl Into<String>) -> Self {
-        self.try_scope(name, description)
-            .unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    /// Defines a scope with its description.
-    ///
-    /// # Errors
-    ///
-    /// [`ScopeError::Invalid`] when `name` is not a valid scope.
-    pub fn try_scope(
-        mut self,
-        name: &str,
-        description: impl Into<String>,
-    ) -> Result<Self, ScopeError> {
-        let scope = Scope::new(name)?;
-        let description = description.into();
-        match self.defined.iter_mut().find(|(s, _)| *s == scope) {
-            Some(slot) => slot.1 = description,
-            None => self.defined.push((scope, description)),
-        }
-        Ok(self)
-    }
-
-    /// The scopes a token gets when it is created without any.
-    ///
-    /// # Panics
-    ///
-    /// When a name is invalid or not defined; the message names it.
-    #[track_caller]
-    pub fn default_scopes<I>(self, names: I) -> Self
-    where
-        I: IntoIterator,
-        I::Item: AsRef<str>,
-    {
-        self.try_default_scopes(names)
-            .unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    /// The scopes a token gets when it is created without any.
-    ///
-    /// # Errors
-    ///
-    /// [`ScopeError`] naming the first invalid or undefined name.
-    pub fn try_default_scopes<I>(mut self, names: I) -> Result<Self, ScopeError>
-    where
-        I: IntoIterator,
-        I::Item: AsRef<str>,
-    {
-        let scopes = Scopes::try_from_iter(names)?;
-        if let Some(missing) = scopes.iter().find(|s| !self.is_defined(s)) {
-            return Err(ScopeError::Undefined(missing.to_string()));
-        }
-        self.defaults = scopes;
-        Ok(self)
-    }
-
-    /// Lets tokens be created with `*`, and makes a held `*` satisfy every requirement.
-    /// Off by default.
-    pub fn allow_wildcard(mut self, on: bool) -> Self {
-        self.matching.wildcard = on;
-        self
-    }
-
-    /// Makes a held `orders` satisfy `orders:create` (levels separated by `:`).
-    /// Off by default.
-    pub fn inheritance(mut self, on: bool) -> Self {
-        self.matching.inheritance = on;
-        self
-    }
-
-    /// The matching rules tokens are checked with.
-    pub fn matching(&self) -> ScopeMatching {
-        self.matching
-    }
-
-    /// The defined scopes and their descriptions, in the order they were defined
-    /// (Passport's `scopes()`).
-    pub fn scopes(&self) -> impl Iterator<Item = (&Scope, &str)> {
-        self.defined.iter().map(|(s, d)| (s, d.as_str()))
-    }
-
-    /// The description of a defined scope.
-    pub fn description(&self, name: &str) -> Option<&str> {
-        self.defined
-            .iter()
-            .find(|(s, _)| s.as_str() == name)
-            .map(|(_, d)| d.as_str())
-    }
-
-    /// The default scopes.
-    pub fn defaults(&self) -> &Scopes {
-        &self.defaults
-    }
-
-    /// Whether tokens may be created with this scope.
-    pub fn is_defined(&self, name: &str) -> bool {
-        (self.matching.wildcard && name == Scope::WILDCARD)
-            || self.defined.iter().any(|(s, _)| s.as_str() == name)
-    }
-
-    /// The scopes a new token gets for a request of `requested`: the defaults when the
-    /// request is empty, else exactly the requested ones, each of which must be defined.
-    ///
-    /// # Errors
-    ///
-    /// [`ScopeError`] naming the first invalid or undefined scope.
-    pub fn resolve<I>(&self, requested: I) -> Result<Scopes, ScopeError>
-    where
-        I: IntoIterator,
-        I::Item: AsRef<str>,
-    {
-        let scopes = Scopes::try_from_iter(requested)?;
-        if scopes.is_empty() {
-            return Ok(self.defaults.clone());
-        }
-        match scopes.iter().find(|s| !self.is_defined(s)) {
-            Some(undefined) => Err(ScopeError::Undefined(undefined.to_string())),
-            None => Ok(scopes),
-        }
-    }
-}
-
 /// A scope name that was refused. The message names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ScopeError {
     /// Not a valid RFC 6749 `scope-token`.
     Invalid(String),
+    /// A level around `:` is empty (`user:`, `:read`, `a::b`).
+    EmptyLevel(String),
+    /// A `*` that is not the whole name (`user:*`, `*user`, `**`).
+    MisplacedWildcard(String),
+    /// `*` registered as an ordinary scope: it is the wildcard, turned on with
+    /// [`ScopeRegistry::allow_wildcard`].
+    WildcardDefined,
     /// Valid, but not defined in the [`ScopeRegistry`].
     Undefined(String),
     /// A requirement with no scopes at all (which would allow everything).
@@ -464,6 +350,17 @@ impl fmt::Display for ScopeError {
             Self::Invalid(s) => write!(
                 f,
                 "invalid scope {s:?}: a scope is one or more printable ASCII characters other than space, '\"' and '\\'"
+            ),
+            Self::EmptyLevel(s) => write!(
+                f,
+                "invalid scope {s:?}: `:` separates levels, and no level may be empty"
+            ),
+            Self::MisplacedWildcard(s) => write!(
+                f,
+                "invalid scope {s:?}: `*` is the wildcard and must be the whole name"
+            ),
+            Self::WildcardDefined => f.write_str(
+                "`*` cannot be defined as a scope: it is the wildcard, turned on with ScopeRegistry::allow_wildcard(true)",
             ),
             Self::Undefined(s) => {
                 write!(f, "undefined scope {s:?}: define it in the ScopeRegistry")
@@ -491,6 +388,26 @@ mod tests {
         for bad in ["", "a b", "a\"b", "a\\b", "é", "a\tb", "\u{7f}"] {
             let err = Scope::new(bad).unwrap_err();
             assert_eq!(err, ScopeError::Invalid(bad.to_owned()));
+        }
+    }
+
+    #[test]
+    fn levels_are_never_empty() {
+        for bad in ["user:", ":read", "a::b", ":", "::", "a:b:"] {
+            let err = Scope::new(bad).unwrap_err();
+            assert_eq!(err, ScopeError::EmptyLevel(bad.to_owned()));
+            assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
+        }
+        assert!(Scope::new("a:b:c").is_ok());
+    }
+
+    #[test]
+    fn the_wildcard_is_a_whole_name_or_nothing() {
+        assert!(Scope::new("*").unwrap().is_wildcard());
+        for bad in ["user:*", "*user", "**", "a*b", "*:read"] {
+            let err = Scope::new(bad).unwrap_err();
+            assert_eq!(err, ScopeError::MisplacedWildcard(bad.to_owned()));
+            assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
         }
     }
 
@@ -536,40 +453,5 @@ mod tests {
         assert_eq!(s.len(), 2);
         assert_eq!(s.to_string(), "a b");
         assert!(Scopes::parse_space_delimited("a \"b").is_err());
-    }
-
-    #[test]
-    fn registry_defaults_and_undefined() {
-        let r = ScopeRegistry::new()
-            .scope("user:read", "Retrieve the user info")
-            .scope("orders:create", "Place orders")
-            .default_scopes(["user:read"]);
-        assert_eq!(
-            r.resolve(Vec::<String>::new()).unwrap(),
-            set(&["user:read"])
-        );
-        assert_eq!(
-            r.resolve(["orders:create"]).unwrap(),
-            set(&["orders:create"])
-        );
-        assert_eq!(
-            r.resolve(["nope"]).unwrap_err(),
-            ScopeError::Undefined("nope".into())
-        );
-        assert_eq!(
-            r.resolve(["*"]).unwrap_err(),
-            ScopeError::Undefined("*".into())
-        );
-        let r = r.allow_wildcard(true);
-        assert_eq!(r.resolve(["*"]).unwrap(), set(&["*"]));
-        assert_eq!(r.description("user:read"), Some("Retrieve the user info"));
-        let names: Vec<_> = r.scopes().map(|(s, _)| s.as_str()).collect();
-        assert_eq!(names, ["user:read", "orders:create"]);
-    }
-
-    #[test]
-    #[should_panic(expected = "undefined scope \"orders:read\"")]
-    fn undefined_default_panics_with_its_name() {
-        let _ = ScopeRegistry::new().default_scopes(["orders:read"]);
     }
 }

@@ -1,0 +1,238 @@
+//! Finding the bearer token of a request (RFC 6750): the `Authorization` header, the
+//! `bearer` scheme, the `access_token` query parameter where enabled, and the offline
+//! verdict on what was presented.
+//!
+//! This is the seam between "the bytes a client presented" and "the key the store is
+//! asked for": [`presented`] returns the [`TokenHash`] to look up, or why the request is
+//! refused before any store is asked. The service knows nothing of the token format; a
+//! second credential format would be a second verdict here.
+
+use http::{Request, header::AUTHORIZATION};
+
+use super::layer::Config;
+use crate::{
+    reject::RejectionKind,
+    token::{MalformedToken, TokenFormat, TokenHash},
+};
+
+/// Finds the bearer token of a request and marks the `Authorization` header sensitive:
+/// `Ok(None)` when there is none, else the token checked offline and hashed, or why the
+/// request is refused.
+///
+/// One lookup of the header in the common case: `len` counts values and `keys_len`
+/// names, so only a request with some repeated header pays for a second look. With query
+/// tokens off (the default) the query string is not looked at.
+#[inline]
+pub(super) fn presented<B>(
+    req: &mut Request<B>,
+    config: &Config,
+) -> Result<Option<TokenHash>, RejectionKind> {
+    let in_query = config.query_token && req.uri().query().and_then(query_token).is_some();
+    let headers = req.headers_mut();
+    if headers.len() != headers.keys_len() && headers.get_all(AUTHORIZATION).iter().nth(1).is_some()
+    {
+        return Err(RejectionKind::InvalidRequest);
+    }
+    let from_header = match headers.get_mut(AUTHORIZATION) {
+        None => None,
+        Some(value) => {
+            value.set_sensitive(true);
+            bearer(value.as_bytes(), config.max_header_len)?
+        }
+    };
+    if let Some(candidate) = from_header {
+        // RFC 6750 §2: one method per request.
+        if in_query {
+            return Err(RejectionKind::InvalidRequest);
+        }
+        return judge(&config.format, candidate).map(Some);
+    }
+    if !in_query {
+        return Ok(None);
+    }
+    match req.uri().query().and_then(query_token) {
+        Some(candidate) => judge(&config.format, candidate.as_bytes()).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The offline verdict: the hash to look up, or why the credentials are refused.
+fn judge(format: &TokenFormat, candidate: &[u8]) -> Result<TokenHash, RejectionKind> {
+    format.parse_bytes(candidate).map_err(|why| {
+        tracing::debug!(reason = %why, "bearer token refused offline");
+        offline_refusal(candidate, why)
+    })
+}
+
+/// Splits `Bearer 1*SP credentials`. `Ok(None)`: another scheme, so no bearer
+/// credentials. Whether the credentials are a `b64token` is judged only when they fail the
+/// token format (see [`offline_refusal`]): a valid token is one already.
+fn bearer(value: &[u8], max_len: usize) -> Result<Option<&[u8]>, RejectionKind> {
+    if value.len() > max_len {
+        return Err(RejectionKind::InvalidRequest);
+    }
+    const SCHEME: &[u8] = b"bearer";
+    let Some((scheme, rest)) = value.split_at_checked(SCHEME.len()) else {
+        return Ok(None);
+    };
+    if !scheme.eq_ignore_ascii_case(SCHEME) {
+        return Ok(None);
+    }
+    match rest.first() {
+        // `Bearer` alone: the bearer scheme without credentials.
+        None => Err(RejectionKind::InvalidRequest),
+        Some(b' ') => match rest.iter().position(|&b| b != b' ') {
+            Some(start) => Ok(Some(&rest[start..])),
+            None => Err(RejectionKind::InvalidRequest),
+        },
+        // `Bearerx …`: another scheme.
+        Some(_) => Ok(None),
+    }
+}
+
+/// How to refuse credentials that failed the token format: a well-formed `b64token` is an
+/// `invalid_token`, anything else an `invalid_request` (RFC 6750 §3.1).
+fn offline_refusal(candidate: &[u8], why: MalformedToken) -> RejectionKind {
+    match why {
+        // Only base62 characters get as far as the checksum.
+        MalformedToken::Checksum => RejectionKind::MalformedToken,
+        _ if is_b64token(candidate) => RejectionKind::MalformedToken,
+        _ => RejectionKind::InvalidRequest,
+    }
+}
+
+/// RFC 6750: `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_b64token(t: &[u8]) -> bool {
+    let body = t.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
+    body > 0
+        && t[..body].iter().all(|&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+fn query_token(query: &str) -> Option<&str> {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("access_token="))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::DEFAULT_MAX_HEADER_LEN;
+
+    #[test]
+    fn bearer_syntax() {
+        let max = DEFAULT_MAX_HEADER_LEN;
+        assert_eq!(bearer(b"Bearer abc", max), Ok(Some(&b"abc"[..])));
+        assert_eq!(bearer(b"bEaReR   abc==", max), Ok(Some(&b"abc=="[..])));
+        assert_eq!(bearer(b"Basic dXNlcjpwYXNz", max), Ok(None));
+        assert_eq!(bearer(b"Bearerabc", max), Ok(None));
+        for empty in [&b"Bearer"[..], b"Bearer ", b"Bearer   "] {
+            assert_eq!(bearer(empty, max), Err(RejectionKind::InvalidRequest));
+        }
+        let long = format!("Bearer {}", "a".repeat(max));
+        assert_eq!(
+            bearer(long.as_bytes(), max),
+            Err(RejectionKind::InvalidRequest)
+        );
+    }
+
+    #[test]
+    fn credentials_that_fail_the_format_are_classified() {
+        let format = TokenFormat::default();
+        let good = format.generate().unwrap();
+        assert_eq!(
+            judge(&format, good.expose_secret().as_bytes()),
+            Ok(good.hash())
+        );
+        for bad_syntax in [&b"a b"[..], b"=abc", b"a\xffb", b"a,b", b"a\"b"] {
+            assert_eq!(
+                judge(&format, bad_syntax),
+                Err(RejectionKind::InvalidRequest),
+                "{bad_syntax:?}"
+            );
+        }
+        for b64_but_not_ours in [&b"abc"[..], b"abc==", b"a-b.c_d~e+f/g", b"ghp_x"] {
+            assert_eq!(
+                judge(&format, b64_but_not_ours),
+                Err(RejectionKind::MalformedToken),
+                "{b64_but_not_ours:?}"
+            );
+        }
+        let mut typo = good.into_secret().into_bytes();
+        typo[10] = if typo[10] == b'a' { b'b' } else { b'a' };
+        assert_eq!(judge(&format, &typo), Err(RejectionKind::MalformedToken));
+    }
+
+    fn request(uri: &str, auth: &[&str], cookies: usize) -> Request<()> {
+        let mut b = Request::builder().uri(uri);
+        for a in auth {
+            b = b.header(AUTHORIZATION, *a);
+        }
+        for i in 0..cookies {
+            b = b.header(http::header::COOKIE, format!("c{i}=1"));
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn repeated_authorization_is_found_among_other_repeated_headers() {
+        let config = Config::default();
+        let token = config.format.generate().unwrap();
+        let bearer = format!("Bearer {}", token.expose_secret());
+        for cookies in [0, 1, 3] {
+            let mut one = request("/", &[&bearer], cookies);
+            assert_eq!(presented(&mut one, &config), Ok(Some(token.hash())));
+            assert!(one.headers()[AUTHORIZATION].is_sensitive());
+            let mut two = request("/", &[&bearer, &bearer], cookies);
+            assert_eq!(
+                presented(&mut two, &config),
+                Err(RejectionKind::InvalidRequest)
+            );
+            let mut none = request("/", &[], cookies);
+            assert_eq!(presented(&mut none, &config), Ok(None));
+        }
+    }
+
+    #[test]
+    fn the_query_is_not_looked_at_unless_enabled() {
+        let mut config = Config::default();
+        let token = config.format.generate().unwrap();
+        let in_query = format!("/orders?access_token={}", token.expose_secret());
+        let header = format!("Bearer {}", token.expose_secret());
+
+        assert_eq!(
+            presented(&mut request(&in_query, &[], 0), &config),
+            Ok(None)
+        );
+        assert_eq!(
+            presented(&mut request("/?access_token=garbage", &[], 0), &config),
+            Ok(None)
+        );
+        assert_eq!(
+            presented(&mut request(&in_query, &[&header], 0), &config),
+            Ok(Some(token.hash()))
+        );
+
+        config.query_token = true;
+        assert_eq!(
+            presented(&mut request(&in_query, &[], 0), &config),
+            Ok(Some(token.hash()))
+        );
+        assert_eq!(
+            presented(&mut request(&in_query, &[&header], 0), &config),
+            Err(RejectionKind::InvalidRequest)
+        );
+        assert_eq!(
+            presented(&mut request("/?access_token=garbage", &[], 0), &config),
+            Err(RejectionKind::MalformedToken)
+        );
+    }
+
+    #[test]
+    fn query_tokens() {
+        assert_eq!(query_token("a=1&access_token=xyz&b=2"), Some("xyz"));
+        assert_eq!(query_token("my_access_token=xyz"), None);
+    }
+}

@@ -1,0 +1,150 @@
+//! [`ResponseFuture`]: the inner service's future, a refusal ready at once, or a store
+//! lookup to wait for first.
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::{layer::BoxFuture, service::Shared};
+use crate::{
+    store::{Found, StoreError, TokenStore},
+    token::TokenHash,
+};
+
+/// A request waiting for the store's answer, with the readied inner service.
+pub(super) struct Pending<S, St, ReqB> {
+    pub(super) hash: TokenHash,
+    pub(super) req: Request<ReqB>,
+    pub(super) inner: S,
+    pub(super) shared: Arc<Shared<St>>,
+}
+
+pin_project! {
+    /// The future of [`Pat`](super::Pat).
+    pub struct ResponseFuture<S, St, ReqB>
+    where
+        S: Service<Request<ReqB>>,
+        St: TokenStore,
+    {
+        #[pin]
+        state: State<S, St, ReqB>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, St, ReqB>
+    where
+        S: Service<Request<ReqB>>,
+        St: TokenStore,
+    {
+        Lookup {
+            fut: BoxFuture<Result<Found<St::UserId>, StoreError>>,
+            pending: Option<Box<Pending<S, St, ReqB>>>,
+        },
+        Inner {
+            #[pin]
+            fut: S::Future,
+        },
+        Done {
+            res: Option<S::Response>,
+        },
+    }
+}
+
+impl<S, St, ReqB> ResponseFuture<S, St, ReqB>
+where
+    S: Service<Request<ReqB>>,
+    St: TokenStore,
+{
+    #[inline]
+    pub(super) fn inner(fut: S::Future) -> Self {
+        Self {
+            state: State::Inner { fut },
+        }
+    }
+
+    #[inline]
+    pub(super) fn done(res: S::Response) -> Self {
+        Self {
+            state: State::Done { res: Some(res) },
+        }
+    }
+
+    /// Asks the store (within the store timeout, if one is set).
+    pub(super) fn lookup(pending: Box<Pending<S, St, ReqB>>) -> Self {
+        let shared = Arc::clone(&pending.shared);
+        let hash = pending.hash;
+        let fut = Box::pin(async move {
+            let find = shared.store.find(&hash);
+            match &shared.config.store_timeout {
+                Some(timeout) => timeout.bound(find).await,
+                None => find.await,
+            }
+        });
+        Self {
+            state: State::Lookup {
+                fut,
+                pending: Some(pending),
+            },
+        }
+    }
+}
+
+impl<S, St, ReqB, ResB> Future for ResponseFuture<S, St, ReqB>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    St: TokenStore,
+    ResB: Default + 'static,
+{
+    type Output = Result<Response<ResB>, S::Error>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let next = match this.state.as_mut().project() {
+                StateProj::Inner { fut } => return fut.poll(cx),
+                StateProj::Done { res } => {
+                    return Poll::Ready(Ok(res.take().expect("polled after completion")));
+                }
+                StateProj::Lookup { fut, pending } => {
+                    let found = ready!(fut.as_mut().poll(cx));
+                    let Pending {
+                        hash,
+                        mut req,
+                        mut inner,
+                        shared,
+                    } = *pending.take().expect("polled after completion");
+                    match shared.admit(&hash, found, &mut req) {
+                        Ok(()) => State::Inner {
+                            fut: inner.call(req),
+                        },
+                        Err(kind) => State::Done {
+                            res: Some(shared.refuse(kind, &req)),
+                        },
+                    }
+                }
+            };
+            this.state.set(next);
+        }
+    }
+}
+
+impl<S, St, ReqB> fmt::Debug for ResponseFuture<S, St, ReqB>
+where
+    S: Service<Request<ReqB>>,
+    St: TokenStore,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

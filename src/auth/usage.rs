@@ -1,0 +1,244 @@
+//! Token uses for `last_used_at`, recorded in memory on the request path and written to
+//! the store in batches off it.
+//!
+//! A request never waits for a write. Each admitted request counts as a use; a use is
+//! queued only when the token's last queued (or stored) use is at least one interval old,
+//! so a token is written at most once per interval whatever the request rate or the
+//! concurrency. A flush takes every queued use and hands them to
+//! [`TokenStore::touch`] in one call (one statement in the SQL stores).
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError, Weak,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use time::{Duration, OffsetDateTime};
+
+use super::layer::Config;
+use crate::{
+    prefix_hash::PrefixState,
+    record::{TokenId, TokenRecord},
+    store::TokenStore,
+};
+
+/// Uses are spread over this many locks, by the first byte of the (random) token id, so
+/// that concurrent requests for different tokens rarely meet.
+const SHARDS: usize = 16;
+
+/// The uses one layer (and every service and clone made from it) records.
+#[derive(Debug, Default)]
+pub(crate) struct Usage {
+    shards: [Mutex<Shard>; SHARDS],
+    /// Whether a flusher runs (spawned by the `tokio` feature, or handed out by
+    /// `PatLayer::last_used_flusher`).
+    flusher: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    /// When each recently used token's last use was queued, in nanoseconds since the
+    /// epoch; tokens not queued for a whole interval are dropped at the next flush.
+    queued: HashMap<TokenId, i128, PrefixState>,
+    /// Uses waiting for the next flush.
+    pending: Vec<(TokenId, OffsetDateTime)>,
+}
+
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    // A panic while holding the lock leaves at worst a use queued twice or not at all.
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Usage {
+    /// Counts a use of `record` at `now` (nanoseconds since the epoch). Returns whether a
+    /// use was queued (at most once per token per `interval`).
+    #[inline]
+    pub(crate) fn record<U>(&self, record: &TokenRecord<U>, now: i128, interval: Duration) -> bool {
+        let every = interval.whole_nanoseconds();
+        // What the store said already: a token written back recently needs nothing.
+        if record
+            .last_used_at
+            .is_some_and(|last| now - last.unix_timestamp_nanos() < every)
+        {
+            return false;
+        }
+        let mut shard = lock(&self.shards[usize::from(record.id.as_bytes()[0]) % SHARDS]);
+        match shard.queued.get_mut(&record.id) {
+            Some(queued) if now - *queued < every => return false,
+            Some(queued) => *queued = now,
+            None => {
+                shard.queued.insert(record.id, now);
+            }
+        }
+        // Whole seconds, as every timestamp the crate writes.
+        let at = OffsetDateTime::from_unix_timestamp_nanos(now - now.rem_euclid(1_000_000_000))
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        shard.pending.push((record.id, at));
+        true
+    }
+
+    /// Takes the queued uses, and forgets tokens whose last queued use is an interval old
+    /// (their next use is due anyway).
+    fn take(&self, now: i128, interval: Duration) -> Vec<(TokenId, OffsetDateTime)> {
+        let every = interval.whole_nanoseconds();
+        let mut batch = Vec::new();
+        for shard in &self.shards {
+            let mut shard = lock(shard);
+            batch.append(&mut shard.pending);
+            shard.queued.retain(|_, queued| now - *queued < every);
+        }
+        batch
+    }
+
+    /// Marks a flusher as running; `false` when one was already.
+    pub(crate) fn start_flusher(&self) -> bool {
+        !self.flusher.swap(true, Ordering::AcqRel)
+    }
+
+    /// How many uses wait for a flush.
+    #[cfg(test)]
+    pub(crate) fn pending(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).pending.len()).sum()
+    }
+}
+
+/// Writes the queued uses in one [`TokenStore::touch`] call, bounded by the store
+/// timeout; a failure is logged and the uses dropped (the next use after an interval is
+/// queued again). Returns how many uses were written.
+pub(crate) async fn flush<St: TokenStore>(usage: &Usage, store: &St, config: &Config) -> usize {
+    let Some(interval) = config.last_used_interval else {
+        return 0;
+    };
+    let batch = usage.take(config.clock.unix_nanos(), interval);
+    if batch.is_empty() {
+        return 0;
+    }
+    let write = store.touch(&batch);
+    let result = match &config.store_timeout {
+        Some(timeout) => timeout.bound(write).await,
+        None => write.await,
+    };
+    match result {
+        Ok(()) => batch.len(),
+        Err(error) => {
+            tracing::warn!(%error, uses = batch.len(), "could not record token uses (last_used_at)");
+            0
+        }
+    }
+}
+
+/// Flushes every `interval` until the layer and every service made from it are gone.
+pub(crate) async fn flusher<St, F, Fut>(
+    usage: Weak<Usage>,
+    store: Arc<St>,
+    config: Config,
+    sleep: F,
+) where
+    St: TokenStore,
+    F: Fn(std::time::Duration) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(interval) = config.last_used_interval else {
+        return;
+    };
+    let every = std::time::Duration::try_from(interval)
+        .unwrap_or(std::time::Duration::from_secs(60))
+        .max(std::time::Duration::from_millis(10));
+    loop {
+        sleep(every).await;
+        let Some(usage) = usage.upgrade() else {
+            return;
+        };
+        flush(&usage, &*store, &config).await;
+    }
+}
+
+/// With the `tokio` feature: starts the flusher on the current runtime the first time a
+/// use is queued. Without a runtime, uses wait for [`PatLayer::flush`](super::PatLayer::flush).
+#[cfg(feature = "tokio")]
+pub(crate) fn spawn_flusher<St: TokenStore>(usage: &Arc<Usage>, store: &Arc<St>, config: &Config) {
+    if !usage.start_flusher() {
+        return;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(flusher(
+                Arc::downgrade(usage),
+                Arc::clone(store),
+                config.clone(),
+                tokio::time::sleep,
+            ));
+        }
+        Err(_) => {
+            usage.flusher.store(false, Ordering::Release);
+            tracing::warn!(
+                "no Tokio runtime to run the last_used_at flusher on; uses wait for PatLayer::flush"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{scope::Scopes, token::TokenHash};
+
+    fn record(id: u8, last_used_at: Option<OffsetDateTime>) -> TokenRecord<i64> {
+        let now = OffsetDateTime::UNIX_EPOCH;
+        TokenRecord {
+            id: TokenId::from_bytes([id; 16]),
+            user_id: 1,
+            client_id: None,
+            name: "t".into(),
+            scopes: Scopes::empty(),
+            token_hash: TokenHash::of("t"),
+            revoked: false,
+            created_at: now,
+            updated_at: now,
+            expires_at: now,
+            last_used_at,
+        }
+    }
+
+    const SECOND: i128 = 1_000_000_000;
+
+    #[test]
+    fn one_use_per_token_per_interval() {
+        let usage = Usage::default();
+        let minute = Duration::minutes(1);
+        let t0 = 1_000 * SECOND;
+        let a = record(1, None);
+        assert!(usage.record(&a, t0, minute));
+        for i in 0..1000 {
+            assert!(!usage.record(&a, t0 + i * SECOND / 20, minute));
+        }
+        assert!(usage.record(&record(2, None), t0, minute));
+        assert_eq!(usage.pending(), 2);
+        assert!(usage.record(&a, t0 + 60 * SECOND, minute));
+        let batch = usage.take(t0 + 60 * SECOND, minute);
+        assert_eq!(batch.len(), 3);
+        assert_eq!(usage.pending(), 0);
+    }
+
+    #[test]
+    fn a_recent_stored_use_is_not_written_again() {
+        let usage = Usage::default();
+        let t0 = 1_000 * SECOND;
+        let recent = OffsetDateTime::from_unix_timestamp(990).unwrap();
+        assert!(!usage.record(&record(1, Some(recent)), t0, Duration::minutes(1)));
+        let old = OffsetDateTime::from_unix_timestamp(900).unwrap();
+        assert!(usage.record(&record(1, Some(old)), t0, Duration::minutes(1)));
+    }
+
+    #[test]
+    fn forgotten_tokens_leave_the_map() {
+        let usage = Usage::default();
+        let t0 = 1_000 * SECOND;
+        usage.record(&record(1, None), t0, Duration::minutes(1));
+        usage.take(t0 + 61 * SECOND, Duration::minutes(1));
+        assert!(usage.shards.iter().all(|s| lock(s).queued.is_empty()));
+    }
+}
