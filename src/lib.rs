@@ -108,7 +108,7 @@ pub use async_trait::async_trait;
 pub use auth::{Pat, PatLayer};
 pub use lifecycle::{CreateToken, NewToken, TokenError, Tokens};
 pub use record::{AccessToken, TokenId, TokenRecord};
-pub use require::{RequireScopes, RequireScopesLayer};
+pub use require::{RequireScopes, RequireScopesLayer, ScopeMapLayer};
 pub use scope::Requirement;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
