@@ -118,8 +118,8 @@ fn query_token(query: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::DEFAULT_MAX_HEADER_LEN;
+    use super::*;
 
     #[test]
     fn bearer_syntax() {
