@@ -11,6 +11,8 @@
 //! - [`Tokens::require_all`] / [`Tokens::require_any`] / [`Tokens::require`] (or
 //!   [`RequireScopesLayer`] without a registry) guard routes by scope; handlers ask
 //!   [`AccessToken::can`].
+//! - With feature `manage`, `manage::Manage` serves the page where a signed-in user
+//!   generates and revokes their tokens, and its JSON API.
 //! - Every refusal is an RFC 6750 answer, or a gRPC-native one for gRPC requests (see
 //!   [`reject`]); a failing store answers 503, never lets a request through.
 //!
@@ -59,6 +61,7 @@
 //! | `sqlite` | `SqliteStore`: tokens in an embedded SQLite database (sqlx, bundled SQLite) |
 //! | `postgres` | `PostgresStore`: one PostgreSQL database shared by many instances (sqlx) |
 //! | `test-kit` | `testing::conformance`: the suite any `TokenStore` implementation should pass |
+//! | `manage` | `manage::Manage`: the token page and its JSON API, mounted behind the application's sign-in |
 //!
 //! # Security
 //!
@@ -82,6 +85,9 @@ pub mod clock;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
 pub mod lifecycle;
+#[cfg(feature = "manage")]
+#[cfg_attr(docsrs, doc(cfg(feature = "manage")))]
+pub mod manage;
 mod prefix_hash;
 pub mod record;
 pub mod reject;
