@@ -104,7 +104,8 @@ pub mod token;
     doctest,
     feature = "sqlite",
     feature = "postgres",
-    feature = "test-kit"
+    feature = "test-kit",
+    feature = "manage"
 ))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
