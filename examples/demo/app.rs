@@ -143,8 +143,13 @@ pub fn demo(store: SqliteStore<i64>) -> Demo {
         ])),
     };
 
-    // JSON refusals, with the RFC 6750 challenge the crate adds.
-    let layer = tokens.layer().rejection_body(json_refusal);
+    // JSON refusals, with the RFC 6750 challenge the crate adds. Uses are written back
+    // every 10 s instead of every minute, so that "Last used" on the page moves while you
+    // try the API (a production API keeps the default).
+    let layer = tokens
+        .layer()
+        .rejection_body(json_refusal)
+        .last_used_interval(Some(Duration::seconds(10)));
 
     // Passport's routes, each with its scope check.
     let api = Router::new()
