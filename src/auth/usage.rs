@@ -89,8 +89,8 @@ impl Usage {
         }
         let id = record.id.as_bytes();
         let slot = &self.recent[usize::from(id[1]) % RECENT];
-        let fingerprint = u64::from_le_bytes([id[2], id[3], id[4], id[5], id[6], id[7], 0, 0]);
-        let seconds = u64::try_from(now.div_euclid(1_000_000_000)).unwrap_or(0) & TIME_MASK;
+        let fingerprint = fingerprint(id);
+        let seconds = whole_seconds(now) & TIME_MASK;
         let every_seconds = interval.whole_seconds();
         let seen = slot.load(Ordering::Relaxed);
         // A second of slack on each side: the slot keeps whole seconds.
@@ -119,7 +119,9 @@ impl Usage {
         };
         remember(slot, fingerprint, queued_at);
         // Whole seconds, as every timestamp the crate writes.
-        let at = OffsetDateTime::from_unix_timestamp_nanos(now - now.rem_euclid(1_000_000_000))
+        let at = i64::try_from(whole_seconds(now))
+            .ok()
+            .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         shard.pending.push((record.id, at));
         true
@@ -150,9 +152,24 @@ impl Usage {
     }
 }
 
+/// 40 bits of the (random) token id, the ones the slot index does not use: with the time's
+/// 24 bits they fill the slot.
+#[inline]
+fn fingerprint(id: &[u8; 16]) -> u64 {
+    u64::from_le_bytes([id[2], id[3], id[4], id[5], id[6], 0, 0, 0])
+}
+
+/// Whole seconds since the epoch of `nanos` (in 64-bit arithmetic: a 128-bit division
+/// costs a library call).
+#[inline]
+fn whole_seconds(nanos: i128) -> u64 {
+    let nanos = i64::try_from(nanos).unwrap_or(i64::MAX);
+    u64::try_from(nanos.div_euclid(1_000_000_000)).unwrap_or(0)
+}
+
 /// Notes in `slot` that the token of `fingerprint` had a use queued at `queued` (nanoseconds).
 fn remember(slot: &AtomicU64, fingerprint: u64, queued: i128) {
-    let seconds = u64::try_from(queued.div_euclid(1_000_000_000)).unwrap_or(0) & TIME_MASK;
+    let seconds = whole_seconds(queued) & TIME_MASK;
     slot.store(fingerprint << TIME_BITS | seconds, Ordering::Relaxed);
 }
 
@@ -305,6 +322,26 @@ mod tests {
         }
         assert_eq!(again, [120]);
         assert_eq!(usage.take(t0 + 65 * SECOND, minute).len(), 3);
+    }
+
+    #[test]
+    fn a_queued_token_is_answered_by_the_filter_alone() {
+        let usage = std::sync::Arc::new(Usage::default());
+        let a = record(7, None);
+        let t0 = 1_000 * SECOND;
+        assert!(usage.record(&a, t0, Duration::minutes(1)));
+        // Hold the shard's lock: a request that reached the shard would wait for it, and
+        // the answer would not come in time; the filter must answer without the lock.
+        let _held = lock(&usage.shards[usize::from(a.id.as_bytes()[0]) % SHARDS]);
+        let (done, answer) = std::sync::mpsc::channel();
+        let usage = std::sync::Arc::clone(&usage);
+        std::thread::spawn(move || {
+            let queued =
+                (1..100).any(|i| usage.record(&a, t0 + i * SECOND / 10, Duration::minutes(1)));
+            let _ = done.send(queued);
+        });
+        let answer = answer.recv_timeout(std::time::Duration::from_secs(5));
+        assert_eq!(answer, Ok(false), "the filter did not answer alone");
     }
 
     #[test]

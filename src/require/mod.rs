@@ -189,7 +189,8 @@ pin_project! {
         Pass {
             #[pin]
             fut: F,
-            scope_headers: Option<ScopeHeaders>,
+            // Boxed: the common case (no scope headers) keeps the future small.
+            scope_headers: Option<Box<ScopeHeaders>>,
         },
         Refused {
             res: Option<Response<B>>,
@@ -207,7 +208,7 @@ impl<F, B> ResponseFuture<F, B> {
         let kind = match verdict {
             Ok(scope_headers) => Kind::Pass {
                 fut: call(),
-                scope_headers,
+                scope_headers: scope_headers.map(Box::new),
             },
             Err(res) => Kind::Refused { res: Some(res) },
         };
@@ -229,7 +230,8 @@ where
                     Poll::Ready(res) => res,
                     Poll::Pending => return Poll::Pending,
                 };
-                if let (Ok(res), Some(scope_headers)) = (&mut res, scope_headers.take()) {
+                if let (Ok(res), Some(scope_headers)) = (&mut res, scope_headers.take().map(|h| *h))
+                {
                     scope_headers.stamp(res.headers_mut());
                 }
                 Poll::Ready(res)
