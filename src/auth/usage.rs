@@ -20,7 +20,6 @@ use time::{Duration, OffsetDateTime};
 
 use super::layer::Config;
 use crate::{
-    prefix_hash::PrefixState,
     record::{TokenId, TokenRecord},
     store::TokenStore,
 };
@@ -28,6 +27,10 @@ use crate::{
 /// Uses are spread over this many locks, by the first byte of the (random) token id, so
 /// that concurrent requests for different tokens rarely meet.
 const SHARDS: usize = 16;
+
+/// The most uses a shard keeps waiting for a flush: an application that never flushes
+/// (no `tokio` feature, no flusher spawned) loses uses beyond it, never memory.
+const MAX_PENDING: usize = 4096;
 
 /// Slots of the lock-free "queued recently" filter, by the second byte of the token id.
 const RECENT: usize = 256;
@@ -54,7 +57,7 @@ pub(crate) struct Usage {
 struct Shard {
     /// When each recently used token's last use was queued, in nanoseconds since the
     /// epoch; tokens not queued for a whole interval are dropped at the next flush.
-    queued: HashMap<TokenId, i128, PrefixState>,
+    queued: HashMap<TokenId, i128>,
     /// Uses waiting for the next flush.
     pending: Vec<(TokenId, OffsetDateTime)>,
 }
@@ -87,9 +90,9 @@ impl Usage {
         {
             return false;
         }
-        let id = record.id.as_bytes();
-        let slot = &self.recent[usize::from(id[1]) % RECENT];
-        let fingerprint = fingerprint(id);
+        let mixed = mix(record.id.as_bytes());
+        let slot = &self.recent[(mixed % RECENT as u64) as usize];
+        let fingerprint = mixed >> 24;
         let seconds = whole_seconds(now) & TIME_MASK;
         let every_seconds = interval.whole_seconds();
         let seen = slot.load(Ordering::Relaxed);
@@ -100,7 +103,7 @@ impl Usage {
         {
             return false;
         }
-        let mut shard = lock(&self.shards[usize::from(id[0]) % SHARDS]);
+        let mut shard = lock(&self.shards[((mixed >> 8) % SHARDS as u64) as usize]);
         let queued_at = match shard.queued.get_mut(&record.id) {
             Some(queued) if now - *queued < every => {
                 let queued = *queued;
@@ -118,6 +121,17 @@ impl Usage {
             }
         };
         remember(slot, fingerprint, queued_at);
+        if shard.pending.len() >= MAX_PENDING {
+            drop(shard);
+            static WARNED: AtomicBool = AtomicBool::new(false);
+            if !WARNED.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "token uses pile up unwritten: nothing flushes them (turn on tower-pat's tokio feature, spawn PatLayer::last_used_flusher, or call PatLayer::flush); uses beyond {} are dropped",
+                    MAX_PENDING * SHARDS
+                );
+            }
+            return false;
+        }
         // Whole seconds, as every timestamp the crate writes.
         let at = i64::try_from(whole_seconds(now))
             .ok()
@@ -152,11 +166,26 @@ impl Usage {
     }
 }
 
-/// 40 bits of the (random) token id, the ones the slot index does not use: with the time's
-/// 24 bits they fill the slot.
+/// The token id, mixed: its low bits pick the filter slot and the shard, its top 40 bits
+/// are the fingerprint a slot keeps beside the time's 24. Mixed rather than taken as they
+/// are, because an application's own store may make ids that are not random (counters).
 #[inline]
-fn fingerprint(id: &[u8; 16]) -> u64 {
-    u64::from_le_bytes([id[2], id[3], id[4], id[5], id[6], 0, 0, 0])
+fn mix(id: &[u8; 16]) -> u64 {
+    let (low, high) = id.split_at(8);
+    let low = u64::from_le_bytes(low.try_into().unwrap_or_default());
+    let high = u64::from_le_bytes(high.try_into().unwrap_or_default());
+    finalize(low ^ finalize(high).rotate_left(23))
+}
+
+/// splitmix64's finalizer: a bijection of `u64` whose every output bit depends on every
+/// input bit.
+#[inline]
+fn finalize(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 /// Whole seconds since the epoch of `nanos` (in 64-bit arithmetic: a 128-bit division
@@ -307,9 +336,15 @@ mod tests {
         let minute = Duration::minutes(1);
         let t0 = 1_000 * SECOND + SECOND / 2;
         let a = record(1, None);
-        // Same filter slot (second byte), another token: falls through to the shards.
+        // Same filter slot, another token: falls through to the shards.
         let mut b = record(1, None);
-        b.id = TokenId::from_bytes([2, 1, 9, 9, 9, 9, 9, 9, 2, 2, 2, 2, 2, 2, 2, 2]);
+        b.id = (0..=u8::MAX)
+            .map(|n| TokenId::from_bytes([n; 16]))
+            .find(|id| {
+                id != &a.id
+                    && mix(id.as_bytes()) % RECENT as u64 == mix(a.id.as_bytes()) % RECENT as u64
+            })
+            .expect("another id in the same slot");
         assert!(usage.record(&a, t0, minute));
         assert!(usage.record(&b, t0, minute));
         let mut again = Vec::new();
@@ -332,7 +367,7 @@ mod tests {
         assert!(usage.record(&a, t0, Duration::minutes(1)));
         // Hold the shard's lock: a request that reached the shard would wait for it, and
         // the answer would not come in time; the filter must answer without the lock.
-        let _held = lock(&usage.shards[usize::from(a.id.as_bytes()[0]) % SHARDS]);
+        let _held = lock(&usage.shards[((mix(a.id.as_bytes()) >> 8) % SHARDS as u64) as usize]);
         let (done, answer) = std::sync::mpsc::channel();
         let usage = std::sync::Arc::clone(&usage);
         std::thread::spawn(move || {
@@ -342,6 +377,39 @@ mod tests {
         });
         let answer = answer.recv_timeout(std::time::Duration::from_secs(5));
         assert_eq!(answer, Ok(false), "the filter did not answer alone");
+    }
+
+    #[test]
+    fn counter_ids_spread_over_slots_and_shards() {
+        let ids = (0u64..4096).map(|n| {
+            let mut id = [0u8; 16];
+            id[8..].copy_from_slice(&n.to_be_bytes());
+            mix(&id)
+        });
+        let mut slots = [0usize; RECENT];
+        let mut fingerprints = std::collections::HashSet::new();
+        for m in ids {
+            slots[(m % RECENT as u64) as usize] += 1;
+            fingerprints.insert(m >> 24);
+        }
+        assert!(slots.iter().all(|&n| n > 0 && n < 64), "{slots:?}");
+        assert_eq!(fingerprints.len(), 4096);
+    }
+
+    #[test]
+    fn without_a_flush_uses_are_bounded() {
+        let usage = Usage::default();
+        let t0 = 1_000 * SECOND;
+        let mut queued = 0;
+        for n in 0..(MAX_PENDING * SHARDS * 2) {
+            // Ids are random, as the crate makes them (the filter relies on it).
+            let _ = n;
+            let mut r = record(0, None);
+            r.id = TokenId::random().unwrap();
+            queued += usize::from(usage.record(&r, t0, Duration::minutes(1)));
+        }
+        assert_eq!(usage.pending(), MAX_PENDING * SHARDS);
+        assert_eq!(queued, MAX_PENDING * SHARDS);
     }
 
     #[test]
