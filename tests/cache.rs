@@ -33,14 +33,14 @@ use tower_pat::{
     AccessToken, CreateToken, ManageTokens, MemoryStore, TokenStore, Tokens, async_trait,
     clock::ManualClock,
     record::{TokenId, TokenRecord},
-    store::{CachedStore, Found, Revoked, StoreError},
+    store::{CachedStore, CachedStoreBuilder, Found, Revoked, StoreError},
     token::TokenHash,
 };
 
 type Cached = CachedStore<Faulty<MemoryStore<i64>>>;
 
 /// A cache over a fault store that never answers at once (as a database does).
-fn cached(options: tower_pat::store::CachedStoreBuilder) -> (Tokens<Cached>, Cached) {
+fn cached(options: CachedStoreBuilder<Faulty<MemoryStore<i64>>>) -> (Tokens<Cached>, Cached) {
     let faulty = Faulty::new(MemoryStore::<i64>::new());
     faulty.async_only(true);
     let store = options.build(faulty);
@@ -85,7 +85,7 @@ impl Http {
 
 #[tokio::test]
 async fn a_hit_makes_no_store_call_and_a_cold_miss_makes_one() {
-    let (tokens, store) = cached(CachedStore::<Faulty<MemoryStore<i64>>>::builder());
+    let (tokens, store) = cached(CachedStore::builder());
     let http = Http::new(serve(&tokens).await);
     let created = tokens.create(1, "cli", ["orders:read"]).await.unwrap();
     let token = created.token.expose_secret();
@@ -111,8 +111,7 @@ async fn a_hit_makes_no_store_call_and_a_cold_miss_makes_one() {
 #[tokio::test]
 async fn an_unknown_token_reaches_the_store_at_most_once_per_negative_ttl() {
     let ttl = Duration::from_millis(300);
-    let (tokens, store) =
-        cached(CachedStore::<Faulty<MemoryStore<i64>>>::builder().negative_ttl(ttl));
+    let (tokens, store) = cached(CachedStore::builder().negative_ttl(ttl));
     let http = Http::new(serve(&tokens).await);
     // Well-formed (right prefix, length and checksum), but no record has it.
     let unknown = tokens.token_format().generate().unwrap();
@@ -142,7 +141,7 @@ async fn an_unknown_token_reaches_the_store_at_most_once_per_negative_ttl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_concurrent_requests_for_one_uncached_token_make_one_store_call() {
-    let (tokens, store) = cached(CachedStore::<Faulty<MemoryStore<i64>>>::builder());
+    let (tokens, store) = cached(CachedStore::builder());
     let http = Http::new(serve(&tokens).await);
     let created = tokens.create(1, "cli", ["orders:read"]).await.unwrap();
     let token: Arc<str> = created.token.expose_secret().into();
@@ -166,7 +165,7 @@ async fn sixty_four_concurrent_requests_for_one_uncached_token_make_one_store_ca
 
 #[tokio::test]
 async fn store_errors_are_never_kept() {
-    let (tokens, store) = cached(CachedStore::<Faulty<MemoryStore<i64>>>::builder());
+    let (tokens, store) = cached(CachedStore::builder());
     let http = Http::new(serve(&tokens).await);
     let created = tokens.create(1, "cli", ["orders:read"]).await.unwrap();
     let token = created.token.expose_secret();
@@ -207,7 +206,7 @@ async fn next(http: &Http, store: &Cached, token: &str) -> (StatusCode, usize) {
 #[tokio::test]
 async fn every_change_through_the_cache_evicts_at_once() {
     let clock = ManualClock::new(OffsetDateTime::now_utc().replace_nanosecond(0).unwrap());
-    let (tokens, store) = cached(CachedStore::<Faulty<MemoryStore<i64>>>::builder());
+    let (tokens, store) = cached(CachedStore::builder());
     let tokens = tokens.clock(clock.clone());
     let http = Http::new(serve(&tokens).await);
     let create = |user: i64| {
@@ -289,7 +288,7 @@ async fn every_change_through_the_cache_evicts_at_once() {
 #[tokio::test]
 async fn the_layer_judges_expiry_of_a_cached_record_itself() {
     let clock = ManualClock::new(OffsetDateTime::now_utc().replace_nanosecond(0).unwrap());
-    let (tokens, store) = cached(CachedStore::<Faulty<MemoryStore<i64>>>::builder());
+    let (tokens, store) = cached(CachedStore::builder());
     let tokens = tokens.clock(clock.clone());
     let http = Http::new(serve(&tokens).await);
     let created = tokens
@@ -310,7 +309,7 @@ async fn the_layer_judges_expiry_of_a_cached_record_itself() {
 
 #[tokio::test]
 async fn a_token_created_after_its_hash_was_cached_as_unknown_works_at_once() {
-    let (tokens, store) = cached(CachedStore::<Faulty<MemoryStore<i64>>>::builder());
+    let (tokens, store) = cached(CachedStore::builder());
     let http = Http::new(serve(&tokens).await);
     // The record is made by hand, so the token is known before it is stored.
     let plaintext = tokens.token_format().generate().unwrap();
@@ -341,7 +340,7 @@ async fn a_token_created_after_its_hash_was_cached_as_unknown_works_at_once() {
 #[tokio::test]
 async fn the_ttl_bounds_staleness_where_no_eviction_comes_and_touch_does_not_extend_it() {
     let ttl = Duration::from_millis(600);
-    let (tokens, store) = cached(CachedStore::<Faulty<MemoryStore<i64>>>::builder().ttl(ttl));
+    let (tokens, store) = cached(CachedStore::builder().ttl(ttl));
     let layer = tokens.layer();
     let app = Router::new()
         .route("/orders", get(|| async { "ok" }))
@@ -394,7 +393,7 @@ async fn the_ttl_bounds_staleness_where_no_eviction_comes_and_touch_does_not_ext
 #[tokio::test]
 async fn a_flood_of_unknown_tokens_does_not_push_records_out() {
     let (tokens, store) = cached(
-        CachedStore::<Faulty<MemoryStore<i64>>>::builder()
+        CachedStore::builder()
             .max_entries(100)
             .max_negative_entries(50),
     );

@@ -54,6 +54,7 @@ use std::{
     collections::HashMap,
     fmt,
     future::Future,
+    marker::PhantomData,
     pin::Pin,
     sync::{
         Arc, Mutex, MutexGuard, PoisonError, Weak,
@@ -153,76 +154,103 @@ pub(crate) struct WeakEvictor<U> {
     core: Weak<Core<U>>,
 }
 
-/// The options of a [`CachedStore`].
+/// The options of a [`CachedStore`] in front of a store of type `St`, from
+/// [`CachedStore::builder`].
+pub struct CachedStoreBuilder<St> {
+    options: Options,
+    store: PhantomData<fn() -> St>,
+}
+
 #[derive(Clone, Debug)]
-pub struct CachedStoreBuilder {
+struct Options {
     ttl: Duration,
     negative_ttl: Duration,
     max_entries: u64,
     max_negative_entries: u64,
 }
 
-impl Default for CachedStoreBuilder {
-    fn default() -> Self {
+impl<St> fmt::Debug for CachedStoreBuilder<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CachedStoreBuilder")
+            .field(&self.options)
+            .finish()
+    }
+}
+
+impl<St> Clone for CachedStoreBuilder<St> {
+    fn clone(&self) -> Self {
         Self {
-            ttl: DEFAULT_TTL,
-            negative_ttl: DEFAULT_NEGATIVE_TTL,
-            max_entries: DEFAULT_MAX_ENTRIES,
-            max_negative_entries: DEFAULT_MAX_NEGATIVE_ENTRIES,
+            options: self.options.clone(),
+            store: PhantomData,
         }
     }
 }
 
-impl CachedStoreBuilder {
+impl<St> Default for CachedStoreBuilder<St> {
+    fn default() -> Self {
+        Self {
+            options: Options {
+                ttl: DEFAULT_TTL,
+                negative_ttl: DEFAULT_NEGATIVE_TTL,
+                max_entries: DEFAULT_MAX_ENTRIES,
+                max_negative_entries: DEFAULT_MAX_NEGATIVE_ENTRIES,
+            },
+            store: PhantomData,
+        }
+    }
+}
+
+impl<St: TokenStore> CachedStoreBuilder<St> {
     /// How long a record stays cached after it was loaded (default [`DEFAULT_TTL`]):
     /// where no notification reaches the cache, the longest a revocation goes unseen.
     /// Recording a use does not extend it.
     pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
+        self.options.ttl = ttl;
         self
     }
 
     /// How long a well-formed token that no record has stays known as unknown (default
     /// [`DEFAULT_NEGATIVE_TTL`]); zero caches none.
     pub fn negative_ttl(mut self, ttl: Duration) -> Self {
-        self.negative_ttl = ttl;
+        self.options.negative_ttl = ttl;
         self
     }
 
     /// How many records the cache holds at most (default [`DEFAULT_MAX_ENTRIES`]).
     pub fn max_entries(mut self, entries: u64) -> Self {
-        self.max_entries = entries;
+        self.options.max_entries = entries;
         self
     }
 
     /// How many unknown hashes the cache holds at most (default
     /// [`DEFAULT_MAX_NEGATIVE_ENTRIES`]); they never take the records' room.
     pub fn max_negative_entries(mut self, entries: u64) -> Self {
-        self.max_negative_entries = entries;
+        self.options.max_negative_entries = entries;
         self
     }
 
     /// The cache in front of `store`.
-    pub fn build<St: TokenStore>(self, store: St) -> CachedStore<St> {
+    pub fn build(self, store: St) -> CachedStore<St> {
         self.build_shared(Arc::new(store))
     }
 
     /// The cache in front of a store shared elsewhere too.
-    pub fn build_shared<St: TokenStore>(self, store: Arc<St>) -> CachedStore<St> {
+    pub fn build_shared(self, store: Arc<St>) -> CachedStore<St> {
+        let options = self.options;
         let positive = Cache::builder()
-            .max_capacity(self.max_entries)
-            .expire_after(LoadedFor(self.ttl))
+            .max_capacity(options.max_entries)
+            .expire_after(LoadedFor(options.ttl))
             // Keys are SHA-256 digests of real tokens (only found records go in): uniform
             // already, and out of an attacker's reach.
             .build_with_hasher(PrefixState::default());
         // Keys here are digests of whatever clients sent: hashed again, with a random key.
         let negative = Cache::builder()
-            .max_capacity(if self.negative_ttl.is_zero() {
+            .max_capacity(if options.negative_ttl.is_zero() {
                 0
             } else {
-                self.max_negative_entries
+                options.max_negative_entries
             })
-            .time_to_live(self.negative_ttl.max(Duration::from_nanos(1)))
+            .time_to_live(options.negative_ttl.max(Duration::from_nanos(1)))
             .build();
         CachedStore {
             inner: store,
@@ -235,7 +263,7 @@ impl CachedStoreBuilder {
                 inflight: Mutex::new(HashMap::default()),
                 tickets: AtomicU64::new(0),
                 attached: Mutex::new(Vec::new()),
-                options: self,
+                options,
             }),
         }
     }
@@ -274,7 +302,7 @@ struct Core<U> {
     /// Things that live as long as the cache (a listener task's abort handle).
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     attached: Mutex<Vec<Box<dyn Send>>>,
-    options: CachedStoreBuilder,
+    options: Options,
 }
 
 struct Inflight<U> {
@@ -500,7 +528,7 @@ impl<St: TokenStore> CachedStore<St> {
     }
 
     /// The options, to set before building.
-    pub fn builder() -> CachedStoreBuilder {
+    pub fn builder() -> CachedStoreBuilder<St> {
         CachedStoreBuilder::default()
     }
 
