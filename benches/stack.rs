@@ -347,7 +347,11 @@ where
         .block_on(tokens.create(1, "bench", ["orders:read"]))
         .expect("create the hot token");
     // Warm: the one lookup that reaches the store.
-    assert!(rt.block_on(cached.find(&created.record.token_hash)).unwrap().is_some());
+    assert!(
+        rt.block_on(cached.find(&created.record.token_hash))
+            .unwrap()
+            .is_some()
+    );
     finds.store(0, Ordering::Relaxed);
     let hot = created.token.into_secret();
     let svc = ServiceBuilder::new()
