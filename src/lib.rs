@@ -99,6 +99,7 @@ pub mod token;
     doctest,
     feature = "sqlite",
     feature = "postgres",
+    feature = "cache",
     feature = "test-kit"
 ))]
 #[doc = include_str!("../README.md")]
