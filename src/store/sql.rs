@@ -193,6 +193,7 @@ pub(crate) struct Statements {
     /// The channel `revoke`, `revoke_all`, `delete` and the prunes notify, if the dialect
     /// has notifications; those statements then return one row, `changed`, instead of
     /// counting affected rows.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) channel: Option<String>,
 }
 
