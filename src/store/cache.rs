@@ -26,6 +26,8 @@
 //!   clock on every request), for [`DEFAULT_TTL`] after they were loaded, at most
 //!   [`DEFAULT_MAX_ENTRIES`] of them. A hit is answered by
 //!   [`find_ready`](TokenStore::find_ready): no future, no allocation, no store call.
+//!   (moka applies recent inserts to its eviction lists a little later, on the thread of
+//!   some read; that catching up allocates for the inserts, a hit itself never does.)
 //! - **Unknown hashes** (well-formed tokens that no record has), for the shorter
 //!   [`DEFAULT_NEGATIVE_TTL`], in a bound of their own ([`DEFAULT_MAX_NEGATIVE_ENTRIES`]),
 //!   so a flood of made-up tokens reaches the store at most once per hash per negative TTL
