@@ -15,28 +15,26 @@
 //! - `Server::builder().layer(tokens.layer())`: [`PatLayer`](tower_pat::PatLayer) resolves
 //!   the bearer token of every call, answering a missing or bad one with a trailers-only
 //!   `UNAUTHENTICATED`;
-//! - `ScopedOrders`, a small tower service, picks one [`RequireScopes`] by gRPC method
+//! - `.layer(map)`: one [`ScopeMapLayer`] gives each gRPC method its requirement
 //!   (`ListOrders` needs `orders:read` or `orders:read:status`, `CreateOrder`
-//!   `orders:create`, `GetUser` `user:read`), each wrapping the same generated `OrdersServer`; a token that falls
-//!   short gets `PERMISSION_DENIED` naming the scopes;
+//!   `orders:create`, `GetUser` `user:read`), checked against the registry at startup; a
+//!   token that falls short gets `PERMISSION_DENIED` naming the scopes, and a method the
+//!   map does not name is denied;
 //! - the handlers read the [`AccessToken`] from `request.extensions()`.
 
 use std::{
-    convert::Infallible,
     error::Error,
     sync::{Mutex, PoisonError},
-    task::{Context, Poll, ready},
 };
 
 use tokio::{net::TcpListener, sync::oneshot};
 use tonic::{
     Code, Request, Response, Status,
-    body::Body,
-    server::NamedService,
     transport::{Endpoint, Server, server::TcpIncoming},
 };
-use tower::Service;
-use tower_pat::{AccessToken, MemoryStore, RequireScopes, Tokens, scope::ScopeRegistry};
+use tower_pat::{
+    AccessToken, MemoryStore, Requirement, ScopeMapLayer, Tokens, scope::ScopeRegistry,
+};
 
 #[allow(clippy::all, missing_docs, unreachable_pub)]
 mod pb {
@@ -118,60 +116,6 @@ impl orders_server::Orders for Shop {
     }
 }
 
-type Guarded = RequireScopes<OrdersServer<Shop>>;
-
-/// Routes each gRPC method to the scope check it needs; all three wrap the same server.
-#[derive(Clone)]
-struct ScopedOrders {
-    list: Guarded,
-    create: Guarded,
-    user: Guarded,
-}
-
-impl ScopedOrders {
-    fn new(shop: Shop) -> Self {
-        let server = OrdersServer::new(shop);
-        Self {
-            list: RequireScopes::any(server.clone(), ["orders:read", "orders:read:status"]),
-            create: RequireScopes::all(server.clone(), ["orders:create"]),
-            user: RequireScopes::all(server, ["user:read"]),
-        }
-    }
-}
-
-impl Service<http::Request<Body>> for ScopedOrders {
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = <Guarded as Service<http::Request<Body>>>::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // Any route may take the next request, so all of them must be ready.
-        ready!(Service::<http::Request<Body>>::poll_ready(
-            &mut self.list,
-            cx
-        ))?;
-        ready!(Service::<http::Request<Body>>::poll_ready(
-            &mut self.create,
-            cx
-        ))?;
-        Service::<http::Request<Body>>::poll_ready(&mut self.user, cx)
-    }
-
-    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        match req.uri().path() {
-            "/orders.v1.Orders/ListOrders" => self.list.call(req),
-            "/orders.v1.Orders/CreateOrder" => self.create.call(req),
-            // GetUser, and methods this server does not know: those are still
-            // authenticated, then the generated server answers UNIMPLEMENTED.
-            _ => self.user.call(req),
-        }
-    }
-}
-
-impl NamedService for ScopedOrders {
-    const NAME: &'static str = orders_server::SERVICE_NAME;
-}
-
 /// A request carrying `Authorization: Bearer <token>` when a token is given.
 fn with_token<T>(message: T, token: Option<&str>) -> Request<T> {
     let mut request = Request::new(message);
@@ -230,10 +174,22 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
+    let map = ScopeMapLayer::grpc()
+        .registry(tokens.registry())
+        .route(
+            "/orders.v1.Orders/ListOrders",
+            Requirement::any(["orders:read", "orders:read:status"]),
+        )
+        .route(
+            "/orders.v1.Orders/CreateOrder",
+            Requirement::all(["orders:create"]),
+        )
+        .route("/orders.v1.Orders/GetUser", Requirement::all(["user:read"]));
     let server = tokio::spawn(
         Server::builder()
             .layer(tokens.layer())
-            .add_service(ScopedOrders::new(Shop::default()))
+            .layer(map)
+            .add_service(OrdersServer::new(Shop::default()))
             .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
                 let _ = stopped.await;
             }),

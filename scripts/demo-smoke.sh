@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
-# Runs the README's demo command (`cargo run --example axum`) the way a newcomer does,
-# pastes the token it prints into the curl lines it prints, and checks the answers.
+# Runs the README's first command (`cargo run --example demo`) the way a newcomer does:
+# signs in as a demo user it prints, generates tokens through the token page's API the
+# way the page does, calls the demo's API with them, and revokes one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 port="${DEMO_PORT:-3917}"
 log="$(mktemp)"
+jar="$(mktemp)"
 db="$(mktemp -u --suffix=.sqlite3)"
 cleanup() {
     [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null || true
     wait 2>/dev/null || true
-    rm -f "$log" "$db" "$db-wal" "$db-shm"
+    rm -f "$log" "$jar" "$db" "$db-wal" "$db-shm"
 }
 trap cleanup EXIT
 
-cargo build --quiet --example axum
-PORT="$port" TOWER_PAT_DEMO_DB="$db" cargo run --quiet --example axum >"$log" 2>&1 &
+cargo build --quiet --example demo
+PORT="$port" TOWER_PAT_DEMO_DB="$db" cargo run --quiet --example demo >"$log" 2>&1 &
 pid=$!
 for _ in $(seq 1 120); do
     grep -q '^Listening on' "$log" && break
@@ -24,23 +26,81 @@ for _ in $(seq 1 120); do
 done
 grep -q '^Listening on' "$log" || { cat "$log"; echo "demo smoke: the demo did not start"; exit 1; }
 
-# The token lines, as a newcomer pastes them.
-eval "$(grep -E '^  export (FULL|READER)=pat_[A-Za-z0-9]+$' "$log")"
 base="http://127.0.0.1:$port"
-expect() {
-    local want="$1" token="$2" path="$3" got
-    if [ -n "$token" ]; then
-        got="$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$base$path")"
-    else
-        got="$(curl -s -o /dev/null -w '%{http_code}' "$base$path")"
-    fi
-    printf '%s %-16s %s\n' "$got" "$path" "$( [ "$got" = "$want" ] && echo ok || echo "FAILED (want $want)")"
-    [ "$got" = "$want" ]
+page="$base/settings/tokens"
+failed=0
+check() {
+    local want="$1" got="$2" what="$3"
+    printf '%s %s %s\n' "$got" "$what" "$( [ "$got" = "$want" ] && echo ok || echo "FAILED (want $want)")"
+    [ "$got" = "$want" ] || failed=1
 }
-expect 200 "$FULL" /orders
-expect 403 "$READER" /orders
-expect 200 "$READER" /orders/summary
-expect 200 "$FULL" /user
-expect 401 "pat_made_up" /user
-expect 401 "" /orders
+
+# The first demo user the demo printed: "    alice    password: wonderland".
+read -r user password < <(grep -E '^    [a-z]+ +password: ' "$log" | head -n 1 | awk '{ print $1, $3 }')
+[ -n "${password:-}" ] || { cat "$log"; echo "demo smoke: no demo user printed"; exit 1; }
+
+check 303 "$(curl -s -o /dev/null -w '%{http_code}' -c "$jar" -b "$jar" \
+    --data-urlencode "username=$user" --data-urlencode "password=$password" "$base/login")" \
+    "sign in as $user"
+check 200 "$(curl -s -o /dev/null -w '%{http_code}' -b "$jar" "$page")" "GET the token page"
+check 200 "$(curl -s -o /dev/null -w '%{http_code}' -b "$jar" "$page/page.js")" "GET its script"
+
+# What the page sends to generate a token: JSON, from its own origin, with the session.
+created=""
+generate() {
+    local body
+    body="$(curl -s -b "$jar" -H "Origin: $base" -H 'Content-Type: application/json' \
+        -d "$1" -w '\n%{http_code}' "$page/tokens")"
+    check 201 "$(tail -n 1 <<<"$body")" "POST $page/tokens $1"
+    created="$(head -n -1 <<<"$body")"
+}
+plaintext() { sed -nE 's/.*"plaintext":"(pat_[A-Za-z0-9_]+)".*/\1/p' <<<"$created"; }
+token_id() { sed -nE 's/.*"token":\{"id":"([0-9a-f]{32})".*/\1/p' <<<"$created"; }
+
+generate '{"name":"smoke: orders","scopes":["orders:read","orders:create"],"expires_in_days":30}'
+orders="$(plaintext)"
+orders_id="$(token_id)"
+generate '{"name":"smoke: status","scopes":["orders:read:status"],"expires_in_days":90}'
+status="$(plaintext)"
+[ -n "$orders" ] && [ -n "$status" ] && [ -n "$orders_id" ] || { echo "demo smoke: no token in the answers"; exit 1; }
+
+api() {
+    local method="$1" path="$2" token="$3"
+    if [ -n "$token" ]; then
+        curl -s -o /dev/null -w '%{http_code}' -X "$method" -H "Authorization: Bearer $token" "$base$path"
+    else
+        curl -s -o /dev/null -w '%{http_code}' -X "$method" "$base$path"
+    fi
+}
+check 200 "$(api GET /api/orders "$orders")" "GET /api/orders (orders:read + orders:create)"
+check 201 "$(api POST /api/orders "$orders")" "POST /api/orders (orders:create)"
+check 403 "$(api GET /api/user "$orders")" "GET /api/user without user:read"
+check 200 "$(api GET /api/orders/1001/status "$status")" "GET /api/orders/1001/status (orders:read:status)"
+check 403 "$(api GET /api/orders "$status")" "GET /api/orders with orders:read:status only"
+check 401 "$(api GET /api/orders pat_made_up)" "GET /api/orders with a made-up token"
+check 401 "$(api GET /api/orders '')" "GET /api/orders without a token"
+challenge="$(curl -s -o /dev/null -D - -H "Authorization: Bearer $status" "$base/api/orders" | tr -d '\r' | grep -i '^www-authenticate:' || true)"
+case "$challenge" in
+    *'error="insufficient_scope"'*) echo "    challenge: ${challenge#*: }" ;;
+    *) echo "FAILED: no insufficient_scope challenge: $challenge"; failed=1 ;;
+esac
+
+# The token page's API takes no token, and no other site's request.
+check 403 "$(api GET /settings/tokens/tokens "$orders")" "GET $page/tokens with a token instead of a session"
+check 403 "$(curl -s -o /dev/null -w '%{http_code}' -b "$jar" -H 'Origin: http://evil.example' \
+    -H 'Content-Type: application/json' -d '{"name":"csrf"}' "$page/tokens")" "POST $page/tokens from another site"
+check 415 "$(curl -s -o /dev/null -w '%{http_code}' -b "$jar" -H "Origin: $base" \
+    -d 'name=form' "$page/tokens")" "POST $page/tokens as a form"
+
+# Revoked from the page's API: the token stops working at once.
+check 204 "$(curl -s -o /dev/null -w '%{http_code}' -b "$jar" -H "Origin: $base" -X DELETE \
+    "$page/tokens/$orders_id")" "DELETE $page/tokens/{id}"
+check 401 "$(api GET /api/orders "$orders")" "GET /api/orders with the revoked token"
+check 200 "$(api GET /api/orders/1001/status "$status")" "GET /api/orders/1001/status with the other token"
+
+if [ "$failed" -ne 0 ]; then
+    echo "demo smoke: FAILED"
+    cat "$log"
+    exit 1
+fi
 echo "demo smoke: passed"

@@ -7,6 +7,7 @@
 #   FUZZ_SECONDS=600 scripts/fuzz-smoke.sh     # a longer run
 #   FUZZ_TARGETS="stack token_parse" scripts/fuzz-smoke.sh
 #   FUZZ_SANITIZER=address scripts/fuzz-smoke.sh
+#   FUZZ_TARGET_DIR=/var/tmp/mine scripts/fuzz-smoke.sh   # else $CARGO_TARGET_DIR, else a default
 #
 # Without cargo-fuzz (`cargo install cargo-fuzz`) it says so and exits 0.
 set -euo pipefail
@@ -16,7 +17,7 @@ seconds="${FUZZ_SECONDS:-60}"
 # The crate forbids unsafe code, so the default trades AddressSanitizer for speed; set
 # FUZZ_SANITIZER=address to run the dependencies' unsafe code under ASan.
 sanitizer="${FUZZ_SANITIZER:-none}"
-target_dir="${FUZZ_TARGET_DIR:-/var/tmp/tower-pat-fuzz-target}"
+target_dir="${FUZZ_TARGET_DIR:-${CARGO_TARGET_DIR:-/var/tmp/tower-pat-fuzz-target}}"
 read -r -a targets <<<"${FUZZ_TARGETS:-authorization_header token_parse scope_parse stack}"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

@@ -11,6 +11,8 @@
 //! - [`Tokens::require_all`] / [`Tokens::require_any`] / [`Tokens::require`] (or
 //!   [`RequireScopesLayer`] without a registry) guard routes by scope; handlers ask
 //!   [`AccessToken::can`].
+//! - With feature `manage`, `manage::Manage` serves the page where a signed-in user
+//!   generates and revokes their tokens, and its JSON API.
 //! - Every refusal is an RFC 6750 answer, or a gRPC-native one for gRPC requests (see
 //!   [`reject`]); a failing store answers 503, never lets a request through.
 //!
@@ -60,6 +62,7 @@
 //! | `postgres` | `PostgresStore`: one PostgreSQL database shared by many instances (sqlx) |
 //! | `cache` | `CachedStore`: a revocation-aware cache in front of any store (moka); with `postgres`, `PostgresStore::listen` evicts what other instances revoke |
 //! | `test-kit` | `testing::conformance`: the suite any `TokenStore` implementation should pass |
+//! | `manage` | `manage::Manage`: the token page and its JSON API, mounted behind the application's sign-in |
 //!
 //! # Security
 //!
@@ -83,6 +86,9 @@ pub mod clock;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
 pub mod lifecycle;
+#[cfg(feature = "manage")]
+#[cfg_attr(docsrs, doc(cfg(feature = "manage")))]
+pub mod manage;
 mod prefix_hash;
 pub mod record;
 pub mod reject;
@@ -100,7 +106,8 @@ pub mod token;
     feature = "sqlite",
     feature = "postgres",
     feature = "cache",
-    feature = "test-kit"
+    feature = "test-kit",
+    feature = "manage"
 ))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
@@ -110,7 +117,7 @@ pub use async_trait::async_trait;
 pub use auth::{Pat, PatLayer};
 pub use lifecycle::{CreateToken, NewToken, TokenError, Tokens};
 pub use record::{AccessToken, TokenId, TokenRecord};
-pub use require::{RequireScopes, RequireScopesLayer};
+pub use require::{RequireScopes, RequireScopesLayer, ScopeMapLayer};
 pub use scope::Requirement;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]

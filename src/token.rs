@@ -307,9 +307,9 @@ fn hex_value(b: u8) -> Option<u8> {
     }
 }
 
-/// Constant-time: the four 64-bit words are folded with XOR and OR (no early exit), and
-/// `subtle` judges the result; byte-wise `subtle` costs several times more, and a map
-/// probe compares on every request.
+/// Constant-time: no early exit, whatever the bytes.
+// The four 64-bit words are folded with XOR and OR and `subtle` judges the result:
+// byte-wise `subtle` costs several times more, and a map probe compares on every request.
 impl PartialEq for TokenHash {
     fn eq(&self, other: &Self) -> bool {
         let diff = self

@@ -1,5 +1,5 @@
-//! tonic end to end over loopback: `PatLayer` as a server layer, per-method scopes with
-//! `RequireScopes::all`, and the generated client seeing gRPC-native statuses.
+//! tonic end to end over loopback: `PatLayer` as a server layer, per-method scopes from one
+//! `ScopeMapLayer`, and the generated client seeing gRPC-native statuses.
 
 mod common;
 
@@ -8,11 +8,7 @@ pub mod pb {
     include!(concat!(env!("CARGO_MANIFEST_DIR"), "/proto/orders.v1.rs"));
 }
 
-use std::{
-    convert::Infallible,
-    net::SocketAddr,
-    task::{Context, Poll, ready},
-};
+use std::net::SocketAddr;
 
 use pb::{
     CreateOrderRequest, GetUserRequest, ListOrdersRequest, ListOrdersResponse, Order, User,
@@ -24,16 +20,16 @@ use tonic::{
     Code, Status,
     transport::{Channel, Server, server::TcpIncoming},
 };
-use tower::Service;
 use tower_pat::{
-    AccessToken, CreateToken, MemoryStore, RequireScopes, Tokens, clock::ManualClock,
+    AccessToken, CreateToken, MemoryStore, Requirement, Tokens,
+    clock::ManualClock,
+    require::{ScopeMapLayer, Unmapped},
     token::TokenFormat,
 };
 
 use common::{Fault, Faulty, registry};
 
 type Store = Faulty<MemoryStore<i64>>;
-type Body = tonic::body::Body;
 
 /// The service: every method reads the `AccessToken` `PatLayer` put in the extensions.
 #[derive(Clone, Copy, Debug, Default)]
@@ -95,56 +91,19 @@ impl Orders for Shop {
     }
 }
 
-type Guarded = RequireScopes<OrdersServer<Shop>>;
-
-/// Routes each method to the `OrdersServer` guarded by that method's scopes.
-#[derive(Clone)]
-struct PerMethod {
-    list: Guarded,
-    create: Guarded,
-    user: Guarded,
-}
-
-impl PerMethod {
-    fn new() -> Self {
-        let server = OrdersServer::new(Shop);
-        Self {
-            list: RequireScopes::all(server.clone(), ["orders:read"]),
-            create: RequireScopes::all(server.clone(), ["orders:create"]),
-            user: RequireScopes::all(server, ["user:read"]),
-        }
-    }
-}
-
-impl Service<http::Request<Body>> for PerMethod {
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = <Guarded as Service<http::Request<Body>>>::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // OrdersServer is always ready; forwarding keeps the guards honest all the same.
-        ready!(Service::<http::Request<Body>>::poll_ready(
-            &mut self.list,
-            cx
-        ))?;
-        ready!(Service::<http::Request<Body>>::poll_ready(
-            &mut self.create,
-            cx
-        ))?;
-        Service::<http::Request<Body>>::poll_ready(&mut self.user, cx)
-    }
-
-    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        match req.uri().path() {
-            "/orders.v1.Orders/CreateOrder" => self.create.call(req),
-            "/orders.v1.Orders/GetUser" => self.user.call(req),
-            _ => self.list.call(req),
-        }
-    }
-}
-
-impl tonic::server::NamedService for PerMethod {
-    const NAME: &'static str = "orders.v1.Orders";
+/// Each method's scopes, checked against the registry when the map is built.
+fn map(tokens: &Tokens<Store>) -> ScopeMapLayer {
+    ScopeMapLayer::grpc()
+        .registry(tokens.registry())
+        .route(
+            "/orders.v1.Orders/ListOrders",
+            Requirement::all(["orders:read"]),
+        )
+        .route(
+            "/orders.v1.Orders/CreateOrder",
+            Requirement::all(["orders:create"]),
+        )
+        .route("/orders.v1.Orders/GetUser", Requirement::all(["user:read"]))
 }
 
 fn incoming() -> (TcpIncoming, SocketAddr) {
@@ -153,12 +112,18 @@ fn incoming() -> (TcpIncoming, SocketAddr) {
     (incoming, addr)
 }
 
-/// The service behind `tokens.layer()`.
+/// The service behind `tokens.layer()` and the map of every method.
 async fn start(tokens: &Tokens<Store>) -> OrdersClient<Channel> {
+    start_with(tokens, map(tokens)).await
+}
+
+/// The whole server: the layer, the map, the service.
+async fn start_with(tokens: &Tokens<Store>, map: ScopeMapLayer) -> OrdersClient<Channel> {
     let (incoming, addr) = incoming();
     let router = Server::builder()
         .layer(tokens.layer())
-        .add_service(PerMethod::new());
+        .layer(map)
+        .add_service(OrdersServer::new(Shop));
     tokio::spawn(async move {
         router.serve_with_incoming(incoming).await.expect("serve");
     });
@@ -409,14 +374,16 @@ async fn a_failing_store_is_unavailable() {
 }
 
 #[tokio::test]
-async fn require_scopes_without_pat_layer_is_internal() {
+async fn a_scope_map_without_pat_layer_is_internal() {
     let tokens = new_tokens();
     let good = tokens
         .create(1, "g", ["user:read", "orders:read"])
         .await
         .unwrap();
     let (incoming, addr) = incoming();
-    let router = Server::builder().add_service(PerMethod::new());
+    let router = Server::builder()
+        .layer(map(&tokens))
+        .add_service(OrdersServer::new(Shop));
     tokio::spawn(async move {
         router.serve_with_incoming(incoming).await.expect("serve");
     });
@@ -428,4 +395,115 @@ async fn require_scopes_without_pat_layer_is_internal() {
         let status = client.get_user(request).await.unwrap_err();
         assert_status(&status, Code::Internal, "internal error");
     }
+}
+
+#[tokio::test]
+async fn a_service_wide_entry_covers_every_method_and_exact_entries_win() {
+    let tokens = new_tokens();
+    let map = ScopeMapLayer::grpc()
+        .registry(tokens.registry())
+        .route("/orders.v1.Orders/*", Requirement::all(["user:read"]))
+        .route(
+            "/orders.v1.Orders/CreateOrder",
+            Requirement::all(["orders:create"]),
+        );
+    let mut client = start_with(&tokens, map).await;
+    let reader = tokens.create(1, "u", ["user:read"]).await.unwrap();
+    let secret = reader.token.expose_secret();
+    // Both methods without an entry of their own fall under the service's.
+    assert!(
+        client
+            .get_user(with_bearer(GetUserRequest {}, secret))
+            .await
+            .is_ok()
+    );
+    assert!(
+        client
+            .list_orders(with_bearer(ListOrdersRequest {}, secret))
+            .await
+            .is_ok()
+    );
+    let status = client
+        .create_order(with_bearer(CreateOrderRequest::default(), secret))
+        .await
+        .unwrap_err();
+    assert_status(
+        &status,
+        Code::PermissionDenied,
+        "insufficient scope: requires orders:create",
+    );
+}
+
+#[tokio::test]
+async fn unmapped_methods_are_denied_unless_authenticated_only() {
+    let tokens = new_tokens();
+    let only_list = || {
+        ScopeMapLayer::grpc().registry(tokens.registry()).route(
+            "/orders.v1.Orders/ListOrders",
+            Requirement::all(["orders:read"]),
+        )
+    };
+    let all = tokens
+        .create(1, "all", ["orders:read", "orders:create", "user:read"])
+        .await
+        .unwrap();
+    let secret = all.token.expose_secret();
+
+    // Denied by default, whatever the token holds.
+    let mut strict = start_with(&tokens, only_list()).await;
+    let status = strict
+        .get_user(with_bearer(GetUserRequest {}, secret))
+        .await
+        .unwrap_err();
+    assert_status(&status, Code::PermissionDenied, "insufficient scope");
+    assert!(
+        strict
+            .list_orders(with_bearer(ListOrdersRequest {}, secret))
+            .await
+            .is_ok()
+    );
+
+    // Authenticated only: any valid token, and still none at all is refused.
+    let mut lenient = start_with(&tokens, only_list().unmapped(Unmapped::Authenticated)).await;
+    let nobody = tokens.create(2, "none", Vec::<&str>::new()).await.unwrap();
+    assert!(
+        lenient
+            .get_user(with_bearer(GetUserRequest {}, nobody.token.expose_secret()))
+            .await
+            .is_ok()
+    );
+    let status = lenient
+        .get_user(tonic::Request::new(GetUserRequest {}))
+        .await
+        .unwrap_err();
+    assert_status(&status, Code::Unauthenticated, "missing bearer token");
+}
+
+#[tokio::test]
+async fn a_bad_token_is_unauthenticated_before_the_map_is_consulted() {
+    let tokens = new_tokens();
+    // Everything unmapped: a map that would deny every method.
+    let mut client = start_with(&tokens, ScopeMapLayer::grpc()).await;
+    let stranger = TokenFormat::default().generate().unwrap();
+    let status = client
+        .get_user(with_bearer(GetUserRequest {}, stranger.expose_secret()))
+        .await
+        .unwrap_err();
+    assert_status(
+        &status,
+        Code::Unauthenticated,
+        "the access token is not recognized",
+    );
+}
+
+#[test]
+#[should_panic(
+    expected = r#"scope map: "/orders.v1.Orders/ListOrders": undefined scope "orders:raed""#
+)]
+fn a_misspelt_scope_fails_at_startup_naming_it() {
+    let tokens = new_tokens();
+    let _ = ScopeMapLayer::grpc().registry(tokens.registry()).route(
+        "/orders.v1.Orders/ListOrders",
+        Requirement::all(["orders:raed"]),
+    );
 }

@@ -1086,3 +1086,154 @@ fn scope_requirements_are_checked_when_the_layer_is_built() {
     let message = panic.downcast_ref::<String>().expect("a formatted message");
     assert!(message.contains(r#""a\"b""#), "{message}");
 }
+
+#[test]
+fn route_requirements_built_from_tokens_refuse_undefined_scopes_naming_them() {
+    let tokens = tokens();
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        tokens.require_all(["orders:read", "orders:raed"])
+    }))
+    .expect_err("a misspelt scope must not build");
+    let message = panic.downcast_ref::<String>().expect("a formatted message");
+    assert!(
+        message.contains(r#"undefined scope "orders:raed""#),
+        "{message}"
+    );
+    let err = tokens
+        .try_require(tower_pat::Requirement::any(["user:read", "user:write"]))
+        .unwrap_err();
+    assert_eq!(err, ScopeError::Undefined("user:write".into()));
+    assert!(
+        tokens
+            .try_require(tower_pat::Requirement::all(["user:read"]))
+            .is_ok()
+    );
+}
+
+#[test]
+fn configuration_that_panics_has_try_twins() {
+    let err = PatLayer::new(MemoryStore::<i64>::new())
+        .try_realm("my \"api\"")
+        .unwrap_err();
+    assert!(err.to_string().contains(r#""my \"api\"""#), "{err}");
+    assert!(
+        PatLayer::new(MemoryStore::<i64>::new())
+            .try_realm("my api")
+            .is_ok()
+    );
+    assert!(matches!(
+        tokens().try_expires_in(Duration::ZERO),
+        Err(TokenError::Lifetime { .. })
+    ));
+    assert!(matches!(
+        tokens().try_max_lifetime(Duration::days(-1)),
+        Err(TokenError::Lifetime { .. })
+    ));
+    // A default above the maximum set before is refused too.
+    assert!(matches!(
+        tokens()
+            .max_lifetime(Duration::days(30))
+            .try_expires_in(Duration::days(90)),
+        Err(TokenError::Lifetime { .. })
+    ));
+    let tokens = tokens().try_max_lifetime(Duration::days(30)).unwrap();
+    assert_eq!(tokens.default_lifetime(), Duration::days(30));
+}
+
+/// A token put into a request by hand, with any user id type, is seen by the scope checks
+/// and the extractor as one the layer put there.
+#[tokio::test]
+async fn a_hand_inserted_token_of_any_user_id_type_passes_the_scope_check() {
+    use tower_pat::{record::TokenRecord, scope::Scopes};
+
+    fn record<U>(user_id: U, scopes: &[&str]) -> Arc<TokenRecord<U>> {
+        let now = OffsetDateTime::now_utc();
+        Arc::new(TokenRecord {
+            id: tower_pat::TokenId::from_bytes([7; 16]),
+            user_id,
+            client_id: None,
+            name: "handler test".into(),
+            scopes: Scopes::try_from_iter(scopes).unwrap(),
+            token_hash: tower_pat::token::TokenHash::of("x"),
+            revoked: false,
+            created_at: now,
+            updated_at: now,
+            expires_at: now + Duration::hours(1),
+            last_used_at: None,
+        })
+    }
+    async fn whoami(token: AccessToken<Uuid>) -> String {
+        format!("user {}", token.user_id())
+    }
+    let alice = Uuid::new_v4();
+    let app = |scopes: &'static [&'static str]| {
+        Router::new()
+            .route(
+                "/user",
+                get(whoami).layer(RequireScopesLayer::all(["user:read"])),
+            )
+            .layer(axum::middleware::map_request(
+                move |mut req: http::Request<Body>| async move {
+                    let token = AccessToken::new(
+                        record(alice, scopes),
+                        tower_pat::scope::ScopeMatching::EXACT,
+                    );
+                    token.insert_into(req.extensions_mut());
+                    req
+                },
+            ))
+    };
+    let addr = serve(app(&["user:read"])).await;
+    let reply = send(addr, "/user", &[]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    assert_eq!(reply.body, format!("user {alice}"));
+    let addr = serve(app(&["orders:read"])).await;
+    let reply = send(addr, "/user", &[]).await;
+    assert_refused(
+        &reply,
+        StatusCode::FORBIDDEN,
+        Some(r#"Bearer realm="api", error="insufficient_scope", scope="user:read""#),
+    );
+}
+
+/// The extractor's own refusals go through the layer's body hook like every other: a
+/// handler taking `AccessToken` behind `optional(true)`, asked without credentials.
+#[tokio::test]
+async fn the_extractors_refusals_use_the_layers_body_hook() {
+    let tokens = tokens();
+    let json = |r: &Rejection<'_>| {
+        http::Response::builder()
+            .header(CONTENT_TYPE, "application/json")
+            .body(Body::from(r.to_json()))
+            .unwrap()
+    };
+    async fn wrong_type(_: AccessToken<String>) -> &'static str {
+        "unreachable"
+    }
+    let app = routes()
+        .route("/wrong", get(wrong_type))
+        .layer(tokens.layer().optional(true).rejection_body(json));
+    let addr = serve(app).await;
+
+    let reply = send(addr, "/me", &[]).await;
+    assert_refused(&reply, StatusCode::UNAUTHORIZED, Some(NO_CREDENTIALS));
+    assert_eq!(reply.headers[CONTENT_TYPE], "application/json");
+    let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(body["code"], "missing_credentials");
+
+    // A wiring error: a JSON 500 without the hint, which goes to the log.
+    let good = token(&tokens, 1, &["user:read"]).await;
+    let reply = bearer(addr, "/wrong", &good).await;
+    assert_refused(&reply, StatusCode::INTERNAL_SERVER_ERROR, None);
+    let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(body["code"], "missing_layer");
+    assert!(!reply.body.contains("String"), "{}", reply.body);
+
+    // The same hook shapes the scope checks' refusals: one hook for the whole app.
+    let reply = bearer(addr, "/orders", &good).await;
+    assert_refused(&reply, StatusCode::FORBIDDEN, Some(ORDERS_SHORT));
+    let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(body["code"], "insufficient_scope");
+    assert_eq!(body["form"], "all");
+    assert_eq!(body["scope"], "orders:create orders:read");
+}

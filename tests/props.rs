@@ -23,7 +23,8 @@ use proptest::{
 use time::{Duration, OffsetDateTime};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_pat::{
-    ManageTokens, MemoryStore, PatLayer, RequireScopesLayer, TokenStore, Tokens,
+    ManageTokens, MemoryStore, PatLayer, RequireScopesLayer, Requirement, ScopeMapLayer,
+    TokenStore, Tokens,
     record::{TokenId, TokenRecord},
     scope::{Scope, ScopeError, ScopeMatching, ScopeRegistry, Scopes},
     token::{MalformedToken, TokenFormat},
@@ -372,6 +373,58 @@ fn the_stack_decides_as_the_laws_say() {
                 all,
                 m
             );
+            Ok(())
+        },
+    );
+}
+
+/// Both scope checks — one route's `RequireScopesLayer` and a path's entry in a
+/// `ScopeMapLayer` — decide as plain set logic says, for requirements of every form: all of
+/// a set, any of a set, or every scope of one of several sets.
+#[test]
+fn requirements_decide_as_set_logic_says() {
+    let sets = prop::collection::vec(prop::collection::vec(scope_name(), 1..4), 1..4);
+    let input = (scope_set(), sets, 0..3usize, 0..4usize);
+    check(
+        "requirement verdict = set logic",
+        2_000,
+        input,
+        |(held, sets, form, mode)| {
+            let m = MODES[mode];
+            let grants = |r: &String| oracle(&held, r, m);
+            let (requirement, want) = match form {
+                0 => (Requirement::all(&sets[0]), sets[0].iter().all(grants)),
+                1 => (Requirement::any(&sets[0]), sets[0].iter().any(grants)),
+                _ => (
+                    Requirement::one_of(&sets),
+                    sets.iter().any(|set| set.iter().all(grants)),
+                ),
+            };
+            let want = if want {
+                StatusCode::OK
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            let store = Arc::new(MemoryStore::<i64>::new());
+            let token = TokenFormat::default().generate().unwrap();
+            store
+                .insert(record(token.hash(), held.clone(), 1))
+                .now_or_never()
+                .unwrap()
+                .unwrap();
+            let bearer = format!("Bearer {}", token.expose_secret());
+            let layer = PatLayer::from_shared(store).matching(m);
+            let single = ServiceBuilder::new()
+                .layer(layer.clone())
+                .layer(RequireScopesLayer::new(requirement.clone()))
+                .service(ok_service());
+            let map = ServiceBuilder::new()
+                .layer(layer)
+                .layer(ScopeMapLayer::http().route("/", requirement.clone()))
+                .service(ok_service());
+            let case = format!("held {held:?} requirement {requirement} {m:?}");
+            prop_assert_eq!(status_of(single, bearer.as_bytes()), want, "{}", case);
+            prop_assert_eq!(status_of(map, bearer.as_bytes()), want, "map: {}", case);
             Ok(())
         },
     );

@@ -1,49 +1,123 @@
-//! Arbitrary request parts (method, URI with query, headers, gRPC or not) into
-//! `PatLayer` + `RequireScopesLayer` over a `MemoryStore` holding issued, revoked and
-//! expired tokens, with a `ManualClock` and arbitrary layer settings.
+//! Arbitrary request parts (method, path, query, headers, gRPC or not) into `PatLayer`
+//! over a `MemoryStore` holding issued, revoked and expired tokens, with a `ManualClock`
+//! and arbitrary layer settings (matching, optional, query tokens, body hook, last-used
+//! interval), behind it a `RequireScopesLayer` (all / any / one of several sets), a
+//! `ScopeMapLayer` (by path), or no scope check; or a scope check with no `PatLayer` in
+//! front.
 //!
-//! Invariants: no panic; every answer is one of the rejection table's; the inner service
-//! runs only for a token that was issued, is not revoked, not expired at the clock's time,
-//! and holds the required scopes; and a well-formed request with such a token does pass.
+//! Invariants, each from `docs/DESIGN.md`: no panic; every answer is exactly the one the
+//! oracle derives for the request (which refusal, its challenge, gRPC message and hook
+//! body; or a pass with the right token, the header marked sensitive); the query string
+//! is not looked at unless query tokens are on; the request writes nothing to the store,
+//! and the next `PatLayer::flush` writes exactly the use of an admitted token that was
+//! due, once.
 #![no_main]
 
 use arbitrary::Arbitrary;
+use futures_util::FutureExt;
 use http::{HeaderName, HeaderValue, Method, Request, Uri, header::AUTHORIZATION};
 use libfuzzer_sys::fuzz_target;
 use time::Duration;
 use tower_layer::Layer;
-use tower_pat::{PatLayer, RequireScopesLayer, clock::ManualClock, scope::ScopeMatching};
+use tower_pat::{
+    PatLayer, RequireScopesLayer,
+    clock::ManualClock,
+    require::{ScopeMapLayer, Unmapped},
+    scope::ScopeMatching,
+};
 use tower_pat_fuzz::{
-    Entry, Inner, Outcome, base_time, bearer_token, classify, drive, entries, is_bearer_scheme,
-    oracle_grants, query_token, store,
+    Entry, Expect, Inner, Presented, Req, State, admit, authorization_values, base_time,
+    check_answer, drive, entries, hook_body, is_grpc, oracle_grants, presented, store,
+    stored_last_used,
 };
 
-/// Requirements a route may have: (all?, scopes).
-const REQUIREMENTS: &[(bool, &[&str])] = &[
-    (true, &["orders:read"]),
-    (true, &["orders:create", "orders:read"]),
-    (false, &["admin", "orders:create"]),
-    (true, &["admin"]),
-    (false, &["orders:read:status"]),
-    (true, &["orders:read:status", "orders:create"]),
-    (true, &["*"]),
+/// The requirements a route may have.
+fn requirement(i: u8) -> Req<'static> {
+    match i % 10 {
+        0 => Req::All(vec!["orders:read"]),
+        1 => Req::All(vec!["orders:read", "orders:create"]),
+        2 => Req::Any(vec!["orders:create", "admin"]),
+        3 => Req::All(vec!["admin"]),
+        4 => Req::Any(vec!["orders:read:status"]),
+        5 => Req::All(vec!["orders:read:status", "orders:create"]),
+        6 => Req::All(vec!["*"]),
+        7 => Req::OneOf(vec![vec!["admin"], vec!["orders:read", "orders:create"]]),
+        8 => Req::OneOf(vec![
+            vec!["orders:create", "orders:read"],
+            vec!["orders:read:status"],
+        ]),
+        _ => Req::Any(vec!["orders:read", "admin"]),
+    }
+}
+
+/// The scope map: HTTP paths (exact, or a prefix ending in `/*`) to a requirement (an
+/// index for [`requirement`]) or to "authenticated only" (`None`).
+const MAP: &[(&str, Option<u8>)] = &[
+    ("/orders", Some(0)),
+    ("/orders/new", Some(1)),
+    ("/orders/*", Some(9)),
+    ("/admin/*", Some(7)),
+    ("/admin/audit/*", None),
+    ("/status", None),
+    ("/reports/*", Some(8)),
+];
+
+/// What the map says about a request path, by `docs/DESIGN.md`: an exact entry wins over
+/// prefixes, a longer prefix over a shorter one; paths compared as sent. `None` when
+/// unmapped; `Some(None)` for "authenticated only".
+fn map_lookup(path: &str) -> Option<Option<u8>> {
+    if let Some((_, r)) = MAP.iter().find(|(p, _)| *p == path) {
+        return Some(*r);
+    }
+    MAP.iter()
+        .filter_map(|(p, r)| Some((p.strip_suffix('*')?, r)))
+        .filter(|(prefix, _)| path.starts_with(prefix))
+        .max_by_key(|(prefix, _)| prefix.len())
+        .map(|(_, r)| *r)
+}
+
+/// Paths worth hitting: mapped, just beside a mapping, odd spellings.
+const PATHS: &[&str] = &[
+    "/orders",
+    "/orders/",
+    "/orders/new",
+    "/orders/new/",
+    "/orders/7/items",
+    "/ordersx",
+    "/admin",
+    "/admin/",
+    "/admin/users",
+    "/admin/audit",
+    "/admin/audit/",
+    "/admin/audit/log",
+    "/status",
+    "/status/",
+    "/reports/q1",
+    "/Orders",
+    "/orders%2Fnew",
+    "/orders/./new",
+    "//orders",
+    "/",
 ];
 
 #[derive(Arbitrary, Debug)]
 struct Input<'a> {
     method: Meth<'a>,
-    path: &'a [u8],
+    path: PathIn<'a>,
     query: Option<Query<'a>>,
     auth: Vec<Auth<'a>>,
     headers: Vec<(&'a [u8], &'a [u8])>,
     content_type: ContentType<'a>,
-    /// Seconds past the fixture's base time (tokens expire at +10 s, +1000 s, +3000 s).
+    /// Seconds past the fixture's base time (tokens expire at −1 s, +10 s, +1000 s,
+    /// +3000 s).
     clock: u16,
-    requirement: u8,
+    guard: Guard,
     wildcard: bool,
     inheritance: bool,
     optional: bool,
     allow_query: bool,
+    hook: bool,
+    interval: Interval,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -52,6 +126,13 @@ enum Meth<'a> {
     Post,
     Options,
     Other(&'a [u8]),
+}
+
+#[derive(Arbitrary, Debug)]
+enum PathIn<'a> {
+    Known(u8),
+    KnownPlus(u8, &'a [u8]),
+    Raw(&'a [u8]),
 }
 
 #[derive(Arbitrary, Debug)]
@@ -82,6 +163,36 @@ enum ContentType<'a> {
     Raw(&'a [u8]),
 }
 
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Guard {
+    /// `PatLayer` alone.
+    None,
+    /// `PatLayer` + `RequireScopesLayer::new(requirement)`.
+    Require { which: u8, via_or: bool },
+    /// `PatLayer` + `ScopeMapLayer::http()` of [`MAP`].
+    Map { unmapped_authenticated: bool },
+    /// `RequireScopesLayer` with no `PatLayer` in front: a wiring error.
+    NoPatLayer { which: u8 },
+}
+
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Interval {
+    Default,
+    Off,
+    Seconds(u16),
+}
+
+impl Interval {
+    fn get(self) -> Option<Duration> {
+        match self {
+            // The documented default: one minute.
+            Self::Default => Some(Duration::minutes(1)),
+            Self::Off => None,
+            Self::Seconds(s) => Some(Duration::seconds(i64::from(s % 4000))),
+        }
+    }
+}
+
 fn method(m: &Meth<'_>) -> Method {
     match m {
         Meth::Get => Method::GET,
@@ -91,16 +202,24 @@ fn method(m: &Meth<'_>) -> Method {
     }
 }
 
+fn path_bytes(p: &PathIn<'_>) -> Vec<u8> {
+    match p {
+        PathIn::Known(i) => PATHS[usize::from(*i) % PATHS.len()].as_bytes().to_vec(),
+        PathIn::KnownPlus(i, more) => {
+            [PATHS[usize::from(*i) % PATHS.len()].as_bytes(), more].concat()
+        }
+        PathIn::Raw(b) => [&b"/"[..], b].concat(),
+    }
+}
+
 fn uri(path: &[u8], query: Option<&[u8]>) -> Uri {
-    let mut s = Vec::with_capacity(path.len() + 16);
-    s.push(b'/');
-    s.extend_from_slice(path);
+    let mut s = path.to_vec();
     if let Some(q) = query {
         s.push(b'?');
         s.extend_from_slice(q);
     }
     Uri::try_from(s).unwrap_or_else(|_| {
-        // Keep the query (the part the layer reads) when only the path was unusable.
+        // Keep the query when only the path was unusable.
         let q = query.map(|q| [b"/?", q].concat());
         q.and_then(|q| Uri::try_from(q).ok())
             .unwrap_or_else(|| Uri::from_static("/"))
@@ -132,7 +251,7 @@ fuzz_target!(|input: Input<'_>| {
     });
     let mut req = Request::builder()
         .method(method(&input.method))
-        .uri(uri(input.path, query.as_deref()));
+        .uri(uri(&path_bytes(&input.path), query.as_deref()));
     for a in &input.auth {
         let bytes = match a {
             Auth::Token(i) => format!("Bearer {}", token_of(&fixture, *i).token).into_bytes(),
@@ -167,103 +286,173 @@ fuzz_target!(|input: Input<'_>| {
     let Ok(req) = req.body(Vec::<u8>::new()) else {
         return;
     };
-    let grpc = req
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-    let auth_values = tower_pat_fuzz::authorization_values(req.headers());
-    let presented_query = query_token(req.uri().query()).map(str::to_owned);
+    // What the oracle reads, taken from the request as built.
+    let grpc = is_grpc(req.headers());
+    let auth_values = authorization_values(req.headers());
+    let raw_query = req.uri().query().map(str::to_owned);
+    let path = req.uri().path().to_owned();
 
     // The stack.
-    let (all, required) = REQUIREMENTS[usize::from(input.requirement) % REQUIREMENTS.len()];
-    let require = if all {
-        RequireScopesLayer::all(required)
-    } else {
-        RequireScopesLayer::any(required)
-    };
+    let store = store(&fixture);
     let matching = ScopeMatching::EXACT
         .with_wildcard(input.wildcard)
         .with_inheritance(input.inheritance);
-    let inner = Inner::default();
-    let seen = inner.seen.clone();
-    let mut svc = PatLayer::from_shared(store(&fixture))
+    let mut layer = PatLayer::from_shared(store.clone())
         .clock(ManualClock::new(now))
         .matching(matching)
         .optional(input.optional)
         .allow_query_token(input.allow_query)
-        .layer(require.layer(inner));
-    let res = drive(&mut svc, req);
-    let outcome = classify(&res, grpc);
-    assert!(
-        !matches!(outcome, Outcome::Http(500 | 503) | Outcome::Grpc(13 | 14)),
-        "MemoryStore never fails and PatLayer is in front: {outcome:?}"
-    );
-
-    let holds = |e: &Entry| {
-        let check = |r: &&str| oracle_grants(e.scopes, r, input.wildcard, input.inheritance);
-        if all {
-            required.iter().all(check)
-        } else {
-            required.iter().any(check)
+        .last_used_interval(input.interval.get());
+    if input.hook {
+        layer = layer.rejection_body(hook_body);
+    }
+    let inner = Inner::default();
+    let route_of = |r: Option<u8>| r.map(requirement);
+    // The rule the route applies to an admitted token: `Some(req)`, or `None` for "any
+    // token"; `Err(())` for an unmapped path that is denied.
+    let (res, rule): (_, Result<Option<Req<'static>>, ()>) = match input.guard {
+        Guard::None => (drive(&mut layer.layer(inner.clone()), req), Ok(None)),
+        Guard::Require { which, via_or } => {
+            let r = requirement(which);
+            let guard = RequireScopesLayer::new(r.build(via_or));
+            let mut svc = layer.layer(guard.layer(inner.clone()));
+            (drive(&mut svc, req), Ok(Some(r)))
         }
-    };
-
-    // Exactly one way of presenting a fixture token, in its canonical form: one `Bearer`
-    // header and no query token, or (where enabled) a query token and no bearer header
-    // (a header of another scheme, `Basic` say, carries no bearer token).
-    let canonical: Option<&Entry> = match (auth_values.as_slice(), &presented_query) {
-        ([v], None) => {
-            bearer_token(v).and_then(|t| fixture.iter().find(|e| e.token.as_bytes() == t))
+        Guard::Map {
+            unmapped_authenticated,
+        } => {
+            let mut map = ScopeMapLayer::http().unmapped(if unmapped_authenticated {
+                Unmapped::Authenticated
+            } else {
+                Unmapped::Deny
+            });
+            for (p, r) in MAP {
+                map = match route_of(*r) {
+                    Some(r) => map.route(p, r.build(false)),
+                    None => map.authenticated(p),
+                };
+            }
+            let rule = match map_lookup(&path) {
+                Some(r) => Ok(route_of(r)),
+                None if unmapped_authenticated => Ok(None),
+                None => Err(()),
+            };
+            let mut svc = layer.layer(map.layer(inner.clone()));
+            (drive(&mut svc, req), rule)
         }
-        ([], Some(q)) if input.allow_query => fixture.iter().find(|e| e.token == *q),
-        ([v], Some(q)) if input.allow_query && v.len() <= 4096 && !is_bearer_scheme(v) => {
-            fixture.iter().find(|e| e.token == *q)
-        }
-        _ => None,
-    };
-
-    if outcome == Outcome::Pass {
-        let e = canonical.expect("the inner service ran without one well-presented token");
-        assert!(
-            e.active_at(now),
-            "passed with a {:?} token at {now}",
-            e.state
-        );
-        assert!(holds(e), "passed without the required scopes");
-        let seen = seen.lock().unwrap().clone().expect("the inner service ran");
-        let token = seen.token.expect("an AccessToken for the handler");
-        assert_eq!(token.id(), e.id);
-        assert!(
-            seen.auth_sensitive.iter().all(|s| *s),
-            "Authorization must be sensitive"
-        );
-        for r in required {
-            assert_eq!(
-                token.can(r),
-                oracle_grants(e.scopes, r, input.wildcard, input.inheritance)
+        Guard::NoPatLayer { which } => {
+            let guard = RequireScopesLayer::new(requirement(which).build(false));
+            let mut svc = guard.layer(inner.clone());
+            let res = drive(&mut svc, req);
+            // Whatever the request, a scope check without PatLayer is a wiring error: 500
+            // (gRPC 13) with an empty body and no hint for the client.
+            check_answer(&res, grpc, false, &Expect::refuse("missing_layer"));
+            assert!(
+                inner.last().is_none(),
+                "the inner service ran without PatLayer"
             );
+            return;
         }
-    } else if let Some(e) = canonical {
-        let want = if !e.active_at(now) {
-            Outcome::refusal(401, grpc)
-        } else if holds(e) {
-            Outcome::Pass
-        } else {
-            Outcome::refusal(403, grpc)
-        };
-        assert_eq!(outcome, want, "token {:?} at {now}", e.state);
+    };
+    let guarded = !matches!(input.guard, Guard::None);
+
+    // The answer the specification gives.
+    let mut admitted: Option<&Entry> = None;
+    let want = match presented(&auth_values, raw_query.as_deref(), input.allow_query) {
+        // A request without credentials: 401 with a bare challenge, or (optional) through
+        // the layer without a token, where a scope check then asks for credentials.
+        Presented::Nothing if input.optional && !guarded => Expect::Pass,
+        Presented::Nothing => Expect::refuse("missing_credentials"),
+        Presented::Refused(code) => Expect::refuse(code),
+        Presented::Token(t) => match admit(&fixture, t, now) {
+            Err((code, or)) => Expect::Refuse {
+                code,
+                or,
+                required: None,
+            },
+            Ok(e) => {
+                admitted = Some(e);
+                match &rule {
+                    Err(()) => Expect::insufficient(None),
+                    Ok(None) => Expect::Pass,
+                    Ok(Some(r)) if r.met(e.scopes, input.wildcard, input.inheritance) => {
+                        Expect::Pass
+                    }
+                    Ok(Some(r)) => Expect::insufficient(Some(r)),
+                }
+            }
+        },
+    };
+    check_answer(&res, grpc, input.hook, &want);
+
+    match (&want, inner.last()) {
+        (Expect::Pass, Some(seen)) => {
+            assert!(
+                seen.auth_sensitive.iter().all(|s| *s),
+                "Authorization must be sensitive"
+            );
+            match (admitted, seen.token) {
+                (None, None) => {}
+                (Some(e), Some(token)) => {
+                    assert_eq!(token.id(), e.id);
+                    let names = match &rule {
+                        Ok(Some(r)) => r.names(),
+                        _ => vec!["orders:read", "admin", "*"],
+                    };
+                    for r in names {
+                        assert_eq!(
+                            token.can(r),
+                            oracle_grants(e.scopes, r, input.wildcard, input.inheritance),
+                            "can({r:?})"
+                        );
+                    }
+                }
+                (e, t) => panic!("admitted {e:?}, the handler got {t:?}"),
+            }
+        }
+        (Expect::Refuse { .. }, None) => {}
+        (want, seen) => panic!("expected {want:?}, the inner service saw {seen:?}"),
     }
 
-    // A query token where that is off is refused as a bad request.
-    if presented_query.is_some() && !input.allow_query {
-        assert_eq!(outcome, Outcome::refusal(400, grpc));
+    // Last used: the request itself wrote nothing (uses are recorded in memory, never
+    // awaited on the request path).
+    for e in fixture.iter().filter(|e| e.state != State::Unknown) {
+        assert_eq!(
+            stored_last_used(&store, e.id),
+            e.last_used_at,
+            "the request path wrote last_used_at"
+        );
     }
-    // No credentials at all: 401 without an error code (optional mode lets it through
-    // PatLayer, and RequireScopes then asks for credentials).
-    if auth_values.is_empty() && presented_query.is_none() {
-        assert_eq!(outcome, Outcome::refusal(401, grpc));
-        if let Some(c) = res.headers().get(http::header::WWW_AUTHENTICATE) {
-            assert_eq!(c, "Bearer realm=\"api\"");
+    // The flush writes the admitted token's use (a 403 behind the layer counts too) when
+    // its stored last use is older than the interval; nothing else, and only once.
+    let written = layer
+        .flush()
+        .now_or_never()
+        .expect("a flush over MemoryStore completes at once");
+    let (due, boundary) = match (admitted, input.interval.get()) {
+        (Some(e), Some(interval)) => match e.last_used_at {
+            None => (true, false),
+            Some(last) => (now - last > interval, now - last == interval),
+        },
+        _ => (false, false),
+    };
+    if boundary {
+        assert!(written <= 1, "wrote {written} uses");
+    } else {
+        assert_eq!(written, usize::from(due), "uses written by the flush");
+    }
+    for e in fixture.iter().filter(|e| e.state != State::Unknown) {
+        let stored = stored_last_used(&store, e.id);
+        if admitted.is_some_and(|a| a.id == e.id) && written == 1 {
+            let at = stored.expect("a use was written");
+            assert!(
+                at <= now && now - at < Duration::SECOND,
+                "last_used_at {at} for a use at {now}"
+            );
+        } else {
+            assert_eq!(stored, e.last_used_at, "a use nobody made was written");
         }
     }
+    let again = layer.flush().now_or_never().expect("completes at once");
+    assert_eq!(again, 0, "a use is written once");
 });

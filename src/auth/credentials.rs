@@ -118,8 +118,8 @@ fn query_token(query: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::DEFAULT_MAX_HEADER_LEN;
     use super::*;
-    use crate::auth::DEFAULT_MAX_HEADER_LEN;
 
     #[test]
     fn bearer_syntax() {

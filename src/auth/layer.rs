@@ -289,7 +289,7 @@ impl<St> PatLayer<St> {
     /// `UNAVAILABLE` as for any store failure (a `touch` of the flusher gives up too, and
     /// is logged). The core depends on no runtime, so it is handed the runtime's sleep:
     /// `tokio::time::sleep` with Tokio. With the crate's `tokio` feature (on with the SQL
-    /// stores) the default is [`DEFAULT_STORE_TIMEOUT`](crate::auth::DEFAULT_STORE_TIMEOUT)
+    /// stores) the default is [`DEFAULT_STORE_TIMEOUT`]
     /// with Tokio's sleep; without it there is no timeout unless set here.
     ///
     /// A store failure, a timeout included, is logged through `tracing` at `WARN` level;

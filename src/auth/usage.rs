@@ -12,7 +12,7 @@ use std::{
     future::Future,
     sync::{
         Arc, Mutex, MutexGuard, PoisonError, Weak,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
 
@@ -29,10 +29,22 @@ use crate::{
 /// that concurrent requests for different tokens rarely meet.
 const SHARDS: usize = 16;
 
+/// Slots of the lock-free "queued recently" filter, by the second byte of the token id.
+const RECENT: usize = 256;
+
+/// The low bits of a slot: when the use was queued, in whole seconds (wrapping every 194
+/// days); the high bits: a fingerprint of the token id.
+const TIME_BITS: u32 = 24;
+const TIME_MASK: u64 = (1 << TIME_BITS) - 1;
+
 /// The uses one layer (and every service and clone made from it) records.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Usage {
     shards: [Mutex<Shard>; SHARDS],
+    /// A hot token is checked here with one atomic load instead of a lock: each slot
+    /// remembers one token (by fingerprint) and when its last use was queued. A miss, or
+    /// a slot another token took, falls through to the shards, which decide.
+    recent: Box<[AtomicU64; RECENT]>,
     /// Whether a flusher runs (spawned by the `tokio` feature, or handed out by
     /// `PatLayer::last_used_flusher`).
     flusher: AtomicBool,
@@ -45,6 +57,16 @@ struct Shard {
     queued: HashMap<TokenId, i128, PrefixState>,
     /// Uses waiting for the next flush.
     pending: Vec<(TokenId, OffsetDateTime)>,
+}
+
+impl Default for Usage {
+    fn default() -> Self {
+        Self {
+            shards: Default::default(),
+            recent: Box::new([const { AtomicU64::new(0) }; RECENT]),
+            flusher: AtomicBool::new(false),
+        }
+    }
 }
 
 fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
@@ -65,14 +87,37 @@ impl Usage {
         {
             return false;
         }
-        let mut shard = lock(&self.shards[usize::from(record.id.as_bytes()[0]) % SHARDS]);
-        match shard.queued.get_mut(&record.id) {
-            Some(queued) if now - *queued < every => return false,
-            Some(queued) => *queued = now,
+        let id = record.id.as_bytes();
+        let slot = &self.recent[usize::from(id[1]) % RECENT];
+        let fingerprint = u64::from_le_bytes([id[2], id[3], id[4], id[5], id[6], id[7], 0, 0]);
+        let seconds = u64::try_from(now.div_euclid(1_000_000_000)).unwrap_or(0) & TIME_MASK;
+        let every_seconds = interval.whole_seconds();
+        let seen = slot.load(Ordering::Relaxed);
+        // A second of slack on each side: the slot keeps whole seconds.
+        if seen >> TIME_BITS == fingerprint
+            && i64::try_from(seconds.wrapping_sub(seen) & TIME_MASK)
+                .is_ok_and(|elapsed| elapsed + 1 < every_seconds)
+        {
+            return false;
+        }
+        let mut shard = lock(&self.shards[usize::from(id[0]) % SHARDS]);
+        let queued_at = match shard.queued.get_mut(&record.id) {
+            Some(queued) if now - *queued < every => {
+                let queued = *queued;
+                drop(shard);
+                remember(slot, fingerprint, queued);
+                return false;
+            }
+            Some(queued) => {
+                *queued = now;
+                now
+            }
             None => {
                 shard.queued.insert(record.id, now);
+                now
             }
-        }
+        };
+        remember(slot, fingerprint, queued_at);
         // Whole seconds, as every timestamp the crate writes.
         let at = OffsetDateTime::from_unix_timestamp_nanos(now - now.rem_euclid(1_000_000_000))
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
@@ -103,6 +148,12 @@ impl Usage {
     pub(crate) fn pending(&self) -> usize {
         self.shards.iter().map(|s| lock(s).pending.len()).sum()
     }
+}
+
+/// Notes in `slot` that the token of `fingerprint` had a use queued at `queued` (nanoseconds).
+fn remember(slot: &AtomicU64, fingerprint: u64, queued: i128) {
+    let seconds = u64::try_from(queued.div_euclid(1_000_000_000)).unwrap_or(0) & TIME_MASK;
+    slot.store(fingerprint << TIME_BITS | seconds, Ordering::Relaxed);
 }
 
 /// Writes the queued uses in one [`TokenStore::touch`] call, bounded by the store
@@ -231,6 +282,29 @@ mod tests {
         assert!(!usage.record(&record(1, Some(recent)), t0, Duration::minutes(1)));
         let old = OffsetDateTime::from_unix_timestamp(900).unwrap();
         assert!(usage.record(&record(1, Some(old)), t0, Duration::minutes(1)));
+    }
+
+    #[test]
+    fn the_lock_free_filter_never_hides_a_due_use() {
+        let usage = Usage::default();
+        let minute = Duration::minutes(1);
+        let t0 = 1_000 * SECOND + SECOND / 2;
+        let a = record(1, None);
+        // Same filter slot (second byte), another token: falls through to the shards.
+        let mut b = record(1, None);
+        b.id = TokenId::from_bytes([2, 1, 9, 9, 9, 9, 9, 9, 2, 2, 2, 2, 2, 2, 2, 2]);
+        assert!(usage.record(&a, t0, minute));
+        assert!(usage.record(&b, t0, minute));
+        let mut again = Vec::new();
+        for step in 1..=130 {
+            // Every half second for 65 s: the use is queued again exactly once, at the
+            // first request a whole minute after the first one.
+            if usage.record(&a, t0 + step * SECOND / 2, minute) {
+                again.push(step);
+            }
+        }
+        assert_eq!(again, [120]);
+        assert_eq!(usage.take(t0 + 65 * SECOND, minute).len(), 3);
     }
 
     #[test]

@@ -168,9 +168,15 @@ impl Requirement {
         Self::from_sets(sets).unwrap_or_else(|| unreachable!("two requirements have sets"))
     }
 
-    /// `None` without sets; the single set of one `all` stays an `all`.
-    fn from_sets(mut sets: Vec<Scopes>) -> Option<Self> {
-        sets.dedup();
+    /// `None` without sets; the single set of one `all` stays an `all`. A set given twice
+    /// counts once.
+    fn from_sets(given: Vec<Scopes>) -> Option<Self> {
+        let mut sets: Vec<Scopes> = Vec::with_capacity(given.len());
+        for set in given {
+            if !sets.contains(&set) {
+                sets.push(set);
+            }
+        }
         match sets.len() {
             0 => None,
             1 => sets.pop().map(|set| Self(Form::All(set))),
@@ -308,6 +314,10 @@ mod tests {
         assert_eq!(r.challenge_scopes(), &held("a"));
         let same = Requirement::all(["a"]).or(Requirement::all(["a"]));
         assert_eq!(same, Requirement::all(["a"]));
+        let apart = Requirement::all(["a"])
+            .or(Requirement::all(["b"]))
+            .or(Requirement::all(["a"]));
+        assert_eq!(apart.sets(), [held("a"), held("b")]);
     }
 
     #[test]

@@ -1,85 +1,33 @@
-//! [`RequireScopesLayer`]: lets a request through only when its token meets the
-//! [`Requirement`] of a route (Passport's `CheckToken` and `CheckTokenForAnyScope`, and an
-//! OR of ANDs).
-//!
-//! ```
-//! use std::convert::Infallible;
-//! use http::{Request, Response, StatusCode, header::AUTHORIZATION};
-//! use tower::{ServiceBuilder, ServiceExt, service_fn};
-//! use tower_pat::{MemoryStore, Tokens, scope::ScopeRegistry};
-//!
-//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-//! let registry = ScopeRegistry::new()
-//!     .scope("orders:read", "See orders")
-//!     .scope("orders:create", "Place orders");
-//! let tokens = Tokens::new(MemoryStore::<i64>::new(), registry);
-//! let reader = tokens.create(1, "reader", ["orders:read"]).await.unwrap();
-//!
-//! let svc = ServiceBuilder::new()
-//!     .layer(tokens.layer())
-//!     // Checked against the registry now: a misspelt scope panics here, naming it.
-//!     .layer(tokens.require_all(["orders:read", "orders:create"]))
-//!     .service(service_fn(|_: Request<String>| async {
-//!         Ok::<_, Infallible>(Response::new(String::new()))
-//!     }));
-//!
-//! let req = Request::builder()
-//!     .header(AUTHORIZATION, format!("Bearer {}", reader.token.expose_secret()))
-//!     .body(String::new())
-//!     .unwrap();
-//! let res = svc.oneshot(req).await.unwrap();
-//! assert_eq!(res.status(), StatusCode::FORBIDDEN);
-//! assert_eq!(
-//!     res.headers()["www-authenticate"],
-//!     r#"Bearer realm="api", error="insufficient_scope", scope="orders:create orders:read""#
-//! );
-//! # });
-//! ```
+//! [`RequireScopesLayer`]: one route's requirement.
 
 use std::{
     fmt,
-    future::Future,
-    pin::Pin,
     sync::Arc,
     task::{Context, Poll},
 };
 
-use http::{Request, Response};
-use pin_project_lite::pin_project;
+use http::{HeaderValue, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::{ResponseFuture, Rule, accepted_scopes, check};
 use crate::{
     lifecycle::Tokens,
-    record::{Granted, granted},
-    reject::{RejectionKind, respond_without_layer},
     scope::{Requirement, ScopeError},
     store::ManageTokens,
 };
 
-/// Requires scopes of the token [`PatLayer`](crate::PatLayer) resolved.
-///
-/// Answers 403 `insufficient_scope` (gRPC 7 `PERMISSION_DENIED`) when the token falls
-/// short, 401 when the request was let through without a token
-/// ([`PatLayer::optional`](crate::PatLayer::optional)), and 500 (gRPC 13, logged at error
-/// level) when there is no `PatLayer` in front: a wiring error must not let requests in.
-/// Refusals are shaped by the `PatLayer`'s
-/// [`rejection_body`](crate::PatLayer::rejection_body).
+/// Requires scopes of the token [`PatLayer`](crate::PatLayer) resolved (see the
+/// [module](super) for the answers).
 ///
 /// Build it from the application's [`Tokens`] ([`Tokens::require_all`] and friends) to
 /// have its scopes checked against the registry at startup; the constructors here check
 /// the syntax only.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct RequireScopesLayer {
     requirement: Arc<Requirement>,
-}
-
-impl fmt::Debug for RequireScopesLayer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RequireScopesLayer")
-            .field("requirement", &self.requirement)
-            .finish()
-    }
+    /// `X-Accepted-OAuth-Scopes`, when the scope headers are on.
+    accepted: Option<HeaderValue>,
 }
 
 impl RequireScopesLayer {
@@ -87,7 +35,16 @@ impl RequireScopesLayer {
     pub fn new(requirement: Requirement) -> Self {
         Self {
             requirement: Arc::new(requirement),
+            accepted: None,
         }
+    }
+
+    /// Adds GitHub's `X-OAuth-Scopes` (the token's scopes) and `X-Accepted-OAuth-Scopes`
+    /// (every scope the requirement names) to the answer, on success and on 403. Off by
+    /// default.
+    pub fn scope_headers(mut self, on: bool) -> Self {
+        self.accepted = on.then(|| accepted_scopes(Some(&self.requirement)));
+        self
     }
 
     /// Requires every one of `scopes` ([`Requirement::all`]).
@@ -158,6 +115,7 @@ impl<S> Layer<S> for RequireScopesLayer {
         RequireScopes {
             inner,
             requirement: Arc::clone(&self.requirement),
+            accepted: self.accepted.clone(),
         }
     }
 }
@@ -222,6 +180,7 @@ impl<St: ManageTokens> Tokens<St> {
 pub struct RequireScopes<S> {
     inner: S,
     requirement: Arc<Requirement>,
+    accepted: Option<HeaderValue>,
 }
 
 impl<S> RequireScopes<S> {
@@ -268,44 +227,6 @@ impl<S: fmt::Debug> fmt::Debug for RequireScopes<S> {
     }
 }
 
-/// The verdict of a scope check on a request: `Ok` to pass it on, or the refusal. Shared
-/// by every layer that checks scopes.
-#[inline]
-pub(crate) fn check<B: Default + 'static>(
-    requirement: &Requirement,
-    headers: &http::HeaderMap,
-    extensions: &http::Extensions,
-) -> Result<(), Response<B>> {
-    let refuse = |kind, settings: Granted<'_>| {
-        Err(settings
-            .settings
-            .refusals
-            .respond(kind, Some(requirement), headers))
-    };
-    match granted(extensions) {
-        None => {
-            tracing::error!(
-                "a scope check found no PatLayer in front of it; refusing with 500 (add PatLayer before RequireScopesLayer, or insert tokens with AccessToken::insert_into)"
-            );
-            Err(respond_without_layer(headers))
-        }
-        Some(grant @ Granted { scopes: None, .. }) => {
-            refuse(RejectionKind::MissingCredentials, grant)
-        }
-        Some(
-            grant @ Granted {
-                scopes: Some(held), ..
-            },
-        ) => {
-            if requirement.is_met_by(held, grant.settings.matching) {
-                return Ok(());
-            }
-            tracing::debug!(required = %requirement, "token lacks required scopes");
-            refuse(RejectionKind::InsufficientScope, grant)
-        }
-    }
-}
-
 impl<S, ReqB, ResB> Service<Request<ReqB>> for RequireScopes<S>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
@@ -321,69 +242,12 @@ where
 
     #[inline]
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        match check(&self.requirement, req.headers(), req.extensions()) {
-            Ok(()) => ResponseFuture::pass(self.inner.call(req)),
-            Err(res) => ResponseFuture::refused(res),
-        }
-    }
-}
-
-pin_project! {
-    /// The future of [`RequireScopes`]: the inner service's, or a refusal ready at once.
-    pub struct ResponseFuture<F, B> {
-        #[pin]
-        kind: Kind<F, B>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F, B> {
-        Pass {
-            #[pin]
-            fut: F,
-        },
-        Refused {
-            res: Option<Response<B>>,
-        },
-    }
-}
-
-impl<F, B> ResponseFuture<F, B> {
-    #[inline]
-    pub(crate) fn pass(fut: F) -> Self {
-        Self {
-            kind: Kind::Pass { fut },
-        }
-    }
-
-    #[inline]
-    pub(crate) fn refused(res: Response<B>) -> Self {
-        Self {
-            kind: Kind::Refused { res: Some(res) },
-        }
-    }
-}
-
-impl<F, B, E> Future for ResponseFuture<F, B>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = Result<Response<B>, E>;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Pass { fut } => fut.poll(cx),
-            KindProj::Refused { res } => {
-                Poll::Ready(Ok(res.take().expect("polled after completion")))
-            }
-        }
-    }
-}
-
-impl<F, B> fmt::Debug for ResponseFuture<F, B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+        let verdict = check(
+            Rule::Require(&self.requirement),
+            self.accepted.as_ref(),
+            req.headers(),
+            req.extensions(),
+        );
+        ResponseFuture::new(verdict, || self.inner.call(req))
     }
 }

@@ -1,0 +1,420 @@
+// The token page of tower-pat: lists, generates and revokes the signed-in user's tokens
+// through the JSON API beside it. Plain script, no framework, no build step. Everything
+// from the server is put in the page as text (textContent), never parsed as HTML; the
+// page's Content-Security-Policy refuses HTML-parsing sinks outright (Trusted Types).
+(function () {
+  'use strict';
+
+  var root = document.getElementById('tp');
+  if (!root) {
+    return;
+  }
+  var api = root.getAttribute('data-api') || '';
+  var exampleUrl = root.getAttribute('data-example-url') || '';
+  var signInUrl = root.getAttribute('data-sign-in-url') || '';
+
+  function byId(id) {
+    return document.getElementById(id);
+  }
+
+  var ui = {
+    notice: byId('tp-notice'),
+    reveal: byId('tp-reveal'),
+    secret: byId('tp-secret'),
+    copy: byId('tp-copy'),
+    tryIt: byId('tp-try'),
+    curl: byId('tp-curl'),
+    copyCurl: byId('tp-copy-curl'),
+    done: byId('tp-done'),
+    form: byId('tp-create'),
+    name: byId('tp-name'),
+    expiry: byId('tp-expiry'),
+    expiryDate: byId('tp-expiry-date'),
+    errors: byId('tp-errors'),
+    generate: byId('tp-generate'),
+    revokeAll: byId('tp-revoke-all'),
+    confirmAll: byId('tp-confirm-all'),
+    confirmAllYes: byId('tp-confirm-all-yes'),
+    confirmAllNo: byId('tp-confirm-all-no'),
+    loading: byId('tp-loading'),
+    empty: byId('tp-empty'),
+    table: byId('tp-table'),
+    tokens: byId('tp-tokens')
+  };
+
+  var STATUS = { active: 'Active', expired: 'Expired', revoked: 'Revoked' };
+  var DAY = 24 * 60 * 60 * 1000;
+  var dateFormat = new Intl.DateTimeFormat(undefined, {
+    year: 'numeric',
+    month: 'short',
+    day: 'numeric'
+  });
+  var dateTimeFormat = new Intl.DateTimeFormat(undefined, {
+    dateStyle: 'medium',
+    timeStyle: 'short'
+  });
+
+  function node(tag, className, text) {
+    var e = document.createElement(tag);
+    if (className) {
+      e.className = className;
+    }
+    if (text !== undefined && text !== null) {
+      e.textContent = String(text);
+    }
+    return e;
+  }
+
+  function button(label, className) {
+    var b = node('button', 'tp-button ' + className, label);
+    b.type = 'button';
+    return b;
+  }
+
+  // One call to the API. Resolves to {status, data}; status 0 when the server could not
+  // be reached.
+  function request(method, path, body) {
+    var init = {
+      method: method,
+      credentials: 'same-origin',
+      cache: 'no-store',
+      headers: { Accept: 'application/json' }
+    };
+    if (body !== undefined) {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    return fetch(api + path, init).then(
+      function (res) {
+        if (res.status === 401) {
+          signedOut();
+        }
+        if (res.status === 204) {
+          return { status: res.status, data: null };
+        }
+        return res.json().then(
+          function (data) {
+            return { status: res.status, data: data };
+          },
+          function () {
+            return { status: res.status, data: null };
+          }
+        );
+      },
+      function () {
+        return { status: 0, data: null };
+      }
+    );
+  }
+
+  function message(r) {
+    if (r.data && typeof r.data.message === 'string') {
+      return r.data.message;
+    }
+    if (r.status === 0) {
+      return 'the server could not be reached';
+    }
+    return 'the server answered ' + r.status;
+  }
+
+  function notice(text, isError) {
+    ui.notice.replaceChildren();
+    if (!text) {
+      ui.notice.hidden = true;
+      return;
+    }
+    ui.notice.textContent = text;
+    ui.notice.className = isError ? 'tp-notice tp-notice-error' : 'tp-notice';
+    ui.notice.hidden = false;
+  }
+
+  function signedOut() {
+    notice('You are signed out. Sign in again to manage your tokens. ', true);
+    if (signInUrl) {
+      var a = node('a', null, 'Sign in');
+      a.href = signInUrl;
+      ui.notice.append(a);
+    }
+  }
+
+  function showErrors(messages) {
+    ui.errors.replaceChildren();
+    if (!messages.length) {
+      ui.errors.hidden = true;
+      return;
+    }
+    var list = node('ul');
+    messages.forEach(function (m) {
+      list.append(node('li', null, m));
+    });
+    ui.errors.append(list);
+    ui.errors.hidden = false;
+  }
+
+  function timeNode(iso, withTime) {
+    var d = new Date(iso);
+    var t = node('time', null, isNaN(d) ? iso : (withTime ? dateTimeFormat : dateFormat).format(d));
+    t.dateTime = iso;
+    t.title = iso;
+    return t;
+  }
+
+  function cell(label, className) {
+    var td = node('td', className);
+    td.setAttribute('data-label', label);
+    return td;
+  }
+
+  function row(token) {
+    var tr = node('tr', token.status === 'active' ? '' : 'tp-inactive');
+    tr.setAttribute('data-id', token.id);
+    tr.setAttribute('data-status', token.status);
+
+    var name = cell('Name', 'tp-name');
+    name.append(node('span', 'tp-token-name', token.name));
+
+    var scopes = cell('Scopes');
+    var chips = node('span', 'tp-chips');
+    if (token.scopes.length === 0) {
+      chips.append(node('span', 'tp-muted', 'none'));
+    }
+    token.scopes.forEach(function (s) {
+      chips.append(node('code', 'tp-chip', s));
+    });
+    scopes.append(chips);
+
+    var created = cell('Created');
+    created.append(timeNode(token.created_at, false));
+
+    var used = cell('Last used');
+    if (token.last_used_at) {
+      used.append(timeNode(token.last_used_at, true));
+    } else {
+      used.append(node('span', 'tp-muted', 'Never'));
+    }
+
+    var expires = cell('Expires');
+    expires.append(timeNode(token.expires_at, false));
+
+    var status = cell('Status');
+    status.append(
+      node('span', 'tp-badge tp-badge-' + token.status, STATUS[token.status] || token.status)
+    );
+
+    var actions = cell('', 'tp-actions');
+    if (token.status === 'active') {
+      actions.append(revokeButton(token, actions));
+    }
+
+    tr.append(name, scopes, created, used, expires, status, actions);
+    return tr;
+  }
+
+  function revokeButton(token, actions) {
+    var b = button('Revoke', 'tp-danger-quiet tp-small tp-revoke');
+    b.setAttribute('aria-label', 'Revoke ' + token.name);
+    b.addEventListener('click', function () {
+      confirmRevoke(token, actions);
+    });
+    return b;
+  }
+
+  function confirmRevoke(token, actions) {
+    var box = node('div', 'tp-confirm-inline');
+    var yes = button('Yes, revoke', 'tp-danger tp-small tp-revoke-yes');
+    var no = button('Cancel', 'tp-quiet tp-small');
+    box.append(node('span', null, 'Revoke this token?'), yes, no);
+    yes.addEventListener('click', function () {
+      yes.disabled = true;
+      no.disabled = true;
+      request('DELETE', '/tokens/' + encodeURIComponent(token.id)).then(function (r) {
+        if (r.status === 204) {
+          notice('Revoked \u201c' + token.name + '\u201d. It no longer works.');
+        } else if (r.status !== 401) {
+          notice('The token could not be revoked: ' + message(r), true);
+        }
+        return load();
+      });
+    });
+    no.addEventListener('click', function () {
+      actions.replaceChildren(revokeButton(token, actions));
+    });
+    actions.replaceChildren(box);
+    yes.focus();
+  }
+
+  function render(tokens) {
+    ui.loading.hidden = true;
+    ui.tokens.replaceChildren();
+    tokens.forEach(function (t) {
+      ui.tokens.append(row(t));
+    });
+    ui.table.hidden = tokens.length === 0;
+    ui.empty.hidden = tokens.length !== 0;
+    var revocable = tokens.some(function (t) {
+      return t.status !== 'revoked';
+    });
+    ui.revokeAll.hidden = !revocable;
+    if (!revocable) {
+      ui.confirmAll.hidden = true;
+    }
+  }
+
+  function load() {
+    return request('GET', '/tokens').then(function (r) {
+      if (r.status === 200 && Array.isArray(r.data)) {
+        render(r.data);
+      } else if (r.status !== 401) {
+        ui.loading.hidden = false;
+        ui.loading.textContent = 'Your tokens could not be loaded: ' + message(r);
+      }
+    });
+  }
+
+  function shellQuote(s) {
+    return "'" + s.replace(/'/g, "'\\''") + "'";
+  }
+
+  function reveal(created) {
+    ui.secret.textContent = created.plaintext;
+    if (exampleUrl) {
+      var url = new URL(exampleUrl, window.location.origin).href;
+      ui.curl.textContent =
+        'curl -H ' + shellQuote('Authorization: Bearer ' + created.plaintext) + ' ' + shellQuote(url);
+      ui.tryIt.hidden = false;
+    }
+    ui.reveal.hidden = false;
+    ui.copy.textContent = 'Copy';
+    ui.copyCurl.textContent = 'Copy';
+    ui.reveal.scrollIntoView({ block: 'start' });
+    selectText(ui.secret);
+  }
+
+  // Forgets the token: it leaves the page for good.
+  function conceal() {
+    ui.secret.textContent = '';
+    ui.curl.textContent = '';
+    ui.tryIt.hidden = true;
+    ui.reveal.hidden = true;
+  }
+
+  function selectText(element) {
+    element.focus();
+    var range = document.createRange();
+    range.selectNodeContents(element);
+    var selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+  }
+
+  function copy(text, source, b) {
+    var fallback = function () {
+      selectText(source);
+      b.textContent = 'Press Ctrl+C';
+    };
+    if (!navigator.clipboard || !window.isSecureContext) {
+      fallback();
+      return;
+    }
+    navigator.clipboard.writeText(text).then(function () {
+      b.textContent = 'Copied';
+    }, fallback);
+  }
+
+  function updateExpiryDate() {
+    var days = Number(ui.expiry.value);
+    ui.expiryDate.textContent = days
+      ? 'Expires on ' + dateFormat.format(new Date(Date.now() + days * DAY))
+      : '';
+  }
+
+  ui.form.addEventListener('submit', function (event) {
+    event.preventDefault();
+    var boxes = Array.prototype.slice.call(ui.form.querySelectorAll('input[name="scopes"]'));
+    var scopes = boxes
+      .filter(function (b) {
+        return b.checked;
+      })
+      .map(function (b) {
+        return b.value;
+      });
+    var problems = [];
+    if (!ui.name.value.trim()) {
+      problems.push('Give the token a name, to recognise it later.');
+    }
+    if (boxes.length && !scopes.length) {
+      problems.push('Choose at least one scope.');
+    }
+    showErrors(problems);
+    if (problems.length) {
+      return;
+    }
+    var body = { name: ui.name.value, scopes: scopes };
+    if (ui.expiry.value) {
+      body.expires_in_days = Number(ui.expiry.value);
+    }
+    ui.generate.disabled = true;
+    request('POST', '/tokens', body).then(function (r) {
+      ui.generate.disabled = false;
+      if (r.status === 201 && r.data && r.data.plaintext) {
+        notice('');
+        ui.form.reset();
+        updateExpiryDate();
+        reveal(r.data);
+        return load();
+      }
+      if (r.status === 422 && r.data && Array.isArray(r.data.problems)) {
+        showErrors(
+          r.data.problems.map(function (p) {
+            return p.message;
+          })
+        );
+      } else if (r.status !== 401) {
+        showErrors(['The token was not created: ' + message(r)]);
+      }
+      return undefined;
+    });
+  });
+
+  ui.copy.addEventListener('click', function () {
+    copy(ui.secret.textContent, ui.secret, ui.copy);
+  });
+  ui.secret.addEventListener('click', function () {
+    selectText(ui.secret);
+  });
+  ui.curl.addEventListener('click', function () {
+    selectText(ui.curl);
+  });
+  ui.copyCurl.addEventListener('click', function () {
+    copy(ui.curl.textContent, ui.curl, ui.copyCurl);
+  });
+  ui.done.addEventListener('click', conceal);
+  window.addEventListener('pagehide', conceal);
+
+  ui.expiry.addEventListener('change', updateExpiryDate);
+
+  ui.revokeAll.addEventListener('click', function () {
+    ui.confirmAll.hidden = false;
+    ui.confirmAllYes.focus();
+  });
+  ui.confirmAllNo.addEventListener('click', function () {
+    ui.confirmAll.hidden = true;
+  });
+  ui.confirmAllYes.addEventListener('click', function () {
+    ui.confirmAllYes.disabled = true;
+    request('DELETE', '/tokens').then(function (r) {
+      ui.confirmAllYes.disabled = false;
+      ui.confirmAll.hidden = true;
+      if (r.status === 200 && r.data) {
+        var n = r.data.revoked;
+        notice(n === 1 ? 'Revoked 1 token.' : 'Revoked ' + n + ' tokens.');
+      } else if (r.status !== 401) {
+        notice('The tokens could not be revoked: ' + message(r), true);
+      }
+      return load();
+    });
+  });
+
+  updateExpiryDate();
+  load();
+})();

@@ -1,0 +1,484 @@
+//! The token page and its JSON API (feature `manage`): a Tower service an application
+//! mounts behind its own sign-in, where a signed-in user lists, generates and revokes
+//! their personal access tokens.
+//!
+//! ```
+//! use axum::{Router, body::Body, middleware::map_request};
+//! use http::{Request, StatusCode};
+//! use tower::ServiceExt;
+//! use tower_pat::{MemoryStore, Tokens, manage::{Manage, SignedIn}, scope::ScopeRegistry};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let registry = ScopeRegistry::new()
+//!     .scope("orders:read", "See orders")
+//!     .scope("orders:create", "Place orders")
+//!     .default_scopes(["orders:read"]);
+//! let tokens = Tokens::new(MemoryStore::<i64>::new(), registry);
+//!
+//! let app = Router::new()
+//!     .nest_service("/settings/tokens", Manage::new(tokens.clone(), "/settings/tokens"))
+//!     // Stands in for the application's sign-in, which puts the user there.
+//!     .layer(map_request(|mut req: Request<Body>| async move {
+//!         req.extensions_mut().insert(SignedIn(7_i64));
+//!         req
+//!     }));
+//!
+//! let req = Request::post("/settings/tokens/tokens")
+//!     .header("content-type", "application/json")
+//!     .header("sec-fetch-site", "same-origin")
+//!     .body(Body::from(r#"{"name":"laptop","scopes":["orders:read"],"expires_in_days":30}"#))
+//!     .unwrap();
+//! let res = app.clone().oneshot(req).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::CREATED);
+//! assert_eq!(res.headers()["cache-control"], "no-store");
+//! assert_eq!(tokens.list(&7).await.unwrap().len(), 1);
+//!
+//! // The same request from another site's page is refused, and stores nothing.
+//! let req = Request::post("/settings/tokens/tokens")
+//!     .header("content-type", "application/json")
+//!     .header("sec-fetch-site", "cross-site")
+//!     .body(Body::from(r#"{"name":"evil"}"#))
+//!     .unwrap();
+//! assert_eq!(app.oneshot(req).await.unwrap().status(), StatusCode::FORBIDDEN);
+//! assert_eq!(tokens.list(&7).await.unwrap().len(), 1);
+//! # });
+//! ```
+//!
+//! # Routes
+//!
+//! Paths are relative to where the service is mounted (the base path, `/settings/tokens`
+//! above), as [`Router::nest_service`] hands them over. Served by itself (plain hyper),
+//! mount it at the root with base path `/`, or strip the prefix first.
+//!
+//! | method and path | answer |
+//! |---|---|
+//! | `GET {base}/` | the page: HTML, with its stylesheet and script below |
+//! | `GET {base}/page.css`, `GET {base}/page.js` | the page's stylesheet and script |
+//! | `GET {base}/scopes` | `[{"id", "description", "default"}]`, in registration order |
+//! | `GET {base}/tokens` | the user's tokens, newest first: `[{"id", "name", "scopes", "created_at", "last_used_at", "expires_at", "status"}]`, `status` one of `active`, `expired`, `revoked`; never the hash |
+//! | `POST {base}/tokens` | `{"name", "scopes", "expires_in_days"}` → 201 `{"token": {…as above}, "plaintext": "pat_…"}`: the only answer that ever holds the plaintext |
+//! | `DELETE {base}/tokens/{id}` | 204; an id the user does not own, or that does not exist, is the same 404, and nothing changes |
+//! | `DELETE {base}/tokens` | revokes every token of the user: 200 `{"revoked": n}` |
+//!
+//! `scopes` may be empty or absent (the registry's defaults); `expires_in_days` may be
+//! absent (the facade's default lifetime). Times are RFC 3339, UTC.
+//!
+//! Refusals are JSON `{"error", "message"}` (the page itself answers a signed-out user
+//! with a short HTML page, or a redirect to [`sign_in_url`](Manage::sign_in_url)):
+//!
+//! | case | status | `error` |
+//! |---|---|---|
+//! | unknown path | 404 | `not_found` |
+//! | method the path does not take | 405, with `Allow` | `method_not_allowed` |
+//! | a personal access token on the request | 403 | `token_not_accepted` |
+//! | another site's request (`Sec-Fetch-Site` / `Origin`) | 403 | `cross_origin` |
+//! | a body that is not `application/json` | 415 | `unsupported_media_type` |
+//! | nobody signed in | 401 | `not_signed_in` |
+//! | body over [`body_limit`](Manage::body_limit) | 413 | `payload_too_large` |
+//! | not JSON | 400 | `malformed_json` |
+//! | empty or over-long name, undefined scope, expiry above the maximum… | 422, with `"problems": [{"field", "message"}]`, one per problem | `invalid_input` |
+//! | the store failed | 503 | `store_unavailable` |
+//!
+//! Every answer carries `Cache-Control: no-store` and `X-Content-Type-Options: nosniff`;
+//! the page carries a strict `Content-Security-Policy` (scripts, styles and requests from
+//! its own origin only, no inline script or style, Trusted Types required, no framing).
+//!
+//! # Who the user is
+//!
+//! The application's sign-in decides: by default the service reads a [`SignedIn<U>`]
+//! from the request's extensions, which the application's middleware puts there;
+//! [`current_user`](Manage::current_user) takes a function instead (reading a
+//! tower-sessions `Session`, say). Nobody signed in: 401.
+//!
+//! A personal access token is never an identity here: a request carrying one (an
+//! `Authorization: Bearer` header, an `access_token` query parameter, or an
+//! [`AccessToken`](crate::AccessToken) a [`PatLayer`](crate::PatLayer) in front put
+//! there) is refused with 403 whoever is signed in, so a leaked token cannot mint new
+//! tokens or revoke others.
+//!
+//! # Cross-site requests
+//!
+//! The API is meant for the page, on the application's own origin. Its requests must
+//! come from that origin: `Sec-Fetch-Site: same-origin`, or, from a browser that does
+//! not send `Sec-Fetch-Site`, an `Origin` whose host is the request's `Host`. An origin
+//! named in [`allowed_origins`](Manage::allowed_origins) is accepted too. A state-changing
+//! request (`POST`, `DELETE`) with neither header is refused, and its body must be
+//! `application/json`, which no HTML form can send. No CSRF token is needed.
+//!
+//! # The session cookie
+//!
+//! The service trusts the application's session, so the session cookie must be:
+//!
+//! - `HttpOnly` (a script cannot read it),
+//! - `SameSite=Lax` or `Strict` (another site's request does not carry it: a second line
+//!   behind the origin check),
+//! - `Secure` whenever the application is served anywhere but loopback (it travels over
+//!   HTTPS only),
+//! - and a session id renewed at sign-in (`Session::cycle_id` in tower-sessions).
+//!
+//! tower-sessions' `SessionManagerLayer` sets `HttpOnly`, `SameSite=Strict` and `Secure`
+//! by default.
+//!
+//! [`Router::nest_service`]: https://docs.rs/axum/0.8/axum/struct.Router.html#method.nest_service
+
+use std::{error::Error, fmt, future::Future, sync::Arc};
+
+use http::request::Parts;
+
+use crate::{lifecycle::Tokens, store::ManageTokens};
+
+mod guard;
+mod json;
+mod page;
+mod service;
+
+pub use service::{ManageBody, ResponseFuture};
+
+/// The longest request body the API reads unless configured: 16 KiB.
+pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
+
+/// The page's title unless configured.
+pub const DEFAULT_TITLE: &str = "Personal access tokens";
+
+/// The signed-in user, as the application's sign-in puts it into a request's extensions
+/// for [`Manage`] to find (unless [`Manage::current_user`] says otherwise).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedIn<U>(pub U);
+
+pub(crate) type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+type UserFn<U> = Arc<dyn Fn(&Parts) -> BoxFuture<Option<U>> + Send + Sync>;
+
+/// The token page and its JSON API over a [`Tokens`] facade: a
+/// `tower::Service<http::Request<B>>` for any request body `B`, answering
+/// [`ManageBody`]. See the [module documentation](self) for the routes and the rules.
+///
+/// Cheap to clone.
+pub struct Manage<St: ManageTokens> {
+    pub(crate) tokens: Tokens<St>,
+    pub(crate) config: Arc<Config<St::UserId>>,
+}
+
+pub(crate) struct Config<U> {
+    pub(crate) base: String,
+    pub(crate) title: String,
+    pub(crate) user: UserFn<U>,
+    pub(crate) allowed_origins: Vec<String>,
+    pub(crate) body_limit: usize,
+    pub(crate) example_url: Option<String>,
+    pub(crate) sign_in_url: Option<String>,
+    pub(crate) links: Vec<(String, String)>,
+}
+
+impl<U> Clone for Config<U> {
+    fn clone(&self) -> Self {
+        Self {
+            base: self.base.clone(),
+            title: self.title.clone(),
+            user: Arc::clone(&self.user),
+            allowed_origins: self.allowed_origins.clone(),
+            body_limit: self.body_limit,
+            example_url: self.example_url.clone(),
+            sign_in_url: self.sign_in_url.clone(),
+            links: self.links.clone(),
+        }
+    }
+}
+
+impl<St: ManageTokens> Clone for Manage<St> {
+    fn clone(&self) -> Self {
+        Self {
+            tokens: self.tokens.clone(),
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+impl<St: ManageTokens> fmt::Debug for Manage<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Manage")
+            .field("base_path", &self.config.base_or_root())
+            .field("title", &self.config.title)
+            .field("allowed_origins", &self.config.allowed_origins)
+            .field("body_limit", &self.config.body_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<U> Config<U> {
+    /// The base path as the page's URLs start with it: `""` for the root.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.base
+    }
+
+    fn base_or_root(&self) -> &str {
+        if self.base.is_empty() {
+            "/"
+        } else {
+            &self.base
+        }
+    }
+}
+
+impl<St: ManageTokens> Manage<St> {
+    /// The page and API for the tokens of `tokens`, mounted at `base_path` (where the
+    /// browser reaches it: `"/settings/tokens"`, or `"/"` at the root), reading the user
+    /// from a [`SignedIn<U>`] extension.
+    ///
+    /// # Panics
+    ///
+    /// When `base_path` is not an absolute path of letters, digits, `-`, `.`, `_`, `~`
+    /// and `/` (see [`try_new`](Self::try_new)).
+    #[track_caller]
+    pub fn new(tokens: Tokens<St>, base_path: &str) -> Self {
+        Self::try_new(tokens, base_path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The page and API for the tokens of `tokens`, mounted at `base_path`.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidConfig`] naming `base_path` when it does not start with `/`, has an empty
+    /// or `.`/`..` segment, or a character other than ASCII letters, digits, `-`, `.`,
+    /// `_`, `~` and `/`. A trailing `/` is dropped.
+    pub fn try_new(tokens: Tokens<St>, base_path: &str) -> Result<Self, InvalidConfig> {
+        let base =
+            normalize_base(base_path).ok_or_else(|| InvalidConfig::new("base path", base_path))?;
+        let user: UserFn<St::UserId> = Arc::new(|parts: &Parts| {
+            let user = parts
+                .extensions
+                .get::<SignedIn<St::UserId>>()
+                .map(|s| s.0.clone());
+            Box::pin(std::future::ready(user))
+        });
+        Ok(Self {
+            tokens,
+            config: Arc::new(Config {
+                base,
+                title: DEFAULT_TITLE.to_owned(),
+                user,
+                allowed_origins: Vec::new(),
+                body_limit: DEFAULT_BODY_LIMIT,
+                example_url: None,
+                sign_in_url: None,
+                links: Vec::new(),
+            }),
+        })
+    }
+
+    fn config_mut(&mut self) -> &mut Config<St::UserId> {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Finds the signed-in user with `f` instead of the [`SignedIn<U>`] extension: `f`
+    /// gets the request's head and answers the user, or `None` for nobody (401). The
+    /// future it returns must own what it needs (clone the session out of the
+    /// extensions first).
+    ///
+    /// ```
+    /// use tower_pat::{MemoryStore, Tokens, manage::Manage, scope::ScopeRegistry};
+    ///
+    /// /// What an application's sign-in middleware leaves in the extensions.
+    /// #[derive(Clone)]
+    /// struct CurrentUser { id: i64 }
+    ///
+    /// let tokens = Tokens::new(MemoryStore::<i64>::new(), ScopeRegistry::new());
+    /// let page = Manage::new(tokens, "/settings/tokens").current_user(|parts| {
+    ///     let user = parts.extensions.get::<CurrentUser>().map(|u| u.id);
+    ///     async move { user }
+    /// });
+    /// ```
+    ///
+    /// With tower-sessions, clone the `Session` out of the extensions and read it in the
+    /// future; a session store that fails reads as nobody signed in:
+    ///
+    /// ```
+    /// # use tower_pat::{MemoryStore, Tokens, manage::Manage, scope::ScopeRegistry};
+    /// # let tokens = Tokens::new(MemoryStore::<i64>::new(), ScopeRegistry::new());
+    /// use tower_sessions::Session;
+    ///
+    /// let page = Manage::new(tokens, "/settings/tokens").current_user(|parts| {
+    ///     let session = parts.extensions.get::<Session>().cloned();
+    ///     async move { session?.get::<i64>("user_id").await.ok().flatten() }
+    /// });
+    /// ```
+    pub fn current_user<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(&Parts) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Option<St::UserId>> + Send + 'static,
+    {
+        self.config_mut().user = Arc::new(move |parts: &Parts| Box::pin(f(parts)));
+        self
+    }
+
+    /// The page's title (default [`DEFAULT_TITLE`]).
+    pub fn title(mut self, title: impl Into<String>) -> Self {
+        self.config_mut().title = title.into();
+        self
+    }
+
+    /// Origins, besides the request's own host, whose pages may call the API (a front
+    /// end on another host, or a proxy that rewrites `Host`): `scheme://host[:port]`,
+    /// compared case-insensitively.
+    ///
+    /// # Panics
+    ///
+    /// When an origin is not `http://` or `https://` followed by a host and an optional
+    /// port (see [`try_allowed_origins`](Self::try_allowed_origins)).
+    #[track_caller]
+    pub fn allowed_origins<I>(self, origins: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        self.try_allowed_origins(origins)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Origins, besides the request's own host, whose pages may call the API.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidConfig`] naming the first origin that is not `http://` or `https://`
+    /// followed by a host and an optional port, with no path.
+    pub fn try_allowed_origins<I>(mut self, origins: I) -> Result<Self, InvalidConfig>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let mut parsed = Vec::new();
+        for origin in origins {
+            let origin = origin.as_ref();
+            parsed.push(
+                guard::normalize_origin(origin)
+                    .ok_or_else(|| InvalidConfig::new("origin", origin))?,
+            );
+        }
+        self.config_mut().allowed_origins = parsed;
+        Ok(self)
+    }
+
+    /// The longest request body read (default [`DEFAULT_BODY_LIMIT`]); a longer one is
+    /// answered 413 before it is parsed.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.config_mut().body_limit = bytes;
+        self
+    }
+
+    /// A URL of the application's API that the page puts in a ready-to-paste `curl` line
+    /// under a token just created (`/api/user`, say; a path is made absolute with the
+    /// page's origin).
+    pub fn example_url(mut self, url: impl Into<String>) -> Self {
+        self.config_mut().example_url = Some(url.into());
+        self
+    }
+
+    /// Where the page sends a browser nobody is signed in on (a 303 redirect); without
+    /// it, the page answers 401 with a short HTML page.
+    pub fn sign_in_url(mut self, url: impl Into<String>) -> Self {
+        self.config_mut().sign_in_url = Some(url.into());
+        self
+    }
+
+    /// Adds a link to the page's header (back to the application, say), in the order
+    /// added.
+    pub fn link(mut self, label: impl Into<String>, href: impl Into<String>) -> Self {
+        self.config_mut().links.push((label.into(), href.into()));
+        self
+    }
+
+    /// The facade the service works through.
+    pub fn tokens(&self) -> &Tokens<St> {
+        &self.tokens
+    }
+}
+
+/// `"/settings/tokens/"` → `"/settings/tokens"`, `"/"` → `""`; `None` when not a clean
+/// absolute path.
+fn normalize_base(path: &str) -> Option<String> {
+    let rest = path.strip_prefix('/')?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.is_empty() {
+        return Some(String::new());
+    }
+    let clean = rest.split('/').all(|segment| {
+        !segment.is_empty()
+            && segment != "."
+            && segment != ".."
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    });
+    clean.then(|| format!("/{rest}"))
+}
+
+/// A [`Manage`] option that was refused; the message names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidConfig {
+    what: &'static str,
+    value: String,
+}
+
+impl InvalidConfig {
+    fn new(what: &'static str, value: &str) -> Self {
+        Self {
+            what,
+            value: value.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for InvalidConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.what {
+            "origin" => write!(
+                f,
+                "invalid origin {:?}: expected http:// or https:// followed by a host and an optional port, nothing more",
+                self.value
+            ),
+            what => write!(
+                f,
+                "invalid {what} {:?}: expected an absolute path of ASCII letters, digits, '-', '.', '_', '~' and '/'",
+                self.value
+            ),
+        }
+    }
+}
+
+impl Error for InvalidConfig {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MemoryStore, scope::ScopeRegistry};
+
+    #[test]
+    fn base_paths_are_normalized_or_refused() {
+        assert_eq!(normalize_base("/").as_deref(), Some(""));
+        assert_eq!(
+            normalize_base("/settings/tokens/").as_deref(),
+            Some("/settings/tokens")
+        );
+        assert_eq!(
+            normalize_base("/a-b/c_d.e~f").as_deref(),
+            Some("/a-b/c_d.e~f")
+        );
+        for bad in [
+            "", "settings", "//x", "/a//b", "/a/../b", "/a/./b", "/a b", "/a\"b", "/a<b", "/é",
+            "/a?b",
+        ] {
+            assert_eq!(normalize_base(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn bad_options_name_themselves() {
+        let tokens = Tokens::new(MemoryStore::<i64>::new(), ScopeRegistry::new());
+        let err = Manage::try_new(tokens.clone(), "tokens").unwrap_err();
+        assert!(err.to_string().contains("\"tokens\""), "{err}");
+        let err = Manage::new(tokens, "/t")
+            .try_allowed_origins(["https://ok.example", "https://x.example/path"])
+            .unwrap_err();
+        assert!(err.to_string().contains("https://x.example/path"), "{err}");
+    }
+}

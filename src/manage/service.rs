@@ -1,0 +1,479 @@
+//! [`Manage`] as a `tower::Service`: routing, the checks in order, and the answers.
+
+use std::{
+    convert::Infallible,
+    error::Error,
+    fmt,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use http::{
+    HeaderValue, Method, Request, Response, StatusCode,
+    header::{self, HeaderName},
+    request::Parts,
+};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use serde::Serialize;
+use serde_json::json;
+use time::Duration;
+use tower_service::Service;
+
+use super::{
+    BoxFuture, Manage,
+    guard::{self, Body},
+    json::{self, Problem, TokenView},
+    page::{self, Expiry},
+};
+use crate::{
+    CreateToken, TokenError,
+    record::TokenId,
+    store::{ManageTokens, StoreError},
+};
+
+/// The body of every answer of [`Manage`]: the whole body at once.
+pub type ManageBody = Full<Bytes>;
+
+/// The future [`Manage`] answers with; it never fails.
+pub struct ResponseFuture {
+    inner: BoxFuture<Response<ManageBody>>,
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<ManageBody>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx).map(Ok)
+    }
+}
+
+impl fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<St, B> Service<Request<B>> for Manage<St>
+where
+    St: ManageTokens,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn Error + Send + Sync>>,
+{
+    type Response = Response<ManageBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let this = self.clone();
+        ResponseFuture {
+            inner: Box::pin(async move { this.answer(req).await }),
+        }
+    }
+}
+
+/// What a path names, relative to the base path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Route {
+    Page,
+    Stylesheet,
+    Script,
+    Scopes,
+    Tokens,
+    Token(String),
+}
+
+impl Route {
+    fn of(path: &str) -> Option<Self> {
+        Some(match path {
+            "" | "/" => Self::Page,
+            "/page.css" => Self::Stylesheet,
+            "/page.js" => Self::Script,
+            "/scopes" => Self::Scopes,
+            "/tokens" => Self::Tokens,
+            _ => {
+                let id = path.strip_prefix("/tokens/")?;
+                if id.is_empty() || id.contains('/') {
+                    return None;
+                }
+                Self::Token(id.to_owned())
+            }
+        })
+    }
+
+    /// The methods the route takes, as the `Allow` header lists them.
+    fn allow(&self) -> &'static str {
+        match self {
+            Self::Tokens => "GET, HEAD, POST, DELETE",
+            Self::Token(_) => "DELETE",
+            _ => "GET, HEAD",
+        }
+    }
+
+    fn allows(&self, method: &Method) -> bool {
+        match self {
+            Self::Tokens => matches!(
+                *method,
+                Method::GET | Method::HEAD | Method::POST | Method::DELETE
+            ),
+            Self::Token(_) => method == Method::DELETE,
+            _ => matches!(*method, Method::GET | Method::HEAD),
+        }
+    }
+
+    fn is_api(&self) -> bool {
+        matches!(self, Self::Scopes | Self::Tokens | Self::Token(_))
+    }
+}
+
+impl<St: ManageTokens> Manage<St> {
+    async fn answer<B>(self, req: Request<B>) -> Response<ManageBody>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn Error + Send + Sync>>,
+    {
+        let (parts, body) = req.into_parts();
+        let Some(route) = Route::of(parts.uri.path()) else {
+            return refusal(StatusCode::NOT_FOUND, "not_found", "no such page");
+        };
+        if !route.allows(&parts.method) {
+            let mut res = refusal(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                &format!("this path takes {}", route.allow()),
+            );
+            res.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(route.allow()));
+            return res;
+        }
+        if guard::carries_token(&parts) {
+            return refusal(
+                StatusCode::FORBIDDEN,
+                "token_not_accepted",
+                "a personal access token cannot manage tokens: sign in instead",
+            );
+        }
+        let state_changing = !matches!(parts.method, Method::GET | Method::HEAD);
+        if route.is_api()
+            && !guard::same_origin(
+                &parts.headers,
+                &parts.uri,
+                &self.config.allowed_origins,
+                state_changing,
+            )
+        {
+            return refusal(
+                StatusCode::FORBIDDEN,
+                "cross_origin",
+                "the request does not come from this application's own pages",
+            );
+        }
+        match route {
+            Route::Stylesheet => return asset(page::STYLESHEET, "text/css; charset=utf-8"),
+            Route::Script => return asset(page::SCRIPT, "text/javascript; charset=utf-8"),
+            _ => {}
+        }
+        let body_kind = guard::body_kind(&parts.headers);
+        let refused_media = match parts.method {
+            Method::POST => body_kind != Body::Json,
+            Method::DELETE => body_kind == Body::Other,
+            _ => false,
+        };
+        if refused_media {
+            return refusal(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the request as application/json",
+            );
+        }
+
+        let Some(user) = (self.config.user)(&parts).await else {
+            return match route {
+                Route::Page => self.signed_out(),
+                _ => refusal(
+                    StatusCode::UNAUTHORIZED,
+                    "not_signed_in",
+                    "sign in to manage your tokens",
+                ),
+            };
+        };
+
+        match (route, parts.method.clone()) {
+            (Route::Page, _) => self.page(),
+            (Route::Scopes, _) => ok_json(StatusCode::OK, &json::scopes(self.tokens.registry())),
+            (Route::Tokens, Method::POST) => self.create(user, &parts, body).await,
+            (Route::Tokens, Method::DELETE) => self.revoke_all(&user).await,
+            (Route::Tokens, _) => self.list(&user).await,
+            (Route::Token(id), _) => self.revoke(&user, &id).await,
+            (Route::Stylesheet | Route::Script, _) => {
+                refusal(StatusCode::NOT_FOUND, "not_found", "no such page")
+            }
+        }
+    }
+
+    fn expiry(&self) -> Expiry {
+        Expiry::new(
+            self.tokens.default_lifetime(),
+            self.tokens.longest_lifetime(),
+        )
+    }
+
+    fn page(&self) -> Response<ManageBody> {
+        let html = page::render(&self.config, self.tokens.registry(), &self.expiry());
+        html_response(StatusCode::OK, html)
+    }
+
+    fn signed_out(&self) -> Response<ManageBody> {
+        match self
+            .config
+            .sign_in_url
+            .as_deref()
+            .and_then(|url| HeaderValue::from_str(url).ok())
+        {
+            Some(location) => {
+                let mut res = respond(StatusCode::SEE_OTHER, "text/plain; charset=utf-8", "");
+                res.headers_mut().insert(header::LOCATION, location);
+                res
+            }
+            None => html_response(StatusCode::UNAUTHORIZED, page::signed_out(&self.config)),
+        }
+    }
+
+    async fn list(&self, user: &St::UserId) -> Response<ManageBody> {
+        match self.tokens.list(user).await {
+            Ok(records) => {
+                let now = self.tokens.shared_clock().now();
+                let views: Vec<TokenView<'_>> =
+                    records.iter().map(|r| TokenView::new(r, now)).collect();
+                ok_json(StatusCode::OK, &views)
+            }
+            Err(e) => failure(&e),
+        }
+    }
+
+    async fn create<B>(&self, user: St::UserId, parts: &Parts, body: B) -> Response<ManageBody>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn Error + Send + Sync>>,
+    {
+        let limit = self.config.body_limit;
+        let too_large = || {
+            refusal(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                &format!("the body may be at most {limit} bytes"),
+            )
+        };
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit as u64) {
+            return too_large();
+        }
+        let bytes = match Limited::new(body, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<LengthLimitError>() => return too_large(),
+            Err(_) => {
+                return refusal(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_body",
+                    "the request body could not be read",
+                );
+            }
+        };
+        let value: serde_json::Value = match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(e) => {
+                return refusal(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_json",
+                    &format!("the body is not JSON: {e}"),
+                );
+            }
+        };
+        let input = match json::create_input(value, self.tokens.registry(), self.expiry().max_days)
+        {
+            Ok(input) => input,
+            Err(problems) => return invalid(&problems),
+        };
+        let mut request = CreateToken::new(input.name).scopes(input.scopes);
+        if let Some(days) = input.days {
+            request = request.expires_in(Duration::days(i64::from(days)));
+        }
+        match self.tokens.create_with(user, request).await {
+            Ok(created) => {
+                let now = self.tokens.shared_clock().now();
+                let body = json::Created {
+                    token: TokenView::new(&created.record, now),
+                    plaintext: created.token.expose_secret(),
+                };
+                ok_json(StatusCode::CREATED, &body)
+            }
+            // The checks above run first; these are the facade's own word on the same.
+            Err(TokenError::Name) => invalid(&[Problem::new("name", TokenError::Name.to_string())]),
+            Err(e @ TokenError::Scope(_)) => invalid(&[Problem::new("scopes", e.to_string())]),
+            Err(e @ TokenError::Lifetime { .. }) => {
+                invalid(&[Problem::new("expires_in_days", e.to_string())])
+            }
+            Err(e) => failure(&e),
+        }
+    }
+
+    async fn revoke(&self, user: &St::UserId, id: &str) -> Response<ManageBody> {
+        // Malformed, unknown and another user's: one answer, so ids cannot be probed.
+        let Ok(id) = id.parse::<TokenId>() else {
+            return no_such_token();
+        };
+        match self.tokens.revoke(user, id).await {
+            Ok(_) => respond(StatusCode::NO_CONTENT, "application/json", Bytes::new()),
+            Err(TokenError::NotFound(_)) => no_such_token(),
+            Err(e) => failure(&e),
+        }
+    }
+
+    async fn revoke_all(&self, user: &St::UserId) -> Response<ManageBody> {
+        match self.tokens.revoke_all(user).await {
+            Ok(count) => ok_json(StatusCode::OK, &json!({ "revoked": count })),
+            Err(e) => failure(&e),
+        }
+    }
+}
+
+fn no_such_token() -> Response<ManageBody> {
+    refusal(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "you have no token with this id",
+    )
+}
+
+/// An answer with the headers every answer carries.
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<ManageBody> {
+    let mut res = Response::new(Full::new(body.into()));
+    *res.status_mut() = status;
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    res
+}
+
+fn html_response(status: StatusCode, html: String) -> Response<ManageBody> {
+    let mut res = respond(status, "text/html; charset=utf-8", html);
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(page::CONTENT_SECURITY_POLICY),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        HeaderName::from_static("cross-origin-opener-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    res
+}
+
+fn asset(text: &'static str, content_type: &'static str) -> Response<ManageBody> {
+    respond(StatusCode::OK, content_type, text)
+}
+
+fn ok_json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<ManageBody> {
+    match serde_json::to_vec(value) {
+        Ok(body) => respond(status, "application/json", body),
+        Err(e) => {
+            tracing::error!(error = %e, "token page: an answer could not be written as JSON");
+            refusal(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+        }
+    }
+}
+
+/// `{"error": code, "message": message}`.
+fn refusal(status: StatusCode, code: &str, message: &str) -> Response<ManageBody> {
+    let body = json!({ "error": code, "message": message }).to_string();
+    respond(status, "application/json", body)
+}
+
+fn invalid(problems: &[Problem]) -> Response<ManageBody> {
+    let body = json!({
+        "error": "invalid_input",
+        "message": "the token was not created: see problems",
+        "problems": problems,
+    })
+    .to_string();
+    respond(StatusCode::UNPROCESSABLE_ENTITY, "application/json", body)
+}
+
+/// The store or the system failed: logged, and answered without detail.
+fn failure(e: &TokenError) -> Response<ManageBody> {
+    match e {
+        TokenError::Store(e) => store_failure(e),
+        e => {
+            tracing::error!(error = %e, "token page: a token could not be created");
+            refusal(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+        }
+    }
+}
+
+fn store_failure(e: &StoreError) -> Response<ManageBody> {
+    tracing::warn!(error = %e, "token page: the token store failed");
+    refusal(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        "the token store is unavailable; try again",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(Route::of("/"), Some(Route::Page));
+        assert_eq!(Route::of(""), Some(Route::Page));
+        assert_eq!(Route::of("/tokens"), Some(Route::Tokens));
+        assert_eq!(Route::of("/tokens/abc"), Some(Route::Token("abc".into())));
+        for none in [
+            "/tokens/",
+            "/tokens/a/b",
+            "/token",
+            "/x",
+            "/page.css/x",
+            "//",
+        ] {
+            assert_eq!(Route::of(none), None, "{none}");
+        }
+        assert!(Route::Tokens.allows(&Method::DELETE));
+        assert!(!Route::Token("a".into()).allows(&Method::GET));
+        assert!(!Route::Page.allows(&Method::POST));
+    }
+}
