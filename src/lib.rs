@@ -60,6 +60,7 @@
 //! | `axum` | [`AccessToken`] as an extractor (`FromRequestParts`, `OptionalFromRequestParts`) |
 //! | `sqlite` | `SqliteStore`: tokens in an embedded SQLite database (sqlx, bundled SQLite) |
 //! | `postgres` | `PostgresStore`: one PostgreSQL database shared by many instances (sqlx) |
+//! | `cache` | `CachedStore`: a revocation-aware cache in front of any store (moka); with `postgres`, `PostgresStore::listen` evicts what other instances revoke |
 //! | `test-kit` | `testing::conformance`: the suite any `TokenStore` implementation should pass |
 //! | `manage` | `manage::Manage`: the token page and its JSON API, mounted behind the application's sign-in |
 //!
@@ -104,6 +105,7 @@ pub mod token;
     doctest,
     feature = "sqlite",
     feature = "postgres",
+    feature = "cache",
     feature = "test-kit",
     feature = "manage"
 ))]
@@ -117,6 +119,9 @@ pub use lifecycle::{CreateToken, NewToken, TokenError, Tokens};
 pub use record::{AccessToken, TokenId, TokenRecord};
 pub use require::{RequireScopes, RequireScopesLayer, ScopeMapLayer};
 pub use scope::Requirement;
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub use store::CachedStore;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use store::PostgresStore;

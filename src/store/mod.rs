@@ -47,6 +47,9 @@ use crate::{
     token::TokenHash,
 };
 
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub mod cache;
 pub mod memory;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -57,6 +60,9 @@ mod sql;
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
 
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub use cache::{CachedStore, CachedStoreBuilder, Evictor};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -300,6 +306,17 @@ impl StoreError {
     /// A row that cannot be read: names the row.
     pub fn corrupt(id: impl fmt::Display, what: impl fmt::Display) -> Self {
         Self::with_kind(StoreErrorKind::Corrupt, format!("token row {id}: {what}"))
+    }
+
+    /// The failure of one lookup that several requests waited on, for each of them: the
+    /// same kind, the original as the source.
+    #[cfg(feature = "cache")]
+    pub(crate) fn shared(error: Arc<StoreError>) -> Self {
+        Self {
+            kind: error.kind,
+            message: None,
+            source: Some(Box::new(error)),
+        }
     }
 
     /// Adds the underlying error.

@@ -50,11 +50,13 @@ use std::{fmt, marker::PhantomData, sync::Arc};
 
 use async_trait::async_trait;
 use sqlx::{
-    AssertSqlSafe, Decode, Encode, Postgres, SqlStr, Type, TypeInfo,
+    AssertSqlSafe, Decode, Encode, Postgres, Row, SqlStr, Type, TypeInfo,
     postgres::{PgArguments, PgPool, PgPoolOptions, PgRow},
 };
 use time::OffsetDateTime;
 
+#[cfg(feature = "cache")]
+use super::cache::{Evictor, WeakEvictor};
 pub use super::sql::InvalidTableName;
 use super::{
     Found, ManageTokens, Revoked, StoreError, TokenStore,
@@ -64,6 +66,10 @@ use crate::{
     record::{TokenId, TokenRecord, UserId},
     token::TokenHash,
 };
+#[cfg(feature = "cache")]
+use sqlx::postgres::{PgConnectOptions, PgListener};
+#[cfg(feature = "cache")]
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The migration, with `{table}` and `{user_id_type}` to fill in.
 const MIGRATION: &str = include_str!("../../migrations/postgres/0001_personal_access_tokens.sql");
@@ -126,7 +132,14 @@ const DIALECT: Dialect = Dialect {
     param: |n| format!("${n}"),
     id_order: r#"id COLLATE "C""#,
     uses: "UNNEST($1::text[], $2::timestamptz[]) AS u(id, at)",
+    notify: Some(channel_name),
 };
+
+/// The channel a store on `table` notifies of revocations: `tower_pat:` and the table
+/// name (at most 58 bytes, within PostgreSQL's 63).
+fn channel_name(table: &str) -> String {
+    format!("tower_pat:{table}")
+}
 
 sql_store! {
     store: PostgresStore,
@@ -152,6 +165,16 @@ impl<U> PostgresStore<U> {
             .await
             .map_err(StoreError::new)?;
         Ok(Self::new(pool))
+    }
+
+    /// The channel every revoking, deleting and pruning statement notifies (with
+    /// `pg_notify`, in the statement itself, so only a change that commits is announced):
+    /// `tower_pat:` and the table name. Each notification carries the changed tokens'
+    /// ids, space-separated, at most 200 per notification. [`listen`](Self::listen)
+    /// evicts them from a [`CachedStore`](super::CachedStore); anything else may `LISTEN`
+    /// to it too.
+    pub fn channel(&self) -> &str {
+        self.table.sql.channel.as_deref().unwrap_or_default()
     }
 }
 
@@ -212,13 +235,13 @@ impl<U: PostgresUserId> PostgresStore<U> {
     ) -> Result<u64, StoreError> {
         let mut total = 0;
         loop {
-            let deleted = sqlx::query(statement.clone())
-                .bind(before)
-                .bind(i64::from(self.table.prune_batch))
-                .execute(&self.pool)
-                .await
-                .map_err(StoreError::new)?
-                .rows_affected();
+            let deleted = changed(
+                sqlx::query(statement.clone())
+                    .bind(before)
+                    .bind(i64::from(self.table.prune_batch)),
+                &self.pool,
+            )
+            .await?;
             total += deleted;
             if deleted < u64::from(self.table.prune_batch) {
                 return Ok(total);
@@ -300,14 +323,14 @@ impl<U: PostgresUserId> ManageTokens for PostgresStore<U> {
         // One statement does the change (a concurrent revoke waits for the row lock, then
         // finds it revoked), so two revokes cannot both win; a second query only tells
         // "already revoked" from "not this user's".
-        let changed = sqlx::query(self.table.sql.revoke.clone())
-            .bind(at)
-            .bind(id.as_str())
-            .bind(user)
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::new)?
-            .rows_affected();
+        let changed = changed(
+            sqlx::query(self.table.sql.revoke.clone())
+                .bind(at)
+                .bind(id.as_str())
+                .bind(user),
+            &self.pool,
+        )
+        .await?;
         if changed > 0 {
             return Ok(Revoked::Revoked);
         }
@@ -326,23 +349,23 @@ impl<U: PostgresUserId> ManageTokens for PostgresStore<U> {
     }
 
     async fn revoke_all(&self, user: &U, at: OffsetDateTime) -> Result<u64, StoreError> {
-        Ok(sqlx::query(self.table.sql.revoke_all.clone())
-            .bind(at)
-            .bind(user)
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::new)?
-            .rows_affected())
+        changed(
+            sqlx::query(self.table.sql.revoke_all.clone())
+                .bind(at)
+                .bind(user),
+            &self.pool,
+        )
+        .await
     }
 
     async fn delete(&self, user: &U, id: TokenId) -> Result<bool, StoreError> {
-        let deleted = sqlx::query(self.table.sql.delete.clone())
-            .bind(id.to_string())
-            .bind(user)
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::new)?
-            .rows_affected();
+        let deleted = changed(
+            sqlx::query(self.table.sql.delete.clone())
+                .bind(id.to_string())
+                .bind(user),
+            &self.pool,
+        )
+        .await?;
         Ok(deleted > 0)
     }
 
@@ -355,6 +378,213 @@ impl<U: PostgresUserId> ManageTokens for PostgresStore<U> {
             .await?;
         Ok(expired + revoked)
     }
+}
+
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+impl<U: PostgresUserId> PostgresStore<U> {
+    /// Evicts from a [`CachedStore`](super::CachedStore) every token that any instance
+    /// sharing this database revokes, deletes or prunes: listens to
+    /// [`channel`](Self::channel) on a connection of its own and hands each notification
+    /// to `evictor`. Returns once it is listening; the listening runs on the Tokio runtime
+    /// until the cache is dropped (or [`RevocationListener::stop`]).
+    ///
+    /// When the connection drops, notifications sent meanwhile are lost: the listener
+    /// reconnects, clears the whole cache (so tokens revoked during the gap are asked for
+    /// again), logs a warning through `tracing`, and goes on. While it cannot reconnect,
+    /// the cache keeps nothing, so every request asks the store.
+    ///
+    /// ```no_run
+    /// use tower_pat::{PostgresStore, Tokens, scope::ScopeRegistry, store::CachedStore};
+    ///
+    /// # async fn run(pool: sqlx::PgPool, registry: ScopeRegistry) -> Result<(), tower_pat::store::StoreError> {
+    /// let postgres = PostgresStore::<i64>::new(pool);
+    /// let store = CachedStore::new(postgres.clone());
+    /// postgres.listen(store.evictor()).await?;
+    /// let tokens = Tokens::new(store, registry);
+    /// let layer = tokens.layer();
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the first connection or its `LISTEN` fails.
+    pub async fn listen(&self, evictor: Evictor<U>) -> Result<RevocationListener, StoreError> {
+        let channel = self.channel().to_owned();
+        // One connection of its own, so it never takes one of the pool's; named, so an
+        // operator can tell it in `pg_stat_activity`.
+        let options = PgConnectOptions::clone(&self.pool.connect_options())
+            .application_name(LISTENER_APPLICATION_NAME);
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_lazy_with(options);
+        let listener = subscribe(&pool, &channel).await.map_err(StoreError::new)?;
+        let losses = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(relay(
+            listener,
+            pool,
+            channel,
+            evictor.downgrade(),
+            Arc::clone(&losses),
+        ));
+        let abort = task.abort_handle();
+        evictor.attach(Box::new(AbortOnDrop(abort.clone())));
+        Ok(RevocationListener { abort, losses })
+    }
+}
+
+/// The `application_name` of the connection [`PostgresStore::listen`] opens.
+#[cfg(feature = "cache")]
+pub const LISTENER_APPLICATION_NAME: &str = "tower-pat revocation listener";
+
+/// The listening that [`PostgresStore::listen`] started. Dropping this handle does not
+/// stop it: it runs as long as the cache does.
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+#[derive(Debug)]
+pub struct RevocationListener {
+    abort: tokio::task::AbortHandle,
+    losses: Arc<AtomicU64>,
+}
+
+#[cfg(feature = "cache")]
+impl RevocationListener {
+    /// Stops listening (the cache then sees only the revocations made through it, and
+    /// the TTL bounds the rest).
+    pub fn stop(&self) {
+        self.abort.abort();
+    }
+
+    /// How many times the connection was lost (each time the cache was cleared).
+    pub fn losses(&self) -> u64 {
+        self.losses.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(feature = "cache")]
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+#[cfg(feature = "cache")]
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A listener on `channel`, once the `LISTEN` has run.
+#[cfg(feature = "cache")]
+async fn subscribe(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(channel).await?;
+    Ok(listener)
+}
+
+/// Hands every notification to the cache until the cache is gone; see
+/// [`PostgresStore::listen`] for what a lost connection does.
+#[cfg(feature = "cache")]
+async fn relay<U: UserId>(
+    mut listener: PgListener,
+    pool: PgPool,
+    channel: String,
+    cache: WeakEvictor<U>,
+    losses: Arc<AtomicU64>,
+) {
+    loop {
+        let message = listener.try_recv().await;
+        let Some(evictor) = cache.upgrade() else {
+            return;
+        };
+        match message {
+            Ok(Some(notification)) => evict(&evictor, notification.payload()),
+            // sqlx has reconnected (and listens again) before it says so.
+            Ok(None) => {
+                losses.fetch_add(1, Ordering::AcqRel);
+                evictor.evict_all();
+                tracing::warn!(
+                    channel,
+                    "the revocation listener lost its connection and reconnected; \
+                     revocations made meanwhile may have been missed, so the token cache was cleared"
+                );
+            }
+            Err(error) => {
+                losses.fetch_add(1, Ordering::AcqRel);
+                evictor.suspend();
+                tracing::warn!(
+                    %error,
+                    channel,
+                    "the revocation listener lost its connection; the token cache is cleared \
+                     and keeps nothing until it reconnects"
+                );
+                drop(evictor);
+                // Its connection (if it still has one) goes back to the pool of one first.
+                drop(listener);
+                let Some(fresh) = resubscribe(&pool, &channel, &cache).await else {
+                    return;
+                };
+                listener = fresh;
+                let Some(evictor) = cache.upgrade() else {
+                    return;
+                };
+                evictor.resume();
+                tracing::info!(channel, "the revocation listener is listening again");
+            }
+        }
+    }
+}
+
+/// Subscribes again, waiting longer after each failure (up to 5 s); `None` once the
+/// cache is gone.
+#[cfg(feature = "cache")]
+async fn resubscribe<U: UserId>(
+    pool: &PgPool,
+    channel: &str,
+    cache: &WeakEvictor<U>,
+) -> Option<PgListener> {
+    let mut wait = std::time::Duration::from_millis(100);
+    loop {
+        cache.upgrade()?;
+        match subscribe(pool, channel).await {
+            Ok(listener) => return Some(listener),
+            Err(error) => {
+                tracing::warn!(%error, channel, "the revocation listener cannot reconnect yet");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Evicts the ids of one notification; a payload that is not a list of ids (someone
+/// else's use of the channel) clears the cache, to be safe.
+#[cfg(feature = "cache")]
+fn evict<U: UserId>(evictor: &Evictor<U>, payload: &str) {
+    for part in payload.split(' ').filter(|p| !p.is_empty()) {
+        match part.parse::<TokenId>() {
+            Ok(id) => evictor.evict_token(id),
+            Err(_) => {
+                tracing::warn!(
+                    "a notification on the revocation channel is not a list of token ids; the token cache was cleared"
+                );
+                evictor.evict_all();
+                return;
+            }
+        }
+    }
+}
+
+/// Runs a changing statement, which notifies the store's channel of what it changed, and
+/// returns how many rows it changed.
+async fn changed(
+    query: sqlx::query::Query<'_, Postgres, PgArguments>,
+    pool: &PgPool,
+) -> Result<u64, StoreError> {
+    let row = query.fetch_one(pool).await.map_err(StoreError::new)?;
+    let changed: i64 = row.try_get("changed").map_err(StoreError::new)?;
+    Ok(u64::try_from(changed).unwrap_or(0))
 }
 
 /// Reads a row back, exactly, or says which row is bad and why.

@@ -139,6 +139,26 @@ pub(crate) struct Dialect {
     /// A table `u(id, at)` of the uses one `touch` writes, read from the statement's
     /// parameter(s).
     pub(crate) uses: &'static str,
+    /// The channel that revoking, deleting and pruning statements notify, given the table
+    /// name (PostgreSQL); `None` where the database has no notifications (SQLite).
+    pub(crate) notify: Option<fn(&str) -> String>,
+}
+
+/// How many token ids one notification carries at most: 32 hex digits and a space each,
+/// well under PostgreSQL's 8000-byte payload limit.
+pub(crate) const IDS_PER_NOTIFICATION: usize = 200;
+
+/// `change`, an `UPDATE` or `DELETE` of token rows, as one statement that also notifies
+/// `channel` of the ids it changed, space-separated, [`IDS_PER_NOTIFICATION`] at most per
+/// notification: the notifications are sent if, and only if, the change commits. The
+/// statement returns one row, `changed` (how many rows changed, `BIGINT`).
+fn notifying(change: &str, channel: &str) -> String {
+    format!(
+        "WITH changed AS ({change} RETURNING id), \
+         numbered AS (SELECT id, (row_number() OVER () - 1) / {IDS_PER_NOTIFICATION} AS batch FROM changed), \
+         sent AS (SELECT pg_notify('{channel}', string_agg(id, ' ')) FROM numbered GROUP BY batch) \
+         SELECT (SELECT count(*) FROM changed) AS changed, (SELECT count(*) FROM sent) AS sent"
+    )
 }
 
 /// The statements, built once per table name by each store. Each store binds the
@@ -170,6 +190,11 @@ pub(crate) struct Statements {
     pub(crate) prune_expired: SqlStr,
     /// Deletes at most `limit` rows revoked before `before`: `before`, `limit`.
     pub(crate) prune_revoked: SqlStr,
+    /// The channel `revoke`, `revoke_all`, `delete` and the prunes notify, if the dialect
+    /// has notifications; those statements then return one row, `changed`, instead of
+    /// counting affected rows.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) channel: Option<String>,
 }
 
 impl Statements {
@@ -181,8 +206,14 @@ impl Statements {
         let id_order = dialect.id_order;
         let uses = dialect.uses;
         let params = (1..=11).map(p).collect::<Vec<_>>().join(", ");
+        let channel = dialect.notify.map(|name| name(table));
+        // The channel name is made from the table name (no quote in it).
+        let changing = |change: String| match &channel {
+            Some(channel) => statement(notifying(&change, channel)),
+            None => statement(change),
+        };
         let prune = |condition: &str| {
-            statement(format!(
+            changing(format!(
                 r#"DELETE FROM "{table}" WHERE id IN (SELECT id FROM "{table}" WHERE {condition} LIMIT {p2})"#
             ))
         };
@@ -199,16 +230,16 @@ impl Statements {
             insert: statement(format!(
                 r#"INSERT INTO "{table}" ({COLUMNS}) VALUES ({params})"#
             )),
-            revoke: statement(format!(
+            revoke: changing(format!(
                 r#"UPDATE "{table}" SET revoked = TRUE, updated_at = {p1} WHERE id = {p2} AND user_id = {p3} AND NOT revoked"#
             )),
             owned: statement(format!(
                 r#"SELECT 1 FROM "{table}" WHERE id = {p1} AND user_id = {p2}"#
             )),
-            revoke_all: statement(format!(
+            revoke_all: changing(format!(
                 r#"UPDATE "{table}" SET revoked = TRUE, updated_at = {p1} WHERE user_id = {p2} AND NOT revoked"#
             )),
-            delete: statement(format!(
+            delete: changing(format!(
                 r#"DELETE FROM "{table}" WHERE id = {p1} AND user_id = {p2}"#
             )),
             touch: statement(format!(
@@ -216,6 +247,7 @@ impl Statements {
             )),
             prune_expired: prune(&format!("expires_at < {p1}")),
             prune_revoked: prune(&format!("revoked AND updated_at < {p1}")),
+            channel,
         }
     }
 }

@@ -121,6 +121,7 @@ const DIALECT: Dialect = Dialect {
     param: |n| format!("?{n}"),
     id_order: "id",
     uses: "(SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS at FROM json_each(?1)) AS u",
+    notify: None,
 };
 
 sql_store! {

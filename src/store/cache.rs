@@ -1,0 +1,844 @@
+//! [`CachedStore`]: a revocation-aware cache in front of any [`TokenStore`], so that a hot
+//! token costs no database round trip.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_pat::{MemoryStore, Tokens, scope::ScopeRegistry, store::CachedStore};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! // In production the inner store is a `PostgresStore` or a `SqliteStore`.
+//! let store = CachedStore::builder()
+//!     .ttl(Duration::from_secs(60))
+//!     .build(MemoryStore::<i64>::new());
+//! let registry = ScopeRegistry::new().scope("orders:read", "See orders");
+//! let tokens = Tokens::new(store, registry);
+//! let layer = tokens.layer(); // resolves tokens through the cache
+//!
+//! let created = tokens.create(1, "cli", ["orders:read"]).await.unwrap();
+//! // Revoking through the cache evicts the token at once.
+//! tokens.revoke(&1, created.record.id).await.unwrap();
+//! # });
+//! ```
+//!
+//! # What it keeps
+//!
+//! - **Records** (revoked and expired ones too: the layer judges them against its own
+//!   clock on every request), for [`DEFAULT_TTL`] after they were loaded, at most
+//!   [`DEFAULT_MAX_ENTRIES`] of them. A hit is answered by
+//!   [`find_ready`](TokenStore::find_ready): no future, no allocation, no store call.
+//!   (moka applies recent inserts to its eviction lists a little later, on the thread of
+//!   some read; that catching up allocates for the inserts, a hit itself never does.)
+//! - **Unknown hashes** (well-formed tokens that no record has), for the shorter
+//!   [`DEFAULT_NEGATIVE_TTL`], in a bound of their own ([`DEFAULT_MAX_NEGATIVE_ENTRIES`]),
+//!   so a flood of made-up tokens reaches the store at most once per hash per negative TTL
+//!   and cannot push real tokens out.
+//! - **Never errors**: a failed lookup is asked again by the next request.
+//!
+//! Concurrent misses for one hash share one store call.
+//!
+//! # Revocation
+//!
+//! `revoke`, `revoke_all`, `delete` and `prune` through the cache (and so through
+//! [`Tokens`](crate::Tokens), rotation included) evict what they change at once, by token
+//! id and by user. A revocation made elsewhere (another instance, an admin tool) reaches
+//! this cache only through an [`Evictor`]: [`PostgresStore::listen`] wires one to
+//! PostgreSQL's notifications; an application with a bus of its own (Redis, NATS) calls
+//! it itself. **Where no notification reaches the cache, a revoked token keeps working
+//! for up to the TTL.**
+//!
+//! A lookup that began before an eviction never puts its (possibly stale) answer into the
+//! cache after it: every eviction moves an epoch, and a load stores its answer only if
+//! the epoch has not moved since it began.
+//!
+//! [`PostgresStore::listen`]: crate::PostgresStore::listen
+
+use std::{
+    collections::HashMap,
+    fmt,
+    future::Future,
+    marker::PhantomData,
+    pin::Pin,
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError, Weak,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use futures_util::{
+    FutureExt,
+    future::{Shared, WeakShared},
+};
+use moka::{Expiry, sync::Cache};
+use time::OffsetDateTime;
+
+use super::{Found, ManageTokens, Revoked, StoreError, TokenStore};
+use crate::{
+    prefix_hash::PrefixState,
+    record::{TokenId, TokenRecord, UserId},
+    token::TokenHash,
+};
+
+/// How long a record stays cached unless configured ([`CachedStoreBuilder::ttl`]): the
+/// longest a revocation made where no notification reaches the cache goes unseen.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
+
+/// How long an unknown hash stays cached unless configured
+/// ([`CachedStoreBuilder::negative_ttl`]).
+pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(5);
+
+/// How many records the cache holds at most unless configured
+/// ([`CachedStoreBuilder::max_entries`]).
+pub const DEFAULT_MAX_ENTRIES: u64 = 100_000;
+
+/// How many unknown hashes the cache holds at most unless configured
+/// ([`CachedStoreBuilder::max_negative_entries`]).
+pub const DEFAULT_MAX_NEGATIVE_ENTRIES: u64 = 10_000;
+
+/// The index of cached records by id and by user is swept of records the cache no longer
+/// holds when it grows past twice what it held after the last sweep, and at least this.
+const MIN_SWEEP: usize = 1024;
+
+type Record<U> = Arc<TokenRecord<U>>;
+type LoadOutput<U> = Result<Found<U>, Arc<StoreError>>;
+type Load<U> = Shared<Pin<Box<dyn Future<Output = LoadOutput<U>> + Send>>>;
+type WeakLoad<U> = WeakShared<Pin<Box<dyn Future<Output = LoadOutput<U>> + Send>>>;
+
+/// A cache in front of a [`TokenStore`]: see the [module documentation](self).
+///
+/// Cheap to clone: clones share the cache. Build it with [`new`](Self::new) (the
+/// defaults) or [`builder`](Self::builder).
+pub struct CachedStore<St: TokenStore> {
+    inner: Arc<St>,
+    core: Arc<Core<St::UserId>>,
+}
+
+/// A handle that evicts tokens from one [`CachedStore`]: hand it to whatever tells this
+/// instance about revocations made elsewhere. Cheap to clone.
+///
+/// An application with a store and a bus of its own publishes revocations and, in each
+/// instance, evicts what it hears:
+///
+/// ```
+/// use tower_pat::{MemoryStore, TokenId, store::{CachedStore, Evictor}};
+///
+/// /// What the application's bus (Redis pub/sub, NATS, …) delivers.
+/// enum Revocation {
+///     Token(TokenId),
+///     User(i64),
+/// }
+///
+/// fn on_message(evictor: &Evictor<i64>, message: Revocation) {
+///     match message {
+///         Revocation::Token(id) => evictor.evict_token(id),
+///         Revocation::User(user) => evictor.evict_user(&user),
+///     }
+/// }
+///
+/// /// The bus lost its connection: messages may have been missed.
+/// fn on_disconnect(evictor: &Evictor<i64>) {
+///     evictor.evict_all();
+/// }
+///
+/// let store = CachedStore::new(MemoryStore::<i64>::new());
+/// let evictor = store.evictor();
+/// on_message(&evictor, Revocation::User(7));
+/// on_disconnect(&evictor);
+/// ```
+pub struct Evictor<U> {
+    core: Arc<Core<U>>,
+}
+
+/// An [`Evictor`] that does not keep the cache alive (for a listener task).
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) struct WeakEvictor<U> {
+    core: Weak<Core<U>>,
+}
+
+/// The options of a [`CachedStore`] in front of a store of type `St`, from
+/// [`CachedStore::builder`].
+pub struct CachedStoreBuilder<St> {
+    options: Options,
+    store: PhantomData<fn() -> St>,
+}
+
+#[derive(Clone, Debug)]
+struct Options {
+    ttl: Duration,
+    negative_ttl: Duration,
+    max_entries: u64,
+    max_negative_entries: u64,
+}
+
+impl<St> fmt::Debug for CachedStoreBuilder<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CachedStoreBuilder")
+            .field(&self.options)
+            .finish()
+    }
+}
+
+impl<St> Clone for CachedStoreBuilder<St> {
+    fn clone(&self) -> Self {
+        Self {
+            options: self.options.clone(),
+            store: PhantomData,
+        }
+    }
+}
+
+impl<St> Default for CachedStoreBuilder<St> {
+    fn default() -> Self {
+        Self {
+            options: Options {
+                ttl: DEFAULT_TTL,
+                negative_ttl: DEFAULT_NEGATIVE_TTL,
+                max_entries: DEFAULT_MAX_ENTRIES,
+                max_negative_entries: DEFAULT_MAX_NEGATIVE_ENTRIES,
+            },
+            store: PhantomData,
+        }
+    }
+}
+
+impl<St: TokenStore> CachedStoreBuilder<St> {
+    /// How long a record stays cached after it was loaded (default [`DEFAULT_TTL`]):
+    /// where no notification reaches the cache, the longest a revocation goes unseen.
+    /// Recording a use does not extend it.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.options.ttl = ttl;
+        self
+    }
+
+    /// How long a well-formed token that no record has stays known as unknown (default
+    /// [`DEFAULT_NEGATIVE_TTL`]); zero caches none.
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.options.negative_ttl = ttl;
+        self
+    }
+
+    /// How many records the cache holds at most (default [`DEFAULT_MAX_ENTRIES`]).
+    pub fn max_entries(mut self, entries: u64) -> Self {
+        self.options.max_entries = entries;
+        self
+    }
+
+    /// How many unknown hashes the cache holds at most (default
+    /// [`DEFAULT_MAX_NEGATIVE_ENTRIES`]); they never take the records' room.
+    pub fn max_negative_entries(mut self, entries: u64) -> Self {
+        self.options.max_negative_entries = entries;
+        self
+    }
+
+    /// The cache in front of `store`.
+    pub fn build(self, store: St) -> CachedStore<St> {
+        self.build_shared(Arc::new(store))
+    }
+
+    /// The cache in front of a store shared elsewhere too.
+    pub fn build_shared(self, store: Arc<St>) -> CachedStore<St> {
+        let options = self.options;
+        let positive = Cache::builder()
+            .max_capacity(options.max_entries)
+            .expire_after(LoadedFor(options.ttl))
+            // Keys are SHA-256 digests of real tokens (only found records go in): uniform
+            // already, and out of an attacker's reach.
+            .build_with_hasher(PrefixState::default());
+        // Keys here are digests of whatever clients sent: hashed again, with a random key.
+        let negative = Cache::builder()
+            .max_capacity(if options.negative_ttl.is_zero() {
+                0
+            } else {
+                options.max_negative_entries
+            })
+            .time_to_live(options.negative_ttl.max(Duration::from_nanos(1)))
+            .build();
+        CachedStore {
+            inner: store,
+            core: Arc::new(Core {
+                positive,
+                negative,
+                index: Mutex::new(Index::default()),
+                epoch: AtomicU64::new(0),
+                suspended: AtomicUsize::new(0),
+                inflight: Mutex::new(HashMap::default()),
+                tickets: AtomicU64::new(0),
+                attached: Mutex::new(Vec::new()),
+                options,
+            }),
+        }
+    }
+}
+
+/// A record expires a fixed time after it was loaded; refreshing its `last_used_at` keeps
+/// that time.
+struct LoadedFor(Duration);
+
+impl<U> Expiry<TokenHash, Record<U>> for LoadedFor {
+    fn expire_after_create(
+        &self,
+        _key: &TokenHash,
+        _value: &Record<U>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(self.0)
+    }
+}
+
+/// What the clones of one cache, and its evictors, share.
+struct Core<U> {
+    positive: Cache<TokenHash, Record<U>, PrefixState>,
+    negative: Cache<TokenHash, ()>,
+    /// Which cached hashes belong to which token id and user; every change of `positive`
+    /// other than moka's own expiry and eviction happens under this lock.
+    index: Mutex<Index<U>>,
+    /// Moves (under `index`) with every eviction; a load stores its answer only if it has
+    /// not moved since the load began.
+    epoch: AtomicU64,
+    /// While above zero, nothing is stored (the notifications are not arriving).
+    suspended: AtomicUsize,
+    /// The loads under way, by hash: joined by concurrent misses.
+    inflight: Mutex<HashMap<TokenHash, Inflight<U>, PrefixState>>,
+    tickets: AtomicU64,
+    /// Things that live as long as the cache (a listener task's abort handle).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    attached: Mutex<Vec<Box<dyn Send>>>,
+    options: Options,
+}
+
+struct Inflight<U> {
+    ticket: u64,
+    epoch: u64,
+    load: WeakLoad<U>,
+}
+
+struct Index<U> {
+    by_id: HashMap<TokenId, (TokenHash, U), PrefixState>,
+    by_user: HashMap<U, Vec<TokenId>>,
+    sweep_at: usize,
+}
+
+impl<U> Default for Index<U> {
+    fn default() -> Self {
+        Self {
+            by_id: HashMap::default(),
+            by_user: HashMap::new(),
+            sweep_at: MIN_SWEEP,
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves the maps consistent before it can panic.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<U: UserId> Index<U> {
+    fn add(&mut self, id: TokenId, hash: TokenHash, user: &U) {
+        if self.by_id.insert(id, (hash, user.clone())).is_none() {
+            self.by_user.entry(user.clone()).or_default().push(id);
+        }
+    }
+
+    /// Forgets `id`, and returns the hash it had.
+    fn remove(&mut self, id: TokenId) -> Option<TokenHash> {
+        let (hash, user) = self.by_id.remove(&id)?;
+        if let Some(ids) = self.by_user.get_mut(&user) {
+            ids.retain(|i| *i != id);
+            if ids.is_empty() {
+                self.by_user.remove(&user);
+            }
+        }
+        Some(hash)
+    }
+
+    /// Drops the ids of records the cache no longer holds (expired, or evicted for room),
+    /// once the index has grown enough for it to be worth it.
+    fn sweep<S>(&mut self, positive: &Cache<TokenHash, Record<U>, S>)
+    where
+        S: std::hash::BuildHasher + Clone + Send + Sync + 'static,
+    {
+        if self.by_id.len() < self.sweep_at {
+            return;
+        }
+        self.by_id
+            .retain(|_, (hash, _)| positive.contains_key(hash));
+        let by_id = &self.by_id;
+        self.by_user.retain(|_, ids| {
+            ids.retain(|id| by_id.contains_key(id));
+            !ids.is_empty()
+        });
+        self.sweep_at = (self.by_id.len() * 2).max(MIN_SWEEP);
+    }
+}
+
+impl<U: UserId> Core<U> {
+    /// What the cache knows about `hash`, without asking the store.
+    #[inline]
+    fn cached(&self, hash: &TokenHash) -> Option<Found<U>> {
+        if let Some(record) = self.positive.get(hash) {
+            return Some(Some(record));
+        }
+        if self.negative.contains_key(hash) {
+            return Some(None);
+        }
+        None
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Stores the store's answer for `hash`, unless an eviction happened since the load
+    /// began (at `epoch`) or the cache is suspended.
+    fn remember(&self, hash: TokenHash, found: &Found<U>, epoch: u64) {
+        let mut index = lock(&self.index);
+        if self.epoch() != epoch || self.suspended.load(Ordering::Acquire) > 0 {
+            return;
+        }
+        match found {
+            // A record for another hash is the store's bug (the layer answers 503): not
+            // an answer to keep.
+            Some(record) if record.token_hash == hash => {
+                index.add(record.id, hash, &record.user_id);
+                self.positive.insert(hash, Arc::clone(record));
+                index.sweep(&self.positive);
+            }
+            Some(_) => {}
+            None => self.negative.insert(hash, ()),
+        }
+    }
+
+    fn evict_token(&self, id: TokenId) {
+        let mut index = lock(&self.index);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        if let Some(hash) = index.remove(id) {
+            self.positive.invalidate(&hash);
+        }
+    }
+
+    fn evict_user(&self, user: &U) {
+        let mut index = lock(&self.index);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        for id in index.by_user.remove(user).unwrap_or_default() {
+            if let Some((hash, _)) = index.by_id.remove(&id) {
+                self.positive.invalidate(&hash);
+            }
+        }
+    }
+
+    fn evict_all(&self) {
+        let mut index = lock(&self.index);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.positive.invalidate_all();
+        self.negative.invalidate_all();
+        index.by_id.clear();
+        index.by_user.clear();
+        index.sweep_at = MIN_SWEEP;
+    }
+
+    /// Evicts the cached records `doomed` picks (what a prune deletes).
+    fn evict_where(&self, doomed: impl Fn(&TokenRecord<U>) -> bool) {
+        let mut index = lock(&self.index);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let ids: Vec<TokenId> = self
+            .positive
+            .iter()
+            .filter(|(_, record)| doomed(record))
+            .map(|(_, record)| record.id)
+            .collect();
+        for id in ids {
+            if let Some(hash) = index.remove(id) {
+                self.positive.invalidate(&hash);
+            }
+        }
+    }
+
+    /// A new record: a negative entry for its hash (from a lookup that raced the insert)
+    /// must not hide it.
+    fn inserted(&self, hash: &TokenHash) {
+        let _index = lock(&self.index);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.negative.invalidate(hash);
+    }
+
+    /// Refreshes the `last_used_at` of cached records after the store recorded these
+    /// uses, so the layer sees them as recently used without asking the store. Keeps
+    /// each record's expiry.
+    fn touched(&self, uses: &[(TokenId, OffsetDateTime)]) {
+        let index = lock(&self.index);
+        for &(id, at) in uses {
+            let Some((hash, _)) = index.by_id.get(&id) else {
+                continue;
+            };
+            let Some(record) = self.positive.get(hash) else {
+                continue;
+            };
+            if record.last_used_at.is_none_or(|last| last < at) {
+                let mut fresh = TokenRecord::clone(&record);
+                fresh.last_used_at = Some(at);
+                self.positive.insert(*hash, Arc::new(fresh));
+            }
+        }
+    }
+
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    fn suspend(&self) {
+        let _index = lock(&self.index);
+        self.suspended.fetch_add(1, Ordering::AcqRel);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.positive.invalidate_all();
+        self.negative.invalidate_all();
+    }
+
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    fn resume(&self) {
+        let _index = lock(&self.index);
+        let _ = self
+            .suspended
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Removes its load from the in-flight map when the load ends or every request waiting
+/// on it gave up.
+struct InflightGuard<U: UserId> {
+    core: Arc<Core<U>>,
+    hash: TokenHash,
+    ticket: u64,
+}
+
+impl<U: UserId> Drop for InflightGuard<U> {
+    fn drop(&mut self) {
+        let mut inflight = lock(&self.core.inflight);
+        if inflight
+            .get(&self.hash)
+            .is_some_and(|i| i.ticket == self.ticket)
+        {
+            inflight.remove(&self.hash);
+        }
+    }
+}
+
+impl<St: TokenStore> CachedStore<St> {
+    /// A cache with the defaults ([`DEFAULT_TTL`], [`DEFAULT_NEGATIVE_TTL`],
+    /// [`DEFAULT_MAX_ENTRIES`], [`DEFAULT_MAX_NEGATIVE_ENTRIES`]) in front of `store`.
+    pub fn new(store: St) -> Self {
+        Self::builder().build(store)
+    }
+
+    /// The options, to set before building.
+    pub fn builder() -> CachedStoreBuilder<St> {
+        CachedStoreBuilder::default()
+    }
+
+    /// The store behind the cache. Changes made directly through it are not seen by the
+    /// cache until they are evicted (through an [`Evictor`]) or expire.
+    pub fn inner(&self) -> &St {
+        &self.inner
+    }
+
+    /// A handle that evicts from this cache.
+    pub fn evictor(&self) -> Evictor<St::UserId> {
+        Evictor {
+            core: Arc::clone(&self.core),
+        }
+    }
+
+    /// About how many records are cached (moka counts lazily: recent changes may not
+    /// show yet).
+    pub fn entry_count(&self) -> u64 {
+        self.core.positive.entry_count()
+    }
+
+    /// The one load of `hash` under way (joined), or a new one.
+    fn load(&self, hash: &TokenHash) -> Load<St::UserId> {
+        let core = &self.core;
+        let epoch = core.epoch();
+        let mut inflight = lock(&core.inflight);
+        // Joins only a load that began since the last eviction: an older one may bring
+        // back what was just evicted. (Upgrading never drops the last handle of a load,
+        // so no load ends, and takes this lock, while it is held.)
+        if let Some(load) = inflight
+            .get(hash)
+            .filter(|i| i.epoch == epoch)
+            .and_then(|i| i.load.upgrade())
+        {
+            return load;
+        }
+        let ticket = core.tickets.fetch_add(1, Ordering::Relaxed);
+        let guard = InflightGuard {
+            core: Arc::clone(core),
+            hash: *hash,
+            ticket,
+        };
+        let store = Arc::clone(&self.inner);
+        let hash = *hash;
+        let fut: Pin<Box<dyn Future<Output = LoadOutput<St::UserId>> + Send>> =
+            Box::pin(async move {
+                let guard = guard;
+                match store.find(&hash).await {
+                    Ok(found) => {
+                        guard.core.remember(hash, &found, epoch);
+                        Ok(found)
+                    }
+                    Err(error) => Err(Arc::new(error)),
+                }
+            });
+        let load = fut.shared();
+        if let Some(weak) = load.downgrade() {
+            inflight.insert(
+                hash,
+                Inflight {
+                    ticket,
+                    epoch,
+                    load: weak,
+                },
+            );
+        }
+        load
+    }
+}
+
+impl<St: TokenStore> Clone for CachedStore<St> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            core: Arc::clone(&self.core),
+        }
+    }
+}
+
+impl<St: TokenStore> fmt::Debug for CachedStore<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedStore")
+            .field("options", &self.core.options)
+            .field("entries", &self.core.positive.entry_count())
+            .field("negative_entries", &self.core.negative.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl<St: TokenStore> TokenStore for CachedStore<St> {
+    type UserId = St::UserId;
+
+    async fn find(&self, hash: &TokenHash) -> Result<Found<St::UserId>, StoreError> {
+        if let Some(found) = self.core.cached(hash) {
+            return Ok(found);
+        }
+        self.load(hash).await.map_err(StoreError::shared)
+    }
+
+    #[inline]
+    fn find_ready(&self, hash: &TokenHash) -> Option<Result<Found<St::UserId>, StoreError>> {
+        if let Some(found) = self.core.cached(hash) {
+            return Some(Ok(found));
+        }
+        // A store that answers at once (in memory) fills the cache at once too.
+        let epoch = self.core.epoch();
+        let found = self.inner.find_ready(hash)?;
+        if let Ok(found) = &found {
+            self.core.remember(*hash, found, epoch);
+        }
+        Some(found)
+    }
+
+    async fn touch(&self, uses: &[(TokenId, OffsetDateTime)]) -> Result<(), StoreError> {
+        self.inner.touch(uses).await?;
+        self.core.touched(uses);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<St: ManageTokens> ManageTokens for CachedStore<St> {
+    async fn insert(&self, record: TokenRecord<St::UserId>) -> Result<(), StoreError> {
+        let hash = record.token_hash;
+        let result = self.inner.insert(record).await;
+        self.core.inserted(&hash);
+        result
+    }
+
+    async fn get(&self, id: TokenId) -> Result<Option<TokenRecord<St::UserId>>, StoreError> {
+        self.inner.get(id).await
+    }
+
+    async fn list(&self, user: &St::UserId) -> Result<Vec<TokenRecord<St::UserId>>, StoreError> {
+        self.inner.list(user).await
+    }
+
+    // Each change evicts after the store answered, whatever it answered: a failure may
+    // still have committed.
+    async fn revoke(
+        &self,
+        user: &St::UserId,
+        id: TokenId,
+        at: OffsetDateTime,
+    ) -> Result<Revoked, StoreError> {
+        let result = self.inner.revoke(user, id, at).await;
+        self.core.evict_token(id);
+        result
+    }
+
+    async fn revoke_all(&self, user: &St::UserId, at: OffsetDateTime) -> Result<u64, StoreError> {
+        let result = self.inner.revoke_all(user, at).await;
+        self.core.evict_user(user);
+        result
+    }
+
+    async fn delete(&self, user: &St::UserId, id: TokenId) -> Result<bool, StoreError> {
+        let result = self.inner.delete(user, id).await;
+        self.core.evict_token(id);
+        result
+    }
+
+    async fn prune(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let result = self.inner.prune(before).await;
+        self.core
+            .evict_where(|r| r.expires_at < before || (r.revoked && r.updated_at < before));
+        result
+    }
+}
+
+impl<U> Clone for Evictor<U> {
+    fn clone(&self) -> Self {
+        Self {
+            core: Arc::clone(&self.core),
+        }
+    }
+}
+
+impl<U> fmt::Debug for Evictor<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Evictor").finish_non_exhaustive()
+    }
+}
+
+impl<U: UserId> Evictor<U> {
+    /// Forgets token `id` (revoked, deleted or changed elsewhere): the next request with
+    /// it asks the store.
+    pub fn evict_token(&self, id: TokenId) {
+        self.core.evict_token(id);
+    }
+
+    /// Forgets every cached token of `user` (all revoked elsewhere, say).
+    pub fn evict_user(&self, user: &U) {
+        self.core.evict_user(user);
+    }
+
+    /// Forgets everything, unknown hashes included: for when notifications may have been
+    /// missed (the connection that brings them was lost).
+    pub fn evict_all(&self) {
+        self.core.evict_all();
+    }
+
+    /// Forgets everything and keeps nothing until [`resume`](Self::resume): for while the
+    /// notifications cannot arrive.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn suspend(&self) {
+        self.core.suspend();
+    }
+
+    /// Keeps answers again after [`suspend`](Self::suspend).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn resume(&self) {
+        self.core.resume();
+    }
+
+    /// Ties `value` (a listener task's abort handle) to the cache's life.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn attach(&self, value: Box<dyn Send>) {
+        lock(&self.core.attached).push(value);
+    }
+
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn downgrade(&self) -> WeakEvictor<U> {
+        WeakEvictor {
+            core: Arc::downgrade(&self.core),
+        }
+    }
+}
+
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+impl<U> WeakEvictor<U> {
+    /// The evictor, while the cache lives.
+    pub(crate) fn upgrade(&self) -> Option<Evictor<U>> {
+        self.core.upgrade().map(|core| Evictor { core })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MemoryStore, scope::Scopes};
+
+    fn record(n: u8, user: i64) -> TokenRecord<i64> {
+        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+        TokenRecord {
+            id: TokenId::from_bytes([n; 16]),
+            user_id: user,
+            client_id: None,
+            name: format!("t{n}"),
+            scopes: Scopes::try_from_iter(["a"]).unwrap(),
+            token_hash: TokenHash::from_bytes([n; 32]),
+            revoked: false,
+            created_at: now,
+            updated_at: now,
+            expires_at: now + time::Duration::days(1),
+            last_used_at: None,
+        }
+    }
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        futures_util::FutureExt::now_or_never(Box::pin(f)).expect("a memory store never waits")
+    }
+
+    #[test]
+    fn a_load_that_began_before_an_eviction_is_not_kept() {
+        let store = CachedStore::new(MemoryStore::<i64>::new());
+        let r = record(1, 7);
+        block_on(store.inner().insert(r.clone())).unwrap();
+        let epoch = store.core.epoch();
+        let found = Some(Arc::new(r.clone()));
+        store.evictor().evict_token(r.id);
+        store.core.remember(r.token_hash, &found, epoch);
+        assert!(store.core.cached(&r.token_hash).is_none());
+        store
+            .core
+            .remember(r.token_hash, &found, store.core.epoch());
+        assert!(store.core.cached(&r.token_hash).is_some());
+    }
+
+    #[test]
+    fn the_index_follows_evictions_by_user() {
+        let store = CachedStore::new(MemoryStore::<i64>::new());
+        for (n, user) in [(1, 7), (2, 7), (3, 8)] {
+            let r = record(n, user);
+            block_on(store.inner().insert(r.clone())).unwrap();
+            assert!(store.find_ready(&r.token_hash).unwrap().unwrap().is_some());
+        }
+        store.evictor().evict_user(&7);
+        assert!(store.core.cached(&record(1, 7).token_hash).is_none());
+        assert!(store.core.cached(&record(2, 7).token_hash).is_none());
+        assert!(store.core.cached(&record(3, 8).token_hash).is_some());
+        let index = lock(&store.core.index);
+        assert_eq!(index.by_id.len(), 1);
+        assert_eq!(index.by_user.len(), 1);
+    }
+
+    #[test]
+    fn a_suspended_cache_keeps_nothing() {
+        let store = CachedStore::new(MemoryStore::<i64>::new());
+        let r = record(1, 7);
+        block_on(store.inner().insert(r.clone())).unwrap();
+        store.evictor().suspend();
+        assert!(store.find_ready(&r.token_hash).unwrap().unwrap().is_some());
+        assert!(store.core.cached(&r.token_hash).is_none());
+        store.evictor().resume();
+        assert!(store.find_ready(&r.token_hash).unwrap().unwrap().is_some());
+        assert!(store.core.cached(&r.token_hash).is_some());
+    }
+}

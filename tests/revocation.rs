@@ -1,0 +1,402 @@
+//! Revocation seen by every instance: two instances (each its own pool, cache, layer and
+//! loopback server) over one PostgreSQL table, both caches warm. A revokes; how long until
+//! B refuses the token, over many revocations. Then B's listening connection is killed
+//! with `pg_terminate_backend` while tokens are revoked behind its back: B clears its
+//! cache, refuses them, and keeps serving. Also: what the notifications carry.
+//!
+//! Skipped, saying so, without `TOWER_PAT_POSTGRES_URL`.
+
+#![cfg(all(feature = "cache", feature = "postgres"))]
+
+mod common;
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use axum::{Router, routing::get};
+use common::{
+    Faulty,
+    db::{pg_pool, with_postgres},
+    registry,
+};
+use http::{Request, StatusCode, header::AUTHORIZATION};
+use http_body_util::Empty;
+use hyper::body::Bytes;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use sqlx::{AssertSqlSafe, postgres::PgListener};
+use tower_pat::{
+    ManageTokens, PostgresStore, Tokens,
+    store::{CachedStore, postgres::LISTENER_APPLICATION_NAME},
+};
+
+/// Long enough that only a notification (or a cleared cache) can explain a refusal.
+const TTL: Duration = Duration::from_secs(3600);
+
+type Cached = CachedStore<Faulty<PostgresStore<i64>>>;
+
+/// One API instance: its own pool, cache and server.
+struct Instance {
+    tokens: Tokens<Cached>,
+    store: Cached,
+    postgres: PostgresStore<i64>,
+    http: Http,
+}
+
+async fn instance(url: &str, table: &str) -> Instance {
+    let postgres = PostgresStore::<i64>::new(pg_pool(url).await).with_table(table);
+    postgres.migrate().await.unwrap();
+    let faulty = Faulty::new(postgres.clone());
+    let store = CachedStore::builder().ttl(TTL).build(faulty);
+    let tokens = Tokens::new(store.clone(), registry());
+    let app = Router::new()
+        .route("/orders", get(|| async { "ok" }))
+        .layer(tokens.layer());
+    let http = Http::new(common::serve(app).await);
+    Instance {
+        tokens,
+        store,
+        postgres,
+        http,
+    }
+}
+
+impl Instance {
+    fn store_calls(&self) -> usize {
+        self.store.inner().find_calls()
+    }
+}
+
+#[derive(Clone)]
+struct Http(Client<HttpConnector, Empty<Bytes>>, SocketAddr);
+
+impl Http {
+    fn new(addr: SocketAddr) -> Self {
+        Self(Client::builder(TokioExecutor::new()).build_http(), addr)
+    }
+
+    async fn status(&self, token: &str) -> StatusCode {
+        let req = Request::get(format!("http://{}/orders", self.1))
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .body(Empty::new())
+            .unwrap();
+        self.0
+            .request(req)
+            .await
+            .expect("the server answers")
+            .status()
+    }
+
+    /// Asks until the token is refused; how long that took. Panics after `limit`.
+    async fn until_refused(&self, token: &str, limit: Duration) -> Duration {
+        let started = Instant::now();
+        loop {
+            match self.status(token).await {
+                StatusCode::UNAUTHORIZED => return started.elapsed(),
+                StatusCode::OK => {}
+                other => panic!("unexpected {other}"),
+            }
+            assert!(
+                started.elapsed() < limit,
+                "still accepted {limit:?} after the revocation"
+            );
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_one_instance_is_seen_by_the_other() {
+    with_postgres(|url, table| async move {
+        let a = instance(&url, &table).await;
+        let b = instance(&url, &table).await;
+        let _listening_a = a.postgres.listen(a.store.evictor()).await.unwrap();
+        let listening_b = b.postgres.listen(b.store.evictor()).await.unwrap();
+
+        const N: usize = 120;
+        let mut created = Vec::with_capacity(N);
+        for i in 0..N {
+            created.push(
+                a.tokens
+                    .create(i as i64 % 7, "t", ["orders:read"])
+                    .await
+                    .unwrap(),
+            );
+        }
+        // Both caches warm: a second round makes no store call.
+        for t in &created {
+            assert_eq!(a.http.status(t.token.expose_secret()).await, StatusCode::OK);
+            assert_eq!(b.http.status(t.token.expose_secret()).await, StatusCode::OK);
+        }
+        let (calls_a, calls_b) = (a.store_calls(), b.store_calls());
+        for t in &created {
+            assert_eq!(b.http.status(t.token.expose_secret()).await, StatusCode::OK);
+        }
+        assert_eq!(b.store_calls(), calls_b, "B answers from its cache");
+
+        let mut latencies = Vec::with_capacity(N);
+        for t in &created {
+            a.tokens
+                .revoke(&t.record.user_id, t.record.id)
+                .await
+                .unwrap();
+            latencies.push(
+                b.http
+                    .until_refused(t.token.expose_secret(), Duration::from_secs(5))
+                    .await,
+            );
+        }
+        // A evicted at once, through its own cache.
+        for t in &created {
+            assert_eq!(
+                a.http.status(t.token.expose_secret()).await,
+                StatusCode::UNAUTHORIZED
+            );
+        }
+        assert_eq!(a.store_calls(), calls_a + N);
+        // No revoked token is accepted again.
+        for t in &created {
+            assert_eq!(
+                b.http.status(t.token.expose_secret()).await,
+                StatusCode::UNAUTHORIZED
+            );
+        }
+        assert_eq!(listening_b.losses(), 0);
+
+        latencies.sort();
+        let (p50, p99, max) = (
+            percentile(&latencies, 0.50),
+            percentile(&latencies, 0.99),
+            latencies[N - 1],
+        );
+        eprintln!("revocation A -> B over {N} revocations: p50 {p50:?}, p99 {p99:?}, max {max:?}");
+        assert!(p99 < Duration::from_millis(500), "p99 {p99:?}");
+    })
+    .await;
+}
+
+/// The pid of the listening backend on `channel` (B is the only instance listening).
+async fn listener_pid(pool: &sqlx::PgPool, channel: &str) -> i32 {
+    let started = Instant::now();
+    loop {
+        let pid: Option<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND query LIKE '%' || $2 || '%'",
+        )
+        .bind(LISTENER_APPLICATION_NAME)
+        .bind(channel)
+        .fetch_optional(pool)
+        .await
+        .unwrap();
+        if let Some(pid) = pid {
+            return pid;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no listener on {channel}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// On the test's own thread, so the log capture sees the listener's warning.
+#[tokio::test]
+async fn losing_the_listening_connection_clears_the_cache() {
+    with_postgres(|url, table| async move {
+        let logs = common::LogCapture::start();
+        let a = instance(&url, &table).await;
+        let b = instance(&url, &table).await;
+        let listening = b.postgres.listen(b.store.evictor()).await.unwrap();
+
+        let mut created = Vec::new();
+        for i in 0..20 {
+            created.push(a.tokens.create(i, "t", ["orders:read"]).await.unwrap());
+        }
+        for t in &created {
+            assert_eq!(b.http.status(t.token.expose_secret()).await, StatusCode::OK);
+        }
+        let warm_calls = b.store_calls();
+        let (gone, kept) = created.split_at(10);
+
+        // B keeps serving a token nobody revokes all along.
+        let serving = Arc::new(AtomicBool::new(true));
+        let served = Arc::new(AtomicU64::new(0));
+        let hammer = tokio::spawn({
+            let (http, token) = (b.http.clone(), kept[9].token.expose_secret().to_owned());
+            let (serving, served) = (Arc::clone(&serving), Arc::clone(&served));
+            async move {
+                while serving.load(Ordering::Acquire) {
+                    assert_eq!(http.status(&token).await, StatusCode::OK);
+                    served.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        });
+
+        // Revoked behind everyone's back, as if their notifications had been sent while
+        // B's connection was down: B cannot know, and serves them from its cache.
+        let ids: Vec<String> = gone.iter().map(|t| t.record.id.to_string()).collect();
+        sqlx::query(AssertSqlSafe(format!(
+            r#"UPDATE "{table}" SET revoked = TRUE WHERE id = ANY($1)"#
+        )))
+        .bind(&ids)
+        .execute(a.postgres.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            b.http.status(gone[0].token.expose_secret()).await,
+            StatusCode::OK
+        );
+
+        // Kill B's listening backend.
+        let pid = listener_pid(a.postgres.pool(), b.postgres.channel()).await;
+        let killed = Instant::now();
+        let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .fetch_one(a.postgres.pool())
+            .await
+            .unwrap();
+        assert!(terminated);
+
+        // B notices, reconnects and clears its cache: the tokens revoked in the gap are
+        // refused, well within the TTL.
+        let mut refused_after = Vec::new();
+        for t in gone {
+            b.http
+                .until_refused(t.token.expose_secret(), Duration::from_secs(5))
+                .await;
+            refused_after.push(killed.elapsed());
+        }
+        eprintln!(
+            "listener killed: every token revoked in the gap refused {:?} after the kill",
+            refused_after.last().unwrap()
+        );
+        assert_eq!(listening.losses(), 1);
+        assert!(
+            logs.text().contains("lost its connection"),
+            "{}",
+            logs.text()
+        );
+        // The others were asked for again (the cache was cleared), and still work.
+        let before = b.store_calls();
+        for t in &kept[..9] {
+            assert_eq!(b.http.status(t.token.expose_secret()).await, StatusCode::OK);
+        }
+        assert!(b.store_calls() > warm_calls);
+        assert_eq!(b.store_calls(), before + 9, "cleared, then cached again");
+
+        // The new connection listens: a revocation through A reaches B.
+        a.tokens
+            .revoke(&kept[0].record.user_id, kept[0].record.id)
+            .await
+            .unwrap();
+        b.http
+            .until_refused(kept[0].token.expose_secret(), Duration::from_secs(5))
+            .await;
+        // And no token revoked in the gap comes back.
+        for t in gone {
+            assert_eq!(
+                b.http.status(t.token.expose_secret()).await,
+                StatusCode::UNAUTHORIZED
+            );
+        }
+
+        serving.store(false, Ordering::Release);
+        hammer.await.unwrap();
+        assert!(served.load(Ordering::Relaxed) > 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn notifications_carry_the_changed_ids_in_batches_under_the_payload_limit() {
+    with_postgres(|url, table| async move {
+        let store = PostgresStore::<i64>::new(pg_pool(&url).await).with_table(&table);
+        store.migrate().await.unwrap();
+        assert_eq!(store.channel(), format!("tower_pat:{table}"));
+        let tokens = Tokens::new(store.clone(), registry());
+        let mut ids = std::collections::HashSet::new();
+        for _ in 0..450 {
+            ids.insert(
+                tokens
+                    .create(1, "t", ["orders:read"])
+                    .await
+                    .unwrap()
+                    .record
+                    .id
+                    .to_string(),
+            );
+        }
+        let other = tokens.create(2, "t", ["orders:read"]).await.unwrap();
+        let mut listener = PgListener::connect(&url).await.unwrap();
+        listener.listen(store.channel()).await.unwrap();
+
+        // Nothing changes: nothing is sent.
+        assert_eq!(
+            store
+                .revoke(&3, other.record.id, time::OffsetDateTime::now_utc())
+                .await
+                .unwrap(),
+            tower_pat::store::Revoked::NotFound
+        );
+        assert_eq!(tokens.revoke_all(&1).await.unwrap(), 450);
+        let mut seen = std::collections::HashSet::new();
+        let mut notifications = 0;
+        while seen.len() < 450 {
+            let note = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+                .await
+                .expect("a notification")
+                .unwrap();
+            assert!(note.payload().len() < 8000);
+            let batch: Vec<&str> = note.payload().split(' ').collect();
+            assert!(
+                batch.len() <= 200,
+                "{} ids in one notification",
+                batch.len()
+            );
+            seen.extend(batch.into_iter().map(str::to_owned));
+            notifications += 1;
+        }
+        assert_eq!(seen, ids);
+        assert_eq!(notifications, 3);
+
+        // delete, and a revoke of one token, send its id.
+        tokens.delete(&2, other.record.id).await.unwrap();
+        let note = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+            .await
+            .expect("a notification")
+            .unwrap();
+        assert_eq!(note.payload(), other.record.id.to_string());
+
+        // A change rolled back sends nothing: the next notification is the next change.
+        let mut tx = store.pool().begin().await.unwrap();
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT pg_notify('{}', 'rolled back')",
+            store.channel()
+        )))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        tx.rollback().await.unwrap();
+        let last = tokens.create(4, "t", ["orders:read"]).await.unwrap();
+        tokens.revoke(&4, last.record.id).await.unwrap();
+        let note = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+            .await
+            .expect("a notification")
+            .unwrap();
+        assert_eq!(note.payload(), last.record.id.to_string());
+    })
+    .await;
+}
