@@ -36,9 +36,11 @@ const MAX_PENDING: usize = 4096;
 const RECENT: usize = 256;
 
 /// The low bits of a slot: when the use was queued, in whole seconds (wrapping every 194
-/// days); the high bits: a fingerprint of the token id.
+/// days); the high bits: a fingerprint of the token id (the top 40 bits of its mix, which
+/// the slot index, from the low bits, does not use).
 const TIME_BITS: u32 = 24;
 const TIME_MASK: u64 = (1 << TIME_BITS) - 1;
+const FINGERPRINT_MASK: u64 = (1 << (64 - TIME_BITS)) - 1;
 
 /// The uses one layer (and every service and clone made from it) records.
 #[derive(Debug)]
@@ -47,7 +49,7 @@ pub(crate) struct Usage {
     /// A hot token is checked here with one atomic load instead of a lock: each slot
     /// remembers one token (by fingerprint) and when its last use was queued. A miss, or
     /// a slot another token took, falls through to the shards, which decide.
-    recent: Box<[AtomicU64; RECENT]>,
+    recent: [AtomicU64; RECENT],
     /// Whether a flusher runs (spawned by the `tokio` feature, or handed out by
     /// `PatLayer::last_used_flusher`).
     flusher: AtomicBool,
@@ -66,7 +68,7 @@ impl Default for Usage {
     fn default() -> Self {
         Self {
             shards: Default::default(),
-            recent: Box::new([const { AtomicU64::new(0) }; RECENT]),
+            recent: [const { AtomicU64::new(0) }; RECENT],
             flusher: AtomicBool::new(false),
         }
     }
@@ -82,28 +84,42 @@ impl Usage {
     /// use was queued (at most once per token per `interval`).
     #[inline]
     pub(crate) fn record<U>(&self, record: &TokenRecord<U>, now: i128, interval: Duration) -> bool {
+        let mixed = mix(record.id.as_bytes());
+        let slot = &self.recent[(mixed >> 56) as usize % RECENT];
+        let fingerprint = (mixed ^ (mixed >> 29)) & FINGERPRINT_MASK;
+        // One atomic load answers a token whose use was queued (or seen written) within
+        // the interval; a second of slack on each side, as the slot keeps whole seconds.
+        let seen = slot.load(Ordering::Relaxed);
+        if seen >> TIME_BITS == fingerprint {
+            let elapsed = whole_seconds(now).wrapping_sub(seen) & TIME_MASK;
+            if i64::try_from(elapsed).is_ok_and(|e| e + 1 < interval.whole_seconds()) {
+                return false;
+            }
+        }
+        self.record_slow(record, now, interval, slot, fingerprint, mixed)
+    }
+
+    /// The shards decide what the filter could not.
+    #[inline(never)]
+    fn record_slow<U>(
+        &self,
+        record: &TokenRecord<U>,
+        now: i128,
+        interval: Duration,
+        slot: &AtomicU64,
+        fingerprint: u64,
+        mixed: u64,
+    ) -> bool {
         let every = interval.whole_nanoseconds();
         // What the store said already: a token written back recently needs nothing.
-        if record
-            .last_used_at
-            .is_some_and(|last| now - last.unix_timestamp_nanos() < every)
-        {
-            return false;
+        if let Some(last) = record.last_used_at {
+            let last = last.unix_timestamp_nanos();
+            if now - last < every {
+                remember(slot, fingerprint, last);
+                return false;
+            }
         }
-        let mixed = mix(record.id.as_bytes());
-        let slot = &self.recent[(mixed % RECENT as u64) as usize];
-        let fingerprint = mixed >> 24;
-        let seconds = whole_seconds(now) & TIME_MASK;
-        let every_seconds = interval.whole_seconds();
-        let seen = slot.load(Ordering::Relaxed);
-        // A second of slack on each side: the slot keeps whole seconds.
-        if seen >> TIME_BITS == fingerprint
-            && i64::try_from(seconds.wrapping_sub(seen) & TIME_MASK)
-                .is_ok_and(|elapsed| elapsed + 1 < every_seconds)
-        {
-            return false;
-        }
-        let mut shard = lock(&self.shards[((mixed >> 8) % SHARDS as u64) as usize]);
+        let mut shard = lock(&self.shards[(mixed >> 48) as usize % SHARDS]);
         let queued_at = match shard.queued.get_mut(&record.id) {
             Some(queued) if now - *queued < every => {
                 let queued = *queued;
@@ -166,7 +182,7 @@ impl Usage {
     }
 }
 
-/// The token id, mixed: its low bits pick the filter slot and the shard, its top 40 bits
+/// The token id, mixed: its top bits pick the filter slot and the shard, and 40 bits of it
 /// are the fingerprint a slot keeps beside the time's 24. Mixed rather than taken as they
 /// are, because an application's own store may make ids that are not random (counters).
 #[inline]
@@ -174,18 +190,10 @@ fn mix(id: &[u8; 16]) -> u64 {
     let (low, high) = id.split_at(8);
     let low = u64::from_le_bytes(low.try_into().unwrap_or_default());
     let high = u64::from_le_bytes(high.try_into().unwrap_or_default());
-    finalize(low ^ finalize(high).rotate_left(23))
-}
-
-/// splitmix64's finalizer: a bijection of `u64` whose every output bit depends on every
-/// input bit.
-#[inline]
-fn finalize(mut x: u64) -> u64 {
-    x ^= x >> 30;
-    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x ^= x >> 27;
-    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
+    // Two independent multiplications by odd constants: the top bits of the result depend
+    // on every input bit (they pick the slot and the shard); the fingerprint folds them
+    // down onto the low bits.
+    low.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ high.wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
 }
 
 /// Whole seconds since the epoch of `nanos` (in 64-bit arithmetic: a 128-bit division
@@ -327,7 +335,7 @@ mod tests {
         let recent = OffsetDateTime::from_unix_timestamp(990).unwrap();
         assert!(!usage.record(&record(1, Some(recent)), t0, Duration::minutes(1)));
         let old = OffsetDateTime::from_unix_timestamp(900).unwrap();
-        assert!(usage.record(&record(1, Some(old)), t0, Duration::minutes(1)));
+        assert!(usage.record(&record(2, Some(old)), t0, Duration::minutes(1)));
     }
 
     #[test]
@@ -340,10 +348,7 @@ mod tests {
         let mut b = record(1, None);
         b.id = (0..=u8::MAX)
             .map(|n| TokenId::from_bytes([n; 16]))
-            .find(|id| {
-                id != &a.id
-                    && mix(id.as_bytes()) % RECENT as u64 == mix(a.id.as_bytes()) % RECENT as u64
-            })
+            .find(|id| id != &a.id && mix(id.as_bytes()) >> 56 == mix(a.id.as_bytes()) >> 56)
             .expect("another id in the same slot");
         assert!(usage.record(&a, t0, minute));
         assert!(usage.record(&b, t0, minute));
@@ -367,7 +372,7 @@ mod tests {
         assert!(usage.record(&a, t0, Duration::minutes(1)));
         // Hold the shard's lock: a request that reached the shard would wait for it, and
         // the answer would not come in time; the filter must answer without the lock.
-        let _held = lock(&usage.shards[((mix(a.id.as_bytes()) >> 8) % SHARDS as u64) as usize]);
+        let _held = lock(&usage.shards[(mix(a.id.as_bytes()) >> 48) as usize % SHARDS]);
         let (done, answer) = std::sync::mpsc::channel();
         let usage = std::sync::Arc::clone(&usage);
         std::thread::spawn(move || {
@@ -389,8 +394,8 @@ mod tests {
         let mut slots = [0usize; RECENT];
         let mut fingerprints = std::collections::HashSet::new();
         for m in ids {
-            slots[(m % RECENT as u64) as usize] += 1;
-            fingerprints.insert(m >> 24);
+            slots[(m >> 56) as usize % RECENT] += 1;
+            fingerprints.insert((m ^ (m >> 29)) & FINGERPRINT_MASK);
         }
         assert!(slots.iter().all(|&n| n > 0 && n < 64), "{slots:?}");
         assert_eq!(fingerprints.len(), 4096);

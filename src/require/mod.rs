@@ -134,12 +134,12 @@ pub(crate) fn check<B: Default + 'static>(
     accepted: Option<&HeaderValue>,
     headers: &HeaderMap,
     extensions: &Extensions,
-) -> Result<Option<ScopeHeaders>, Response<B>> {
+) -> Result<Option<Box<ScopeHeaders>>, Box<Response<B>>> {
     let Some(grant) = granted(extensions) else {
         tracing::error!(
             "a scope check found no PatLayer in front of it; refusing with 500 (add PatLayer before the scope check, or insert tokens with AccessToken::insert_into)"
         );
-        return Err(respond_without_layer(headers));
+        return Err(Box::new(respond_without_layer(headers)));
     };
     let requirement = match rule {
         Rule::Require(requirement) => Some(requirement),
@@ -148,11 +148,13 @@ pub(crate) fn check<B: Default + 'static>(
     let refuse =
         |kind, grant: Granted<'_>| grant.settings.refusals.respond(kind, requirement, headers);
     let Some(held) = grant.scopes else {
-        return Err(refuse(RejectionKind::MissingCredentials, grant));
+        return Err(Box::new(refuse(RejectionKind::MissingCredentials, grant)));
     };
-    let scope_headers = accepted.map(|accepted| ScopeHeaders {
-        token: comma_separated(held),
-        accepted: accepted.clone(),
+    let scope_headers = accepted.map(|accepted| {
+        Box::new(ScopeHeaders {
+            token: comma_separated(held),
+            accepted: accepted.clone(),
+        })
     });
     let met = match rule {
         Rule::Require(requirement) => requirement.is_met_by(held, grant.settings.matching),
@@ -172,7 +174,7 @@ pub(crate) fn check<B: Default + 'static>(
     if let Some(scope_headers) = scope_headers {
         scope_headers.stamp(res.headers_mut());
     }
-    Err(res)
+    Err(Box::new(res))
 }
 
 pin_project! {
@@ -192,8 +194,9 @@ pin_project! {
             // Boxed: the common case (no scope headers) keeps the future small.
             scope_headers: Option<Box<ScopeHeaders>>,
         },
+        // Boxed too: a refusal is rarer than a pass, and the future stays small.
         Refused {
-            res: Option<Response<B>>,
+            res: Option<Box<Response<B>>>,
         },
     }
 }
@@ -202,13 +205,13 @@ impl<F, B> ResponseFuture<F, B> {
     /// The answer of a scope check that ran: the inner service's, or the refusal.
     #[inline]
     pub(crate) fn new(
-        verdict: Result<Option<ScopeHeaders>, Response<B>>,
+        verdict: Result<Option<Box<ScopeHeaders>>, Box<Response<B>>>,
         call: impl FnOnce() -> F,
     ) -> Self {
         let kind = match verdict {
             Ok(scope_headers) => Kind::Pass {
                 fut: call(),
-                scope_headers: scope_headers.map(Box::new),
+                scope_headers,
             },
             Err(res) => Kind::Refused { res: Some(res) },
         };
@@ -237,7 +240,7 @@ where
                 Poll::Ready(res)
             }
             KindProj::Refused { res } => {
-                Poll::Ready(Ok(res.take().expect("polled after completion")))
+                Poll::Ready(Ok(*res.take().expect("polled after completion")))
             }
         }
     }

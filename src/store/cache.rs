@@ -62,7 +62,7 @@ use std::{
         Arc, Mutex, MutexGuard, PoisonError, Weak,
         atomic::{AtomicU64, AtomicUsize, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use async_trait::async_trait;
@@ -70,7 +70,7 @@ use futures_util::{
     FutureExt,
     future::{Shared, WeakShared},
 };
-use moka::{Expiry, sync::Cache};
+use moka::sync::Cache;
 use time::OffsetDateTime;
 
 use super::{Found, ManageTokens, Revoked, StoreError, TokenStore};
@@ -241,7 +241,7 @@ impl<St: TokenStore> CachedStoreBuilder<St> {
         let options = self.options;
         let positive = Cache::builder()
             .max_capacity(options.max_entries)
-            .expire_after(LoadedFor(options.ttl))
+            .time_to_live(options.ttl)
             // Keys are SHA-256 digests of real tokens (only found records go in): uniform
             // already, and out of an attacker's reach.
             .build_with_hasher(PrefixState::default());
@@ -268,21 +268,6 @@ impl<St: TokenStore> CachedStoreBuilder<St> {
                 options,
             }),
         }
-    }
-}
-
-/// A record expires a fixed time after it was loaded; refreshing its `last_used_at` keeps
-/// that time.
-struct LoadedFor(Duration);
-
-impl<U> Expiry<TokenHash, Record<U>> for LoadedFor {
-    fn expire_after_create(
-        &self,
-        _key: &TokenHash,
-        _value: &Record<U>,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        Some(self.0)
     }
 }
 
@@ -463,26 +448,6 @@ impl<U: UserId> Core<U> {
         self.negative.invalidate(hash);
     }
 
-    /// Refreshes the `last_used_at` of cached records after the store recorded these
-    /// uses, so the layer sees them as recently used without asking the store. Keeps
-    /// each record's expiry.
-    fn touched(&self, uses: &[(TokenId, OffsetDateTime)]) {
-        let index = lock(&self.index);
-        for &(id, at) in uses {
-            let Some((hash, _)) = index.by_id.get(&id) else {
-                continue;
-            };
-            let Some(record) = self.positive.get(hash) else {
-                continue;
-            };
-            if record.last_used_at.is_none_or(|last| last < at) {
-                let mut fresh = TokenRecord::clone(&record);
-                fresh.last_used_at = Some(at);
-                self.positive.insert(*hash, Arc::new(fresh));
-            }
-        }
-    }
-
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     fn suspend(&self) {
         let _index = lock(&self.index);
@@ -646,10 +611,11 @@ impl<St: TokenStore> TokenStore for CachedStore<St> {
         Some(found)
     }
 
+    /// Passes the uses on. The cached records keep the `last_used_at` they were loaded
+    /// with (a record is never re-inserted, so its TTL counts from its load): the layer
+    /// remembers recent uses itself and asks nothing of the record to skip them.
     async fn touch(&self, uses: &[(TokenId, OffsetDateTime)]) -> Result<(), StoreError> {
-        self.inner.touch(uses).await?;
-        self.core.touched(uses);
-        Ok(())
+        self.inner.touch(uses).await
     }
 }
 
