@@ -47,17 +47,14 @@ use hyper::{
 };
 use hyper_util::rt::TokioIo;
 use sqlx::{AssertSqlSafe, postgres::PgPoolOptions};
-use time::OffsetDateTime;
 use tokio::{net::TcpListener, sync::oneshot};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_pat::{
-    ManageTokens, MemoryStore, PostgresStore, Tokens,
-    record::{TokenId, TokenRecord},
-    scope::{ScopeRegistry, Scopes},
-    store::CachedStore,
-    token::TokenHash,
+    ManageTokens, MemoryStore, PostgresStore, Tokens, scope::ScopeRegistry, store::CachedStore,
 };
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
 #[path = "support/jwt.rs"]
 mod jwt;
 
@@ -72,31 +69,8 @@ fn registry() -> ScopeRegistry {
         .scope("user:read", "Who you are")
 }
 
-fn fillers() -> Vec<TokenRecord<i64>> {
-    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
-    let scopes = Scopes::try_from_iter(["orders:read"]).unwrap();
-    (0..FILLERS)
-        .map(|i| {
-            let id = TokenId::random().unwrap();
-            TokenRecord {
-                id,
-                user_id: (i % 1000) as i64,
-                client_id: None,
-                name: format!("token {i}"),
-                scopes: scopes.clone(),
-                token_hash: TokenHash::of(&id.to_string()),
-                revoked: false,
-                created_at: now,
-                updated_at: now,
-                expires_at: now + time::Duration::days(365),
-                last_used_at: None,
-            }
-        })
-        .collect()
-}
-
 async fn fill<S: ManageTokens<UserId = i64>>(store: &S) {
-    for chunk in fillers().chunks(100) {
+    for chunk in fixtures::records(FILLERS, &["orders:read"]).chunks(100) {
         for r in join_all(chunk.iter().map(|r| store.insert(r.clone()))).await {
             r.expect("insert");
         }

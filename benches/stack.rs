@@ -73,6 +73,8 @@ use tower_pat::{
     token::TokenHash,
 };
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
 #[path = "support/jwt.rs"]
 mod jwt;
 
@@ -281,30 +283,6 @@ impl Case {
     }
 }
 
-/// Filler records for a SQL store (their tokens are never presented).
-fn filler(n: usize) -> Vec<TokenRecord<i64>> {
-    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
-    let scopes = tower_pat::scope::Scopes::try_from_iter(["orders:read"]).unwrap();
-    (0..n)
-        .map(|i| {
-            let id = TokenId::random().unwrap();
-            TokenRecord {
-                id,
-                user_id: (i % 1000) as i64,
-                client_id: None,
-                name: format!("token {i}"),
-                scopes: scopes.clone(),
-                token_hash: TokenHash::of(&id.to_string()),
-                revoked: false,
-                created_at: now,
-                updated_at: now,
-                expires_at: now + time::Duration::days(365),
-                last_used_at: None,
-            }
-        })
-        .collect()
-}
-
 async fn fill<S: ManageTokens<UserId = i64>>(store: &S, records: &[TokenRecord<i64>]) {
     for chunk in records.chunks(100) {
         for result in
@@ -335,7 +313,10 @@ where
     S: ManageTokens<UserId = i64>,
 {
     let store = Arc::new(store);
-    rt.block_on(fill(&*store, &filler(SQL_TOKENS)));
+    rt.block_on(fill(
+        &*store,
+        &fixtures::records(SQL_TOKENS, &["orders:read"]),
+    ));
     let finds = Arc::new(AtomicU64::new(0));
     let cached = CachedStore::new(CountingStore {
         inner: Arc::clone(&store),

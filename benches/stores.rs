@@ -34,16 +34,14 @@ use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
-use time::{Duration, OffsetDateTime};
 use tokio::runtime::Runtime;
 use tower_pat::{
-    ManageTokens, MemoryStore, PostgresStore, SqliteStore, TokenStore,
-    record::{TokenId, TokenRecord},
-    scope::Scopes,
-    store::CachedStore,
-    token::TokenHash,
+    ManageTokens, MemoryStore, PostgresStore, SqliteStore, TokenStore, record::TokenRecord,
+    store::CachedStore, token::TokenHash,
 };
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
 const TOKENS: usize = 10_000;
 
 /// The group every case is in.
@@ -67,26 +65,7 @@ fn records() -> Vec<TokenRecord<i64>> {
 
 /// `n` tokens of 1 000 users, two scopes each.
 fn records_n(n: usize) -> Vec<TokenRecord<i64>> {
-    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
-    let scopes = Scopes::try_from_iter(["orders:read", "user:read"]).unwrap();
-    (0..n)
-        .map(|i| {
-            let id = TokenId::random().unwrap();
-            TokenRecord {
-                id,
-                user_id: (i % 1000) as i64,
-                client_id: None,
-                name: format!("token {i}"),
-                scopes: scopes.clone(),
-                token_hash: TokenHash::of(&id.to_string()),
-                revoked: false,
-                created_at: now,
-                updated_at: now,
-                expires_at: now + Duration::days(365),
-                last_used_at: None,
-            }
-        })
-        .collect()
+    fixtures::records(n, &["orders:read", "user:read"])
 }
 
 async fn fill<S: ManageTokens<UserId = i64>>(store: &S, records: &[TokenRecord<i64>]) {

@@ -20,14 +20,8 @@ use std::{
 };
 
 use axum::{Router, routing::get};
-use common::{Fault, Faulty, registry};
-use http::{Request, StatusCode, header::AUTHORIZATION};
-use http_body_util::Empty;
-use hyper::body::Bytes;
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
-};
+use common::{Fault, Faulty, KeepAlive, registry};
+use http::StatusCode;
 use time::OffsetDateTime;
 use tower_pat::{
     AccessToken, CreateToken, ManageTokens, MemoryStore, TokenStore, Tokens, async_trait,
@@ -61,32 +55,10 @@ async fn serve<St: TokenStore<UserId = i64> + ManageTokens>(tokens: &Tokens<St>)
     common::serve(app).await
 }
 
-/// One client, keeping its connections: a request costs a round trip, not a handshake.
-#[derive(Clone)]
-struct Http(Client<HttpConnector, Empty<Bytes>>, SocketAddr);
-
-impl Http {
-    fn new(addr: SocketAddr) -> Self {
-        Self(Client::builder(TokioExecutor::new()).build_http(), addr)
-    }
-
-    async fn status(&self, token: &str) -> StatusCode {
-        let req = Request::get(format!("http://{}/orders", self.1))
-            .header(AUTHORIZATION, format!("Bearer {token}"))
-            .body(Empty::new())
-            .unwrap();
-        self.0
-            .request(req)
-            .await
-            .expect("the server answers")
-            .status()
-    }
-}
-
 #[tokio::test]
 async fn a_hit_makes_no_store_call_and_a_cold_miss_makes_one() {
     let (tokens, store) = cached(CachedStore::builder());
-    let http = Http::new(serve(&tokens).await);
+    let http = KeepAlive::new(serve(&tokens).await, "/orders");
     let created = tokens.create(1, "cli", ["orders:read"]).await.unwrap();
     let token = created.token.expose_secret();
 
@@ -112,7 +84,7 @@ async fn a_hit_makes_no_store_call_and_a_cold_miss_makes_one() {
 async fn an_unknown_token_reaches_the_store_at_most_once_per_negative_ttl() {
     let ttl = Duration::from_millis(300);
     let (tokens, store) = cached(CachedStore::builder().negative_ttl(ttl));
-    let http = Http::new(serve(&tokens).await);
+    let http = KeepAlive::new(serve(&tokens).await, "/orders");
     // Well-formed (right prefix, length and checksum), but no record has it.
     let unknown = tokens.token_format().generate().unwrap();
 
@@ -143,7 +115,7 @@ async fn an_unknown_token_reaches_the_store_at_most_once_per_negative_ttl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_concurrent_requests_for_one_uncached_token_make_one_store_call() {
     let (tokens, store) = cached(CachedStore::builder());
-    let http = Http::new(serve(&tokens).await);
+    let http = KeepAlive::new(serve(&tokens).await, "/orders");
     let created = tokens.create(1, "cli", ["orders:read"]).await.unwrap();
     let token: Arc<str> = created.token.expose_secret().into();
     // Slow enough that every request arrives while the one lookup is under way.
@@ -167,7 +139,7 @@ async fn sixty_four_concurrent_requests_for_one_uncached_token_make_one_store_ca
 #[tokio::test]
 async fn store_errors_are_never_kept() {
     let (tokens, store) = cached(CachedStore::builder());
-    let http = Http::new(serve(&tokens).await);
+    let http = KeepAlive::new(serve(&tokens).await, "/orders");
     let created = tokens.create(1, "cli", ["orders:read"]).await.unwrap();
     let token = created.token.expose_secret();
     faults(&store).schedule([Fault::Fail, Fault::Timeout], Fault::Pass);
@@ -198,7 +170,7 @@ async fn requests_sharing_a_failed_lookup_all_fail_and_the_next_asks_again() {
 }
 
 /// How many store calls the next request makes, and its status.
-async fn next(http: &Http, store: &Cached, token: &str) -> (StatusCode, usize) {
+async fn next(http: &KeepAlive, store: &Cached, token: &str) -> (StatusCode, usize) {
     let before = faults(store).find_calls();
     let status = http.status(token).await;
     (status, faults(store).find_calls() - before)
@@ -209,7 +181,7 @@ async fn every_change_through_the_cache_evicts_at_once() {
     let clock = ManualClock::new(OffsetDateTime::now_utc().replace_nanosecond(0).unwrap());
     let (tokens, store) = cached(CachedStore::builder());
     let tokens = tokens.clock(clock.clone());
-    let http = Http::new(serve(&tokens).await);
+    let http = KeepAlive::new(serve(&tokens).await, "/orders");
     let create = |user: i64| {
         let tokens = tokens.clone();
         async move { tokens.create(user, "t", ["orders:read"]).await.unwrap() }
@@ -291,7 +263,7 @@ async fn the_layer_judges_expiry_of_a_cached_record_itself() {
     let clock = ManualClock::new(OffsetDateTime::now_utc().replace_nanosecond(0).unwrap());
     let (tokens, store) = cached(CachedStore::builder());
     let tokens = tokens.clock(clock.clone());
-    let http = Http::new(serve(&tokens).await);
+    let http = KeepAlive::new(serve(&tokens).await, "/orders");
     let created = tokens
         .create_with(
             1,
@@ -311,7 +283,7 @@ async fn the_layer_judges_expiry_of_a_cached_record_itself() {
 #[tokio::test]
 async fn a_token_created_after_its_hash_was_cached_as_unknown_works_at_once() {
     let (tokens, store) = cached(CachedStore::builder());
-    let http = Http::new(serve(&tokens).await);
+    let http = KeepAlive::new(serve(&tokens).await, "/orders");
     // The record is made by hand, so the token is known before it is stored.
     let plaintext = tokens.token_format().generate().unwrap();
     assert_eq!(
@@ -346,7 +318,7 @@ async fn the_ttl_bounds_staleness_where_no_eviction_comes_and_touch_does_not_ext
     let app = Router::new()
         .route("/orders", get(|| async { "ok" }))
         .layer(layer.clone());
-    let http = Http::new(common::serve(app).await);
+    let http = KeepAlive::new(common::serve(app).await, "/orders");
     let created = tokens.create(1, "cli", ["orders:read"]).await.unwrap();
     let token = created.token.expose_secret();
 
@@ -497,7 +469,7 @@ impl ManageTokens for ReadThenWait {
 async fn a_lookup_begun_before_a_revocation_does_not_bring_the_token_back() {
     let store = CachedStore::new(ReadThenWait::new(Duration::from_millis(300)));
     let tokens = Tokens::new(store, registry());
-    let http = Http::new(serve(&tokens).await);
+    let http = KeepAlive::new(serve(&tokens).await, "/orders");
     let created = tokens.create(1, "cli", ["orders:read"]).await.unwrap();
     let token = created.token.expose_secret().to_owned();
 

@@ -11,7 +11,6 @@
 mod common;
 
 use std::{
-    net::SocketAddr,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -21,17 +20,11 @@ use std::{
 
 use axum::{Router, routing::get};
 use common::{
-    Faulty,
+    Faulty, KeepAlive,
     db::{pg_pool, with_postgres},
     registry,
 };
-use http::{Request, StatusCode, header::AUTHORIZATION};
-use http_body_util::Empty;
-use hyper::body::Bytes;
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
-};
+use http::StatusCode;
 use sqlx::{AssertSqlSafe, postgres::PgListener};
 use tower_pat::{
     ManageTokens, PostgresStore, Tokens,
@@ -48,7 +41,7 @@ struct Instance {
     tokens: Tokens<Cached>,
     store: Cached,
     postgres: PostgresStore<i64>,
-    http: Http,
+    http: KeepAlive,
 }
 
 async fn instance(url: &str, table: &str) -> Instance {
@@ -60,7 +53,7 @@ async fn instance(url: &str, table: &str) -> Instance {
     let app = Router::new()
         .route("/orders", get(|| async { "ok" }))
         .layer(tokens.layer());
-    let http = Http::new(common::serve(app).await);
+    let http = KeepAlive::new(common::serve(app).await, "/orders");
     Instance {
         tokens,
         store,
@@ -75,41 +68,20 @@ impl Instance {
     }
 }
 
-#[derive(Clone)]
-struct Http(Client<HttpConnector, Empty<Bytes>>, SocketAddr);
-
-impl Http {
-    fn new(addr: SocketAddr) -> Self {
-        Self(Client::builder(TokioExecutor::new()).build_http(), addr)
-    }
-
-    async fn status(&self, token: &str) -> StatusCode {
-        let req = Request::get(format!("http://{}/orders", self.1))
-            .header(AUTHORIZATION, format!("Bearer {token}"))
-            .body(Empty::new())
-            .unwrap();
-        self.0
-            .request(req)
-            .await
-            .expect("the server answers")
-            .status()
-    }
-
-    /// Asks until the token is refused; how long that took. Panics after `limit`.
-    async fn until_refused(&self, token: &str, limit: Duration) -> Duration {
-        let started = Instant::now();
-        loop {
-            match self.status(token).await {
-                StatusCode::UNAUTHORIZED => return started.elapsed(),
-                StatusCode::OK => {}
-                other => panic!("unexpected {other}"),
-            }
-            assert!(
-                started.elapsed() < limit,
-                "still accepted {limit:?} after the revocation"
-            );
-            tokio::time::sleep(Duration::from_micros(200)).await;
+/// Asks until the token is refused; how long that took. Panics after `limit`.
+async fn until_refused(http: &KeepAlive, token: &str, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        match http.status(token).await {
+            StatusCode::UNAUTHORIZED => return started.elapsed(),
+            StatusCode::OK => {}
+            other => panic!("unexpected {other}"),
         }
+        assert!(
+            started.elapsed() < limit,
+            "still accepted {limit:?} after the revocation"
+        );
+        tokio::time::sleep(Duration::from_micros(200)).await;
     }
 }
 
@@ -154,9 +126,7 @@ async fn a_revocation_on_one_instance_is_seen_by_the_other() {
                 .await
                 .unwrap();
             latencies.push(
-                b.http
-                    .until_refused(t.token.expose_secret(), Duration::from_secs(5))
-                    .await,
+                until_refused(&b.http, t.token.expose_secret(), Duration::from_secs(5)).await,
             );
         }
         // A evicted at once, through its own cache.
@@ -274,9 +244,7 @@ async fn losing_the_listening_connection_clears_the_cache() {
         // refused, well within the TTL.
         let mut refused_after = Vec::new();
         for t in gone {
-            b.http
-                .until_refused(t.token.expose_secret(), Duration::from_secs(5))
-                .await;
+            until_refused(&b.http, t.token.expose_secret(), Duration::from_secs(5)).await;
             refused_after.push(killed.elapsed());
         }
         eprintln!(
@@ -302,9 +270,12 @@ async fn losing_the_listening_connection_clears_the_cache() {
             .revoke(&kept[0].record.user_id, kept[0].record.id)
             .await
             .unwrap();
-        b.http
-            .until_refused(kept[0].token.expose_secret(), Duration::from_secs(5))
-            .await;
+        until_refused(
+            &b.http,
+            kept[0].token.expose_secret(),
+            Duration::from_secs(5),
+        )
+        .await;
         // And no token revoked in the gap comes back.
         for t in gone {
             assert_eq!(

@@ -90,6 +90,37 @@ pub async fn bearer(addr: SocketAddr, path: &str, token: &str) -> Reply {
     send(addr, path, &[("authorization", value.as_bytes())]).await
 }
 
+/// A client that keeps its connections, asking one path with a bearer token: a request
+/// costs a round trip, not a handshake (what the cache and revocation tests time).
+#[derive(Clone)]
+pub struct KeepAlive {
+    client:
+        Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Empty<Bytes>>,
+    url: String,
+}
+
+impl KeepAlive {
+    pub fn new(addr: SocketAddr, path: &str) -> Self {
+        Self {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            url: format!("http://{addr}{path}"),
+        }
+    }
+
+    /// The status of `GET <path>` with `Authorization: Bearer <token>`.
+    pub async fn status(&self, token: &str) -> StatusCode {
+        let req = Request::get(&self.url)
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(http_body_util::Empty::new())
+            .expect("a request");
+        self.client
+            .request(req)
+            .await
+            .expect("the server answers")
+            .status()
+    }
+}
+
 /// Captures what the crate logs (every level) on this thread while it lives: a test on a
 /// current-thread runtime sees its server's events too.
 pub struct LogCapture {

@@ -1,0 +1,31 @@
+//! Records the benches fill their stores with: tokens whose plaintext is never presented,
+//! so that a lookup of the presented one searches among many.
+
+#![allow(dead_code)]
+
+use time::OffsetDateTime;
+use tower_pat::{TokenRecord, record::TokenId, scope::Scopes, token::TokenHash};
+
+/// `n` active records of 1 000 users, each with the scopes `scopes`.
+pub fn records(n: usize, scopes: &[&str]) -> Vec<TokenRecord<i64>> {
+    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let scopes = Scopes::try_from_iter(scopes).unwrap();
+    (0..n)
+        .map(|i| {
+            let id = TokenId::random().unwrap();
+            TokenRecord {
+                id,
+                user_id: (i % 1000) as i64,
+                client_id: None,
+                name: format!("token {i}"),
+                scopes: scopes.clone(),
+                token_hash: TokenHash::of(&id.to_string()),
+                revoked: false,
+                created_at: now,
+                updated_at: now,
+                expires_at: now + time::Duration::days(365),
+                last_used_at: None,
+            }
+        })
+        .collect()
+}
