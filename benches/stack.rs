@@ -14,6 +14,7 @@
 //! | `baseline` | an empty `tower::service_fn` answering an empty response |
 //! | `floor` | the irreducible work of one hot request, by hand: header lookup, SHA-256 of the token, one probe of a hash map of 100 000 records, one `Arc` clone, one extensions insert |
 //! | `hot_token` | `PatLayer` + `RequireScopesLayer::all(["orders:read"])` over a `MemoryStore` of 100 000 tokens, one valid token on every request |
+//! | `scope_map_50` | the same with a `ScopeMapLayer` of 50 gRPC methods instead of the `RequireScopesLayer` (the request's path is one of them) |
 //! | `cached_sqlite` | the same over `CachedStore<SqliteStore>` (a file), the token cached |
 //! | `cached_postgres` | the same over `CachedStore<PostgresStore>` at `TOWER_PAT_POSTGRES_URL`, the token cached (left out, saying so, when the variable is unset) |
 //! | `garbage_token` | the `MemoryStore` stack, a token of the right prefix and length but a bad checksum: refused offline |
@@ -22,8 +23,8 @@
 //! | `jwt_hs256` | middleware verifying a typical access token with jsonwebtoken, HS256 (see `support/jwt.rs`) |
 //! | `jwt_rs256` | the same, RS256 with a 2048-bit key |
 //!
-//! Every case builds its request the same way (two headers, the second one the
-//! credential) and drives the service without a runtime: `poll_ready`, then `call`, then
+//! Every case builds its request the same way (a gRPC method's path, two headers, the
+//! second one the credential) and drives the service without a runtime: `poll_ready`, then `call`, then
 //! one poll of the future with a no-op waker, which must complete it. The garbage,
 //! no-header and cached cases run over stores wrapped in a counter of lookups that reach
 //! them, and the run asserts they made none. After criterion's own output, a summary
@@ -65,8 +66,8 @@ use sqlx::{
 use time::OffsetDateTime;
 use tower::{Layer, Service, ServiceBuilder, service_fn};
 use tower_pat::{
-    ManageTokens, MemoryStore, PatLayer, PostgresStore, RequireScopesLayer, SqliteStore,
-    TokenStore, Tokens,
+    ManageTokens, MemoryStore, PatLayer, PostgresStore, RequireScopesLayer, Requirement,
+    ScopeMapLayer, SqliteStore, TokenStore, Tokens,
     record::{TokenId, TokenRecord},
     scope::ScopeRegistry,
     store::{CachedStore, Found, StoreError},
@@ -92,7 +93,8 @@ const SLICE_NS: f64 = 2_000_000.0;
 const GROUP: &str = "stack";
 
 /// Ratios of overheads (over `baseline`) the summary prints: (numerator, denominator).
-const RATIOS: [(&str, &str); 6] = [
+const RATIOS: [(&str, &str); 7] = [
+    ("scope_map_50", "hot_token"),
     ("cached_postgres", "hot_token"),
     ("cached_sqlite", "hot_token"),
     ("hot_token", "floor"),
@@ -201,7 +203,11 @@ where
 struct RequestTemplate {
     name: HeaderName,
     value: HeaderValue,
+    uri: http::Uri,
 }
+
+/// The path of every request: the 26th of the scope map's 50 methods.
+const PATH: &str = "/orders.v1.Orders/Method25";
 
 impl RequestTemplate {
     fn new(name: HeaderName, value: String) -> Self {
@@ -209,12 +215,14 @@ impl RequestTemplate {
         Self {
             name,
             value: HeaderValue::from_static(value),
+            uri: http::Uri::from_static(PATH),
         }
     }
 
     #[inline]
     fn build(&self) -> Request<()> {
         let mut req = Request::new(());
+        *req.uri_mut() = self.uri.clone();
         let headers = req.headers_mut();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         headers.insert(self.name.clone(), self.value.clone());
@@ -399,6 +407,19 @@ fn setup(rt: &tokio::runtime::Runtime) -> Vec<Case> {
         )
         .layer(RequireScopesLayer::all(["orders:read"]))
         .service(empty());
+    // The same requirement for each of 50 methods, looked up by the request's path.
+    let map = (0..50).fold(ScopeMapLayer::grpc(), |map, i| {
+        map.route(
+            &format!("/orders.v1.Orders/Method{i}"),
+            Requirement::all(["orders:read"]),
+        )
+    });
+    let mapped = ServiceBuilder::new()
+        .layer(
+            PatLayer::from_shared(Arc::clone(tokens.store())).format(tokens.token_format().clone()),
+        )
+        .layer(map)
+        .service(empty());
     let counted = ServiceBuilder::new()
         .layer(PatLayer::new(counted_memory).format(tokens.token_format().clone()))
         .layer(RequireScopesLayer::all(["orders:read"]))
@@ -429,6 +450,7 @@ fn setup(rt: &tokio::runtime::Runtime) -> Vec<Case> {
         Case::new("baseline", &empty(), &hot_req, StatusCode::OK),
         Case::new("floor", &floor, &hot_req, StatusCode::OK),
         Case::new("hot_token", &stack, &hot_req, StatusCode::OK),
+        Case::new("scope_map_50", &mapped, &hot_req, StatusCode::OK),
     ];
 
     // SQLite on a file, behind the cache.

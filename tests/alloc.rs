@@ -1,6 +1,6 @@
-//! A cache hit allocates nothing: counted with a global allocator that tallies the
-//! allocations of the current thread. In a binary of its own, so no other test's
-//! allocations are in the count.
+//! A cache hit, and a scope map's lookup, allocate nothing: counted with a global
+//! allocator that tallies the allocations of the current thread. In a binary of its own,
+//! so no other test's allocations are in the count.
 
 #![cfg(feature = "cache")]
 
@@ -149,4 +149,71 @@ fn a_cache_hit_allocates_nothing() {
         cache_cost, memory_cost,
         "allocations per request: over the cache {cache_cost}, over MemoryStore {memory_cost}"
     );
+}
+
+/// The scope map's lookup allocates nothing: a request through a `ScopeMapLayer` of 50
+/// methods costs exactly the allocations of one through a single `RequireScopesLayer`
+/// (none, once the token is in the request).
+#[test]
+fn a_scope_map_lookup_allocates_nothing() {
+    use tower::Layer;
+    use tower_pat::{
+        AccessToken, RequireScopesLayer, Requirement, ScopeMapLayer,
+        record::{TokenId, TokenRecord},
+        scope::{ScopeMatching, Scopes},
+        token::TokenHash,
+    };
+
+    let now = time::OffsetDateTime::now_utc();
+    let record = Arc::new(TokenRecord {
+        id: TokenId::from_bytes([1; 16]),
+        user_id: 1_i64,
+        client_id: None,
+        name: "t".into(),
+        scopes: Scopes::try_from_iter(["orders:read"]).unwrap(),
+        token_hash: TokenHash::of("t"),
+        revoked: false,
+        created_at: now,
+        updated_at: now,
+        expires_at: now + time::Duration::hours(1),
+        last_used_at: None,
+    });
+    let map = (0..50).fold(ScopeMapLayer::grpc(), |map, i| {
+        map.route(
+            &format!("/orders.v1.Orders/Method{i}"),
+            Requirement::all(["orders:read"]),
+        )
+    });
+    let empty = service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    let mut mapped = map.layer(empty);
+    let mut single = RequireScopesLayer::all(["orders:read"]).layer(empty);
+    // Requests made up front: the token already in their extensions.
+    let requests = |path: &str| -> Vec<Request<()>> {
+        (0..1_000)
+            .map(|_| {
+                let mut req = Request::post(path).body(()).unwrap();
+                AccessToken::new(Arc::clone(&record), ScopeMatching::EXACT)
+                    .insert_into(req.extensions_mut());
+                req
+            })
+            .collect()
+    };
+    let count = |svc: &mut dyn FnMut(Request<()>) -> Response<()>, path: &str| {
+        let requests = requests(path);
+        let before = allocations();
+        for req in requests {
+            assert_eq!(svc(req).status(), StatusCode::OK);
+        }
+        allocations() - before
+    };
+    let through_map = count(
+        &mut |req| drive(&mut mapped, req),
+        "/orders.v1.Orders/Method25",
+    );
+    let through_one = count(
+        &mut |req| drive(&mut single, req),
+        "/orders.v1.Orders/Method25",
+    );
+    assert_eq!(through_map, 0, "allocations in 1 000 lookups of the map");
+    assert_eq!(through_one, 0, "allocations in 1 000 single scope checks");
 }
