@@ -326,10 +326,13 @@ where
         &fixtures::records(SQL_TOKENS, &["orders:read"]),
     ));
     let finds = Arc::new(AtomicU64::new(0));
-    let cached = CachedStore::new(CountingStore {
-        inner: Arc::clone(&store),
-        finds: Arc::clone(&finds),
-    });
+    // A TTL longer than the whole run: every measured request is a hit.
+    let cached = CachedStore::builder()
+        .ttl(Duration::from_secs(3600))
+        .build(CountingStore {
+            inner: Arc::clone(&store),
+            finds: Arc::clone(&finds),
+        });
     // Tokens are created through the bare store; the layer reads through the cache.
     let tokens = Tokens::from_shared(store, Arc::new(registry()));
     let created = rt

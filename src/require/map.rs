@@ -13,7 +13,10 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{ResponseFuture, Rule, accepted_scopes, check};
-use crate::scope::{Requirement, ScopeError, ScopeRegistry};
+use crate::{
+    prefix_hash::WordState,
+    scope::{Requirement, ScopeError, ScopeRegistry},
+};
 
 /// Requirements by path, for a server whose methods share one service stack: a tonic
 /// server (`/package.Service/Method`), or a hyper server without a router (HTTP paths).
@@ -29,7 +32,9 @@ use crate::scope::{Requirement, ScopeError, ScopeRegistry};
 /// Built once and checked then: a malformed path, a path mapped twice, an invalid scope,
 /// or — with [`registry`](Self::registry) — an undefined one is an error naming it (a
 /// panic for the non-`try_` methods). Looked up per request without allocating: one hash
-/// lookup for an exact path, one more per `/` for prefixes. Paths are compared as sent
+/// lookup for an exact path (an unkeyed word-at-a-time hash: the table's keys are fixed at
+/// startup, so a client's choice of path cannot grow a bucket), one more per `/` for
+/// prefixes. Paths are compared as sent
 /// (no percent-decoding or normalization), as a tonic server or a `match` on
 /// `req.uri().path()` compares them; an odd spelling of a path is unmapped, so denied.
 ///
@@ -98,9 +103,9 @@ enum Kind {
 #[derive(Clone, Debug)]
 struct Table {
     kind: Kind,
-    exact: HashMap<Box<str>, Entry>,
+    exact: HashMap<Box<str>, Entry, WordState>,
     /// Keyed by the prefix up to and including its last `/` (`/admin/*` → `/admin/`).
-    prefixes: HashMap<Box<str>, Entry>,
+    prefixes: HashMap<Box<str>, Entry, WordState>,
     unmapped: Unmapped,
     registry: Option<ScopeRegistry>,
     scope_headers: bool,
@@ -141,8 +146,8 @@ impl ScopeMapLayer {
         Self {
             table: Arc::new(Table {
                 kind,
-                exact: HashMap::new(),
-                prefixes: HashMap::new(),
+                exact: HashMap::default(),
+                prefixes: HashMap::default(),
                 unmapped: Unmapped::Deny,
                 registry: None,
                 scope_headers: false,
