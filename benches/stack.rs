@@ -39,7 +39,6 @@ use std::{
     future::Future,
     hash::{BuildHasherDefault, Hasher},
     hint::black_box,
-    path::PathBuf,
     pin::pin,
     str::FromStr,
     sync::{
@@ -61,7 +60,6 @@ use sha2::{Digest, Sha256};
 use sqlx::{
     AssertSqlSafe,
     postgres::{PgConnectOptions, PgPoolOptions},
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions},
 };
 use time::OffsetDateTime;
 use tower::{Layer, Service, ServiceBuilder, service_fn};
@@ -74,6 +72,8 @@ use tower_pat::{
     token::TokenHash,
 };
 
+#[path = "support/criterion_results.rs"]
+mod criterion_results;
 #[path = "support/fixtures.rs"]
 mod fixtures;
 #[path = "support/jwt.rs"]
@@ -462,15 +462,7 @@ fn setup(rt: &tokio::runtime::Runtime) -> Vec<Case> {
         uuid::Uuid::new_v4().simple()
     ));
     let sqlite = rt.block_on(async {
-        let options = SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal);
-        let pool = SqlitePoolOptions::new()
-            .connect_with(options)
-            .await
-            .unwrap();
-        let store = SqliteStore::<i64>::new(pool);
+        let store = SqliteStore::<i64>::open(&path).await.unwrap();
         store.migrate().await.unwrap();
         store
     });
@@ -610,39 +602,9 @@ fn interleaved(cases: &mut [Case]) -> Vec<f64> {
         .collect()
 }
 
-/// Where criterion writes its results, by criterion's own order of preference.
-fn criterion_home() -> PathBuf {
-    if let Some(home) = env::var_os("CRITERION_HOME") {
-        return home.into();
-    }
-    if let Some(target) = env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    // The bench runs from <target>/<profile>/deps/.
-    env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.join("criterion")))
-        .unwrap_or_else(|| PathBuf::from("target/criterion"))
-}
-
-/// The median of `case` in nanoseconds, if this run measured it.
-fn median_ns(case: &str, since: SystemTime) -> Option<f64> {
-    let path = criterion_home()
-        .join(GROUP)
-        .join(case)
-        .join("new")
-        .join("estimates.json");
-    let fresh = fs::metadata(&path).ok()?.modified().ok()? >= since;
-    if !fresh {
-        return None;
-    }
-    let estimates: serde_json::Value = serde_json::from_slice(&fs::read(&path).ok()?).ok()?;
-    estimates["median"]["point_estimate"].as_f64()
-}
-
 fn summary(cases: &mut [Case], since: SystemTime) {
     // Only after a measuring run (not `--test`, `--list`, or a filter without baseline).
-    let Some(base) = median_ns("baseline", since) else {
+    let Some(base) = criterion_results::median_ns(GROUP, "baseline", since) else {
         return;
     };
     let paired = interleaved(cases);
@@ -653,7 +615,7 @@ fn summary(cases: &mut [Case], since: SystemTime) {
         "case", "criterion", "overhead", "interleaved", "overhead"
     );
     for (case, &inter) in cases.iter().zip(&paired) {
-        let Some(ns) = median_ns(case.name, since) else {
+        let Some(ns) = criterion_results::median_ns(GROUP, case.name, since) else {
             continue;
         };
         let over = ns - base;

@@ -19,9 +19,7 @@
 //! The medians are in `target/criterion/find/<case>/new/estimates.json`.
 
 use std::{
-    env, fs,
     hint::black_box,
-    path::PathBuf,
     str::FromStr,
     time::{Duration as StdDuration, SystemTime},
 };
@@ -40,6 +38,8 @@ use tower_pat::{
     store::CachedStore, token::TokenHash,
 };
 
+#[path = "support/criterion_results.rs"]
+mod criterion_results;
 #[path = "support/fixtures.rs"]
 mod fixtures;
 const TOKENS: usize = 10_000;
@@ -239,34 +239,6 @@ fn stores(c: &mut Criterion) {
     }
 }
 
-/// Where criterion writes its results, by criterion's own order of preference.
-fn criterion_home() -> PathBuf {
-    if let Some(home) = env::var_os("CRITERION_HOME") {
-        return home.into();
-    }
-    if let Some(target) = env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.join("criterion")))
-        .unwrap_or_else(|| PathBuf::from("target/criterion"))
-}
-
-/// The median of `case` in nanoseconds, if this run measured it.
-fn median_ns(case: &str, since: SystemTime) -> Option<f64> {
-    let path = criterion_home()
-        .join(GROUP)
-        .join(case)
-        .join("new")
-        .join("estimates.json");
-    if fs::metadata(&path).ok()?.modified().ok()? < since {
-        return None;
-    }
-    let estimates: serde_json::Value = serde_json::from_slice(&fs::read(&path).ok()?).ok()?;
-    estimates["median"]["point_estimate"].as_f64()
-}
-
 fn summary(since: SystemTime) {
     const CASES: [&str; 9] = [
         "memory_1e3",
@@ -281,7 +253,7 @@ fn summary(since: SystemTime) {
     ];
     let measured: Vec<(&str, f64)> = CASES
         .iter()
-        .filter_map(|case| Some((*case, median_ns(case, since)?)))
+        .filter_map(|case| Some((*case, criterion_results::median_ns(GROUP, case, since)?)))
         .collect();
     if measured.is_empty() {
         return;

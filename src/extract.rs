@@ -137,16 +137,20 @@ impl IntoResponse for AccessTokenRejection {
     }
 }
 
-fn extract<U: UserId>(parts: &Parts) -> Result<Option<AccessToken<U>>, AccessTokenRejection> {
+/// The token of the request, or, for a request the layer let through without one, how
+/// the layer answers refusals.
+fn extract<U: UserId>(
+    parts: &Parts,
+) -> Result<Result<AccessToken<U>, Refusal>, AccessTokenRejection> {
     if let Some(token) = parts.extensions.get::<AccessToken<U>>() {
-        return Ok(Some(token.clone()));
+        return Ok(Ok(token.clone()));
     }
     let Some(grant) = granted(&parts.extensions) else {
         return Err(AccessTokenRejection::MissingLayer);
     };
     let refusal = Refusal(grant.settings_arc());
     match grant.scopes {
-        None => Ok(None),
+        None => Ok(Err(refusal)),
         Some(_) => Err(AccessTokenRejection::UserIdType {
             expected: std::any::type_name::<U>(),
             found: grant.user_id_type,
@@ -159,14 +163,7 @@ impl<S: Send + Sync, U: UserId> FromRequestParts<S> for AccessToken<U> {
     type Rejection = AccessTokenRejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        match extract(parts)? {
-            Some(token) => Ok(token),
-            None => Err(AccessTokenRejection::Unauthenticated(Refusal(
-                granted(&parts.extensions)
-                    .map(|g| g.settings_arc())
-                    .ok_or(AccessTokenRejection::MissingLayer)?,
-            ))),
-        }
+        extract(parts)?.map_err(AccessTokenRejection::Unauthenticated)
     }
 }
 
@@ -174,6 +171,6 @@ impl<S: Send + Sync, U: UserId> OptionalFromRequestParts<S> for AccessToken<U> {
     type Rejection = AccessTokenRejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
-        extract(parts)
+        Ok(extract(parts)?.ok())
     }
 }

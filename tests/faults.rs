@@ -1026,3 +1026,46 @@ mod postgres {
         db.close().await;
     }
 }
+
+/// With the `tokio` feature (on in the tests, as with the SQL stores) a layer that was
+/// given no timeout still gives up on a hung store, after `DEFAULT_STORE_TIMEOUT`.
+#[cfg(feature = "tokio")]
+#[tokio::test]
+async fn with_tokio_a_hung_store_is_given_up_on_by_default() {
+    use tower_pat::auth::DEFAULT_STORE_TIMEOUT;
+
+    let store: Store = Arc::new(MemoryStore::new());
+    let tokens = Tokens::new(Arc::clone(&store), registry());
+    let token = tokens
+        .create(1, "default timeout", ["orders:read"])
+        .await
+        .unwrap();
+    let faulty = Arc::new(Faulty::new(store));
+    faulty.async_only(true).set(Fault::Hang);
+    let app = Router::new()
+        .route("/orders", get(orders))
+        .layer(PatLayer::from_shared(faulty));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let req = Request::get(format!("http://{addr}/orders"))
+        .header(
+            AUTHORIZATION,
+            format!("Bearer {}", token.token.expose_secret()),
+        )
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let start = Instant::now();
+    let res = Client::builder(TokioExecutor::new())
+        .build_http()
+        .request(req)
+        .await
+        .unwrap();
+    let elapsed = start.elapsed();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        elapsed >= DEFAULT_STORE_TIMEOUT && elapsed < bound(DEFAULT_STORE_TIMEOUT),
+        "answered after {elapsed:?}"
+    );
+}

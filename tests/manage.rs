@@ -7,8 +7,9 @@ mod common;
 use std::net::SocketAddr;
 
 use axum::{Router, body::Body, middleware::map_request};
-use http::{HeaderMap, Method, Request, StatusCode, header};
-use http_body_util::{BodyExt, Full, StreamBody};
+use common::Reply;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::{Full, StreamBody};
 use hyper::body::{Bytes, Frame};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use serde_json::{Value, json};
@@ -50,15 +51,14 @@ async fn serve<St: ManageTokens<UserId = i64>>(tokens: &Tokens<St>) -> SocketAdd
     common::serve(app(Manage::new(tokens.clone(), BASE))).await
 }
 
-/// What came back.
-#[derive(Debug)]
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
+/// What the tests read of an answer of the JSON API.
+trait Api {
+    fn json(&self) -> Value;
+    fn error(&self) -> String;
+    fn header(&self, name: &str) -> &str;
 }
 
-impl Reply {
+impl Api for Reply {
     fn json(&self) -> Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
@@ -133,15 +133,7 @@ impl Call {
         let req = req
             .body(Full::new(Bytes::from(self.body.unwrap_or_default())))
             .expect("a request");
-        let client = Client::builder(TokioExecutor::new()).build_http();
-        let res = client.request(req).await.expect("the server answers");
-        let (parts, body) = res.into_parts();
-        let body = body.collect().await.expect("a body").to_bytes();
-        Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        }
+        common::request(req).await
     }
 }
 

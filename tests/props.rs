@@ -324,63 +324,11 @@ fn record(hash: tower_pat::token::TokenHash, scopes: Scopes, n: u8) -> TokenReco
     }
 }
 
-/// The whole stack decides as the laws say: 200 exactly when the token's scopes satisfy
-/// the requirement under the layer's matching rules, 403 otherwise.
-#[test]
-fn the_stack_decides_as_the_laws_say() {
-    let required = prop::collection::vec(scope_name(), 1..4);
-    let input = (scope_set(), required, any::<bool>(), 0..4usize);
-    check(
-        "stack decision = matching laws",
-        2_000,
-        input,
-        |(held, required, all, mode)| {
-            let m = MODES[mode];
-            let store = Arc::new(MemoryStore::<i64>::new());
-            let token = TokenFormat::default().generate().unwrap();
-            store
-                .insert(record(token.hash(), held.clone(), 1))
-                .now_or_never()
-                .unwrap()
-                .unwrap();
-            let require = if all {
-                RequireScopesLayer::all(&required)
-            } else {
-                RequireScopesLayer::any(&required)
-            };
-            let svc = ServiceBuilder::new()
-                .layer(PatLayer::from_shared(store).matching(m))
-                .layer(require)
-                .service(ok_service());
-            let status = status_of(svc, format!("Bearer {}", token.expose_secret()).as_bytes());
-            let req = Scopes::try_from_iter(&required).unwrap();
-            let want = if all {
-                held.grants_all(&req, m)
-            } else {
-                held.grants_any(&req, m)
-            };
-            let want = if want {
-                StatusCode::OK
-            } else {
-                StatusCode::FORBIDDEN
-            };
-            prop_assert_eq!(
-                status,
-                want,
-                "held {:?} required {:?} all={} {:?}",
-                held,
-                req,
-                all,
-                m
-            );
-            Ok(())
-        },
-    );
-}
-
-/// Both scope checks — one route's `RequireScopesLayer` and a path's entry in a
-/// `ScopeMapLayer` — decide as plain set logic says, for requirements of every form: all of
-/// a set, any of a set, or every scope of one of several sets.
+/// The whole stack decides as plain set logic says: 200 exactly when the token's scopes
+/// meet the requirement under the layer's matching rules, 403 otherwise. For both scope
+/// checks — one route's `RequireScopesLayer` and a path's entry in a `ScopeMapLayer` — and
+/// requirements of every form: all of a set, any of a set, every scope of one of several
+/// sets.
 #[test]
 fn requirements_decide_as_set_logic_says() {
     let sets = prop::collection::vec(prop::collection::vec(scope_name(), 1..4), 1..4);

@@ -284,7 +284,8 @@ struct Core<U> {
     /// While above zero, nothing is stored (the notifications are not arriving).
     suspended: AtomicUsize,
     /// The loads under way, by hash: joined by concurrent misses.
-    inflight: Mutex<HashMap<TokenHash, Inflight<U>, PrefixState>>,
+    /// Std's keyed hash: a miss inserts the hash a client presented.
+    inflight: Mutex<HashMap<TokenHash, Inflight<U>>>,
     tickets: AtomicU64,
     /// Things that live as long as the cache (a listener task's abort handle).
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
@@ -299,7 +300,8 @@ struct Inflight<U> {
 }
 
 struct Index<U> {
-    by_id: HashMap<TokenId, (TokenHash, U), PrefixState>,
+    /// Std's keyed hash: ids come from the application's store and need not be random.
+    by_id: HashMap<TokenId, (TokenHash, U)>,
     by_user: HashMap<U, Vec<TokenId>>,
     sweep_at: usize,
 }

@@ -73,6 +73,11 @@ pub async fn send(addr: SocketAddr, path: &str, headers: &[(&str, &[u8])]) -> Re
             HeaderValue::from_bytes(value).expect("a header value"),
         );
     }
+    request(req).await
+}
+
+/// Sends any request over a fresh connection and reads the whole answer.
+pub async fn request(req: Request<Full<Bytes>>) -> Reply {
     let client = Client::builder(TokioExecutor::new()).build_http();
     let res = client.request(req).await.expect("the server answers");
     let (parts, body) = res.into_parts();
