@@ -68,7 +68,7 @@ use tower_pat::{
     ScopeMapLayer, SqliteStore, TokenStore, Tokens,
     record::{TokenId, TokenRecord},
     scope::ScopeRegistry,
-    store::{CachedStore, Found, StoreError},
+    store::{CachedStore, StoreError},
     token::TokenHash,
 };
 
@@ -113,12 +113,18 @@ struct CountingStore<S> {
 impl<S: TokenStore> TokenStore for CountingStore<S> {
     type UserId = S::UserId;
 
-    async fn find(&self, hash: &TokenHash) -> Result<Found<S::UserId>, StoreError> {
+    async fn find(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<Arc<TokenRecord<S::UserId>>>, StoreError> {
         self.finds.fetch_add(1, Ordering::Relaxed);
         self.inner.find(hash).await
     }
 
-    fn find_ready(&self, hash: &TokenHash) -> Option<Result<Found<S::UserId>, StoreError>> {
+    fn find_ready(
+        &self,
+        hash: &TokenHash,
+    ) -> Option<Result<Option<Arc<TokenRecord<S::UserId>>>, StoreError>> {
         let found = self.inner.find_ready(hash);
         if found.is_some() {
             self.finds.fetch_add(1, Ordering::Relaxed);

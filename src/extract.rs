@@ -25,12 +25,12 @@
 //! with a store of `String` or `uuid::Uuid` ids, write `AccessToken<String>` or
 //! `AccessToken<Uuid>`, or every request answers 500 and the log names both types.
 //!
-//! Refusals go through the layer's
-//! [`rejection_body`](crate::PatLayer::rejection_body), like every other refusal: a 401
+//! Rejections go through the layer's
+//! [`rejection_body`](crate::PatLayer::rejection_body), like every other rejection: a 401
 //! for a request let through without credentials, a 500 for a wiring error. What a
 //! wiring error is goes to the log (at error level), never to the client.
 
-use std::{fmt, sync::Arc};
+use std::fmt;
 
 use axum_core::{
     body::Body,
@@ -40,9 +40,8 @@ use axum_core::{
 use http::request::Parts;
 
 use crate::{
-    AccessToken,
-    record::{Settings, UserId, granted},
-    reject::{RejectionKind, respond_without_layer},
+    record::{AccessToken, UserId, admission},
+    reject::{RejectionKind, Rejector, reject_without_layer},
 };
 
 /// Why an [`AccessToken`] could not be extracted.
@@ -50,8 +49,9 @@ use crate::{
 pub enum AccessTokenRejection {
     /// No `PatLayer` ran for this request: a wiring error (500).
     MissingLayer,
-    /// `PatLayer` let the request through without credentials (401).
-    Unauthenticated(Refusal),
+    /// `PatLayer` let the request through without credentials (401, answered as the
+    /// layer answers rejections).
+    Unauthenticated(Rejector),
     /// `PatLayer` resolved a token whose user id is of another type than the one asked
     /// for (500): ask for `AccessToken<T>` with the store's `UserId`.
     UserIdType {
@@ -59,21 +59,9 @@ pub enum AccessTokenRejection {
         expected: &'static str,
         /// The store's user id type.
         found: &'static str,
-        /// How the layer answers refusals.
-        refusal: Refusal,
+        /// How the layer answers rejections.
+        rejector: Rejector,
     },
-}
-
-/// How the `PatLayer` in front answers refusals (its realm and body hook).
-#[derive(Clone)]
-pub struct Refusal(Arc<Settings>);
-
-impl fmt::Debug for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Refusal")
-            .field(&self.0.refusals.realm())
-            .finish()
-    }
 }
 
 impl fmt::Debug for AccessTokenRejection {
@@ -115,46 +103,42 @@ impl IntoResponse for AccessTokenRejection {
     fn into_response(self) -> Response {
         let empty = http::HeaderMap::new();
         match &self {
-            Self::Unauthenticated(Refusal(settings)) => {
-                settings
-                    .refusals
-                    .respond::<Body>(RejectionKind::MissingCredentials, None, &empty)
+            Self::Unauthenticated(rejector) => {
+                rejector.reject::<Body>(RejectionKind::MissingCredentials, None, &empty)
             }
-            Self::UserIdType {
-                refusal: Refusal(settings),
-                ..
-            } => {
-                tracing::error!("{self}; refusing with 500");
-                settings
-                    .refusals
-                    .respond::<Body>(RejectionKind::MissingLayer, None, &empty)
+            Self::UserIdType { rejector, .. } => {
+                tracing::error!("{self}; rejecting with 500");
+                rejector.reject::<Body>(RejectionKind::MissingLayer, None, &empty)
             }
             Self::MissingLayer => {
-                tracing::error!("{self}; refusing with 500");
-                respond_without_layer(&empty)
+                tracing::error!("{self}; rejecting with 500");
+                reject_without_layer(&empty)
             }
         }
     }
 }
 
-/// The token of the request, or, for a request the layer let through without one, how
-/// the layer answers refusals.
-fn extract<U: UserId>(
-    parts: &Parts,
-) -> Result<Result<AccessToken<U>, Refusal>, AccessTokenRejection> {
+/// What the extractor found: the token, or a request the layer let through without one
+/// (with how the layer answers rejections).
+enum Extracted<U> {
+    Token(AccessToken<U>),
+    Anonymous(Rejector),
+}
+
+fn extract<U: UserId>(parts: &Parts) -> Result<Extracted<U>, AccessTokenRejection> {
     if let Some(token) = parts.extensions.get::<AccessToken<U>>() {
-        return Ok(Ok(token.clone()));
+        return Ok(Extracted::Token(token.clone()));
     }
-    let Some(grant) = granted(&parts.extensions) else {
+    let Some(admission) = admission(&parts.extensions) else {
         return Err(AccessTokenRejection::MissingLayer);
     };
-    let refusal = Refusal(grant.settings_arc());
-    match grant.scopes {
-        None => Ok(Err(refusal)),
+    let rejector = admission.settings.rejector.clone();
+    match admission.scopes {
+        None => Ok(Extracted::Anonymous(rejector)),
         Some(_) => Err(AccessTokenRejection::UserIdType {
             expected: std::any::type_name::<U>(),
-            found: grant.user_id_type,
-            refusal,
+            found: admission.user_id_type,
+            rejector,
         }),
     }
 }
@@ -163,7 +147,10 @@ impl<S: Send + Sync, U: UserId> FromRequestParts<S> for AccessToken<U> {
     type Rejection = AccessTokenRejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        extract(parts)?.map_err(AccessTokenRejection::Unauthenticated)
+        match extract(parts)? {
+            Extracted::Token(token) => Ok(token),
+            Extracted::Anonymous(rejector) => Err(AccessTokenRejection::Unauthenticated(rejector)),
+        }
     }
 }
 
@@ -171,6 +158,9 @@ impl<S: Send + Sync, U: UserId> OptionalFromRequestParts<S> for AccessToken<U> {
     type Rejection = AccessTokenRejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
-        Ok(extract(parts)?.ok())
+        match extract(parts)? {
+            Extracted::Token(token) => Ok(Some(token)),
+            Extracted::Anonymous(_) => Ok(None),
+        }
     }
 }

@@ -57,11 +57,12 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
+//! | `tokio` | the runtime pieces: the `last_used_at` flusher starts by itself, and `PatLayer::store_timeout` defaults to 3 s |
 //! | `axum` | [`AccessToken`] as an extractor (`FromRequestParts`, `OptionalFromRequestParts`) |
 //! | `sqlite` | `SqliteStore`: tokens in an embedded SQLite database (sqlx, bundled SQLite) |
 //! | `postgres` | `PostgresStore`: one PostgreSQL database shared by many instances (sqlx) |
 //! | `cache` | `CachedStore`: a revocation-aware cache in front of any store (moka); with `postgres`, `PostgresStore::listen` evicts what other instances revoke |
-//! | `test-kit` | `testing::conformance`: the suite any `TokenStore` implementation should pass |
+//! | `test-kit` | `testing::Conformance`: the suites a `TokenStore` (and `ManageTokens`) implementation should pass |
 //! | `manage` | `manage::Manage`: the token page and its JSON API, mounted behind the application's sign-in |
 //!
 //! # Security
@@ -85,11 +86,11 @@ pub mod clock;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
+mod hashers;
 pub mod lifecycle;
 #[cfg(feature = "manage")]
 #[cfg_attr(docsrs, doc(cfg(feature = "manage")))]
 pub mod manage;
-mod prefix_hash;
 pub mod record;
 pub mod reject;
 pub mod require;

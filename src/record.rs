@@ -15,9 +15,9 @@ use http::Extensions;
 use time::OffsetDateTime;
 
 use crate::{
-    reject::{Hook, Refusals},
+    reject::{RejectionBody, Rejector},
     scope::{ScopeMatching, Scopes},
-    token::TokenHash,
+    token::{TokenHash, parse_hex, write_hex},
 };
 
 /// The realm of the `WWW-Authenticate` challenge unless configured otherwise.
@@ -60,10 +60,7 @@ impl TokenId {
 
 impl fmt::Display for TokenId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        write_hex(f, &self.0)
     }
 }
 
@@ -76,16 +73,7 @@ impl fmt::Debug for TokenId {
 impl FromStr for TokenId {
     type Err = InvalidTokenId;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bytes = s.as_bytes();
-        if bytes.len() != 32 {
-            return Err(InvalidTokenId);
-        }
-        let mut out = [0u8; 16];
-        for (slot, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-            let pair = std::str::from_utf8(pair).map_err(|_| InvalidTokenId)?;
-            *slot = u8::from_str_radix(pair, 16).map_err(|_| InvalidTokenId)?;
-        }
-        Ok(Self(out))
+        parse_hex(s).map(Self).ok_or(InvalidTokenId)
     }
 }
 
@@ -203,7 +191,7 @@ impl<U> AccessToken<U> {
     /// A view of a record, checked with `matching`, answering refusals with the default
     /// realm and an empty body (what a test of a handler needs; the layer builds its own).
     pub fn new(record: Arc<TokenRecord<U>>, matching: ScopeMatching) -> Self {
-        let settings = Settings::new(DEFAULT_REALM, matching, Hook::default());
+        let settings = Settings::new(DEFAULT_REALM, matching, RejectionBody::default());
         Self::with_settings(record, Arc::new(settings))
     }
 
@@ -272,9 +260,10 @@ impl<U: UserId> AccessToken<U> {
     #[inline]
     pub fn insert_into(self, extensions: &mut Extensions) {
         // The scope checks do not know `U`: they read an `AccessToken<i64>` directly (one
-        // insert for the default type), and for any other type this non-generic marker.
+        // insert for the default type), and for any other type this non-generic record of
+        // the admission.
         if TypeId::of::<U>() != TypeId::of::<i64>() {
-            extensions.insert(Grant {
+            extensions.insert(Admission {
                 scopes: Some(self.record.scopes.clone()),
                 settings: Arc::clone(&self.settings),
                 user_id_type: type_name::<U>(),
@@ -285,36 +274,37 @@ impl<U: UserId> AccessToken<U> {
 }
 
 /// Layer-wide settings every request carries, shared by all the `AccessToken`s of one
-/// `PatLayer`: how scopes match and how refusals are answered.
+/// `PatLayer`: how scopes match and how rejections are answered.
 #[derive(Debug)]
 pub(crate) struct Settings {
     pub(crate) matching: ScopeMatching,
-    pub(crate) refusals: Refusals,
+    pub(crate) rejector: Rejector,
 }
 
 impl Settings {
-    pub(crate) fn new(realm: &str, matching: ScopeMatching, hook: Hook) -> Self {
+    pub(crate) fn new(realm: &str, matching: ScopeMatching, body: RejectionBody) -> Self {
         Self {
             matching,
-            refusals: Refusals::new(realm, hook),
+            rejector: Rejector::new(realm, body),
         }
     }
 }
 
-/// What the scope checks and the extractor, which do not know the user id type, read to
-/// learn what `PatLayer` decided. Present for a token of another user id type than `i64`
-/// (see [`AccessToken::insert_into`]), and, with `scopes: None`, for a request let
-/// through without credentials.
+/// The admission of a request, as `PatLayer` decided it, for the scope checks and the
+/// extractor, which do not know the user id type. Kept in the extensions for a token of
+/// another user id type than `i64` (see [`AccessToken::insert_into`]), and, with `scopes:
+/// None`, for a request let through without credentials; for an `i64` token the token
+/// itself is read.
 #[derive(Clone)]
-struct Grant {
+struct Admission {
     scopes: Option<Scopes>,
     settings: Arc<Settings>,
     user_id_type: &'static str,
 }
 
-/// What `PatLayer` decided for one request.
+/// A borrowed view of a request's [`Admission`], whichever way it is kept.
 #[derive(Clone, Copy)]
-pub(crate) struct Granted<'a> {
+pub(crate) struct AdmissionRef<'a> {
     /// The token's scopes; `None` for a request let through without credentials.
     pub(crate) scopes: Option<&'a Scopes>,
     pub(crate) settings: &'a Arc<Settings>,
@@ -323,35 +313,27 @@ pub(crate) struct Granted<'a> {
     pub(crate) user_id_type: &'static str,
 }
 
-impl Granted<'_> {
-    /// The settings, to keep beyond the request's extensions.
-    #[cfg(feature = "axum")]
-    pub(crate) fn settings_arc(&self) -> Arc<Settings> {
-        Arc::clone(self.settings)
-    }
-}
-
-/// What `PatLayer` decided, without knowing the user id type: `None` when no `PatLayer`
-/// ran (and no token was inserted by hand).
+/// How `PatLayer` admitted the request, without knowing the user id type: `None` when no
+/// `PatLayer` ran (and no token was inserted by hand).
 #[inline]
-pub(crate) fn granted(extensions: &Extensions) -> Option<Granted<'_>> {
+pub(crate) fn admission(extensions: &Extensions) -> Option<AdmissionRef<'_>> {
     if let Some(token) = extensions.get::<AccessToken<i64>>() {
-        return Some(Granted {
+        return Some(AdmissionRef {
             scopes: Some(token.scopes()),
             settings: &token.settings,
             user_id_type: type_name::<i64>(),
         });
     }
-    extensions.get::<Grant>().map(|g| Granted {
-        scopes: g.scopes.as_ref(),
-        settings: &g.settings,
-        user_id_type: g.user_id_type,
+    extensions.get::<Admission>().map(|a| AdmissionRef {
+        scopes: a.scopes.as_ref(),
+        settings: &a.settings,
+        user_id_type: a.user_id_type,
     })
 }
 
 /// Marks a request that `PatLayer` let through without credentials.
-pub(crate) fn insert_anonymous(extensions: &mut Extensions, settings: Arc<Settings>) {
-    extensions.insert(Grant {
+pub(crate) fn admit_anonymous(extensions: &mut Extensions, settings: Arc<Settings>) {
+    extensions.insert(Admission {
         scopes: None,
         settings,
         user_id_type: "",

@@ -871,8 +871,10 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
-    use crate::MemoryStore;
+    use crate::store::MemoryStore;
 
     fn block_on<F: Future>(f: F) -> F::Output {
         futures_util::FutureExt::now_or_never(Box::pin(f)).expect("MemoryStore never waits")
@@ -899,9 +901,12 @@ mod tests {
     struct Careless(MemoryStore<i64>);
 
     #[async_trait::async_trait]
-    impl crate::TokenStore for Careless {
+    impl crate::store::TokenStore for Careless {
         type UserId = i64;
-        async fn find(&self, hash: &TokenHash) -> Result<crate::store::Found<i64>, StoreError> {
+        async fn find(
+            &self,
+            hash: &TokenHash,
+        ) -> Result<Option<Arc<TokenRecord<i64>>>, StoreError> {
             self.0.find(hash).await
         }
     }
@@ -945,7 +950,10 @@ mod tests {
     #[async_trait::async_trait]
     impl TokenStore for FindOnly {
         type UserId = i64;
-        async fn find(&self, hash: &TokenHash) -> Result<crate::store::Found<i64>, StoreError> {
+        async fn find(
+            &self,
+            hash: &TokenHash,
+        ) -> Result<Option<Arc<TokenRecord<i64>>>, StoreError> {
             self.0.find(hash).await
         }
     }
@@ -968,7 +976,10 @@ mod tests {
     #[async_trait::async_trait]
     impl TokenStore for Shifty {
         type UserId = i64;
-        async fn find(&self, hash: &TokenHash) -> Result<crate::store::Found<i64>, StoreError> {
+        async fn find(
+            &self,
+            hash: &TokenHash,
+        ) -> Result<Option<Arc<TokenRecord<i64>>>, StoreError> {
             Ok(self.0.find(hash).await?.map(|r| {
                 let mut r = TokenRecord::clone(&r);
                 r.expires_at = r.expires_at.replace_offset(time::UtcOffset::UTC);

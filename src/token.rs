@@ -269,12 +269,9 @@ impl TokenHash {
 
     /// Lowercase hex, 64 characters (for a text column).
     pub fn to_hex(&self) -> String {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push(char::from(HEX[usize::from(b >> 4)]));
-            s.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
+        // Writing to a `String` cannot fail.
+        let _ = write_hex(&mut s, &self.0);
         s
     }
 
@@ -284,27 +281,37 @@ impl TokenHash {
     ///
     /// [`InvalidHash`] when the input is not 64 hex digits.
     pub fn from_hex(hex: &str) -> Result<Self, InvalidHash> {
-        let bytes = hex.as_bytes();
-        if bytes.len() != 64 {
-            return Err(InvalidHash);
-        }
-        let mut out = [0u8; 32];
-        for (slot, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-            let hi = hex_value(pair[0]).ok_or(InvalidHash)?;
-            let lo = hex_value(pair[1]).ok_or(InvalidHash)?;
-            *slot = hi << 4 | lo;
-        }
-        Ok(Self(out))
+        parse_hex(hex).map(Self).ok_or(InvalidHash)
     }
 }
 
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
+/// Writes `bytes` as lowercase hex: how token hashes and token ids are shown.
+pub(crate) fn write_hex(out: &mut impl fmt::Write, bytes: &[u8]) -> fmt::Result {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        out.write_char(char::from(HEX[usize::from(b >> 4)]))?;
+        out.write_char(char::from(HEX[usize::from(b & 0xf)]))?;
+    }
+    Ok(())
+}
+
+/// Reads exactly `N` bytes of hex (either case); `None` for anything else.
+pub(crate) fn parse_hex<const N: usize>(hex: &str) -> Option<[u8; N]> {
+    let digits = hex.as_bytes();
+    if digits.len() != 2 * N {
+        return None;
+    }
+    let value = |b: u8| match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),
         b'A'..=b'F' => Some(b - b'A' + 10),
         _ => None,
+    };
+    let mut out = [0u8; N];
+    for (slot, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        *slot = value(pair[0])? << 4 | value(pair[1])?;
     }
+    Some(out)
 }
 
 /// Constant-time: no early exit, whatever the bytes.

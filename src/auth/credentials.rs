@@ -4,12 +4,12 @@
 //!
 //! This is the seam between "the bytes a client presented" and "the key the store is
 //! asked for": [`presented`] returns the [`TokenHash`] to look up, or why the request is
-//! refused before any store is asked. The service knows nothing of the token format; a
+//! rejected before any store is asked. The service knows nothing of the token format; a
 //! second credential format would be a second verdict here.
 
 use http::{Request, header::AUTHORIZATION};
 
-use super::layer::Config;
+use super::config::CredentialRules;
 use crate::{
     reject::RejectionKind,
     token::{MalformedToken, TokenFormat, TokenHash},
@@ -17,7 +17,7 @@ use crate::{
 
 /// Finds the bearer token of a request and marks the `Authorization` header sensitive:
 /// `Ok(None)` when there is none, else the token checked offline and hashed, or why the
-/// request is refused.
+/// request is rejected.
 ///
 /// One lookup of the header in the common case: `len` counts values and `keys_len`
 /// names, so only a request with some repeated header pays for a second look. With query
@@ -25,9 +25,9 @@ use crate::{
 #[inline]
 pub(super) fn presented<B>(
     req: &mut Request<B>,
-    config: &Config,
+    rules: &CredentialRules,
 ) -> Result<Option<TokenHash>, RejectionKind> {
-    let in_query = config.query_token && req.uri().query().and_then(query_token).is_some();
+    let in_query = rules.query_token && req.uri().query().and_then(query_token).is_some();
     let headers = req.headers_mut();
     if headers.len() != headers.keys_len() && headers.get_all(AUTHORIZATION).iter().nth(1).is_some()
     {
@@ -37,7 +37,7 @@ pub(super) fn presented<B>(
         None => None,
         Some(value) => {
             value.set_sensitive(true);
-            bearer(value.as_bytes(), config.max_header_len)?
+            bearer(value.as_bytes(), rules.max_header_len)?
         }
     };
     if let Some(candidate) = from_header {
@@ -45,21 +45,21 @@ pub(super) fn presented<B>(
         if in_query {
             return Err(RejectionKind::InvalidRequest);
         }
-        return judge(&config.format, candidate).map(Some);
+        return judge(&rules.format, candidate).map(Some);
     }
     if !in_query {
         return Ok(None);
     }
     match req.uri().query().and_then(query_token) {
-        Some(candidate) => judge(&config.format, candidate.as_bytes()).map(Some),
+        Some(candidate) => judge(&rules.format, candidate.as_bytes()).map(Some),
         None => Ok(None),
     }
 }
 
-/// The offline verdict: the hash to look up, or why the credentials are refused.
+/// The offline verdict: the hash to look up, or why the credentials are rejected.
 fn judge(format: &TokenFormat, candidate: &[u8]) -> Result<TokenHash, RejectionKind> {
     format.parse_bytes(candidate).map_err(|why| {
-        tracing::debug!(reason = %why, "bearer token refused offline");
+        tracing::debug!(reason = %why, "bearer token rejected offline");
         offline_refusal(candidate, why)
     })
 }
@@ -90,7 +90,7 @@ fn bearer(value: &[u8], max_len: usize) -> Result<Option<&[u8]>, RejectionKind> 
     }
 }
 
-/// How to refuse credentials that failed the token format: a well-formed `b64token` is an
+/// How to reject credentials that failed the token format: a well-formed `b64token` is an
 /// `invalid_token`, anything else an `invalid_request` (RFC 6750 §3.1).
 fn offline_refusal(candidate: &[u8], why: MalformedToken) -> RejectionKind {
     match why {
@@ -118,7 +118,7 @@ fn query_token(query: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::DEFAULT_MAX_HEADER_LEN;
+    use super::super::config::DEFAULT_MAX_HEADER_LEN;
     use super::*;
 
     #[test]
@@ -178,7 +178,7 @@ mod tests {
 
     #[test]
     fn repeated_authorization_is_found_among_other_repeated_headers() {
-        let config = Config::default();
+        let config = CredentialRules::default();
         let token = config.format.generate().unwrap();
         let bearer = format!("Bearer {}", token.expose_secret());
         for cookies in [0, 1, 3] {
@@ -197,7 +197,7 @@ mod tests {
 
     #[test]
     fn the_query_is_not_looked_at_unless_enabled() {
-        let mut config = Config::default();
+        let mut config = CredentialRules::default();
         let token = config.format.generate().unwrap();
         let in_query = format!("/orders?access_token={}", token.expose_secret());
         let header = format!("Bearer {}", token.expose_secret());

@@ -1,4 +1,4 @@
-//! [`ResponseFuture`]: the inner service's future, a refusal ready at once, or a store
+//! [`ResponseFuture`]: the inner service's future, a rejection ready at once, or a store
 //! lookup to wait for first.
 
 use std::{
@@ -9,13 +9,18 @@ use std::{
     task::{Context, Poll, ready},
 };
 
+use futures_util::future::BoxFuture;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::{layer::BoxFuture, service::Shared};
+use super::{
+    admit::{Shared, verdict},
+    config::bounded,
+};
 use crate::{
-    store::{Found, StoreError, TokenStore},
+    record::TokenRecord,
+    store::{StoreError, TokenStore},
     token::TokenHash,
 };
 
@@ -26,6 +31,8 @@ pub(super) struct Pending<S, St, ReqB> {
     pub(super) inner: S,
     pub(super) shared: Arc<Shared<St>>,
 }
+
+type Lookup<U> = BoxFuture<'static, Result<Option<Arc<TokenRecord<U>>>, StoreError>>;
 
 pin_project! {
     /// The future of [`Pat`](super::Pat).
@@ -47,7 +54,7 @@ pin_project! {
         St: TokenStore,
     {
         Lookup {
-            fut: BoxFuture<Result<Found<St::UserId>, StoreError>>,
+            fut: Lookup<St::UserId>,
             pending: Option<Box<Pending<S, St, ReqB>>>,
         },
         Inner {
@@ -84,11 +91,7 @@ where
         let shared = Arc::clone(&pending.shared);
         let hash = pending.hash;
         let fut = Box::pin(async move {
-            let find = shared.store.find(&hash);
-            match &shared.config.store_timeout {
-                Some(timeout) => timeout.bound(find).await,
-                None => find.await,
-            }
+            bounded(shared.store_timeout.as_ref(), shared.store.find(&hash)).await
         });
         Self {
             state: State::Lookup {
@@ -124,12 +127,16 @@ where
                         mut inner,
                         shared,
                     } = *pending.take().expect("polled after completion");
-                    match shared.admit(&hash, found, &mut req) {
-                        Ok(()) => State::Inner {
-                            fut: inner.call(req),
-                        },
+                    let now = shared.clock.unix_nanos();
+                    match verdict(&hash, found, now) {
+                        Ok(record) => {
+                            shared.admit(record, now, &mut req);
+                            State::Inner {
+                                fut: inner.call(req),
+                            }
+                        }
                         Err(kind) => State::Done {
-                            res: Some(shared.refuse(kind, &req)),
+                            res: Some(shared.reject(kind, &req)),
                         },
                     }
                 }

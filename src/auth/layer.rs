@@ -1,39 +1,26 @@
-//! [`PatLayer`] and its options.
+//! [`PatLayer`] and its setters; the options themselves live in `config`.
 
-use std::{fmt, future::Future, pin::Pin, sync::Arc};
+use std::{fmt, future::Future, sync::Arc};
 
 use http::Response;
 use time::Duration;
 use tower_layer::Layer;
 
 use super::{
-    service::{Pat, Shared},
+    admit::Shared,
+    config::{LayerOptions, StoreTimeout},
+    service::Pat,
     usage::{self, Usage},
 };
 use crate::{
-    clock::{Clock, SystemClock},
+    clock::Clock,
     lifecycle::Tokens,
-    record::{DEFAULT_REALM, Settings},
-    reject::{Hook, InvalidRealm, Rejection, is_valid_realm},
+    record::Settings,
+    reject::{InvalidRealm, Rejection, RejectionBody, is_valid_realm},
     scope::ScopeMatching,
-    store::{ManageTokens, StoreError, TokenStore},
+    store::{ManageTokens, TokenStore},
     token::TokenFormat,
 };
-
-/// The longest `Authorization` value the layer reads; a longer one is refused before
-/// anything is hashed.
-pub const DEFAULT_MAX_HEADER_LEN: usize = 4096;
-
-/// How often, at most, a token's `last_used_at` is written back, unless configured.
-pub const DEFAULT_LAST_USED_INTERVAL: Duration = Duration::minutes(1);
-
-/// With the `tokio` feature, how long the layer waits for the store unless configured
-/// ([`PatLayer::store_timeout`]).
-#[cfg(feature = "tokio")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-pub const DEFAULT_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
-
-pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// Authenticates requests by personal access token.
 ///
@@ -48,90 +35,15 @@ pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>
 /// and scope rules); [`new`](Self::new) builds one over a store of your own.
 pub struct PatLayer<St> {
     store: Arc<St>,
-    config: Config,
+    options: LayerOptions,
     usage: Arc<Usage>,
-}
-
-/// Every option of the layer, in one place: adding one is a field, its default and a
-/// setter.
-#[derive(Clone, Debug)]
-pub(crate) struct Config {
-    pub(crate) format: TokenFormat,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) realm: Box<str>,
-    pub(crate) matching: ScopeMatching,
-    pub(crate) hook: Hook,
-    pub(crate) optional: bool,
-    pub(crate) query_token: bool,
-    pub(crate) max_header_len: usize,
-    pub(crate) last_used_interval: Option<Duration>,
-    pub(crate) store_timeout: Option<StoreTimeout>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            format: TokenFormat::default(),
-            clock: Arc::new(SystemClock),
-            realm: Box::from(DEFAULT_REALM),
-            matching: ScopeMatching::EXACT,
-            hook: Hook::default(),
-            optional: false,
-            query_token: false,
-            max_header_len: DEFAULT_MAX_HEADER_LEN,
-            last_used_interval: Some(DEFAULT_LAST_USED_INTERVAL),
-            #[cfg(feature = "tokio")]
-            store_timeout: Some(StoreTimeout::new(DEFAULT_STORE_TIMEOUT, tokio::time::sleep)),
-            #[cfg(not(feature = "tokio"))]
-            store_timeout: None,
-        }
-    }
-}
-
-type Sleep = Arc<dyn Fn(std::time::Duration) -> BoxFuture<()> + Send + Sync>;
-
-/// How long a store may take, and the runtime's sleep to measure it with.
-#[derive(Clone)]
-pub(crate) struct StoreTimeout {
-    after: std::time::Duration,
-    sleep: Sleep,
-}
-
-impl StoreTimeout {
-    fn new<F, Fut>(after: std::time::Duration, sleep: F) -> Self
-    where
-        F: Fn(std::time::Duration) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        Self {
-            after,
-            sleep: Arc::new(move |d| Box::pin(sleep(d))),
-        }
-    }
-
-    /// Runs `fut`, or gives up with [`StoreError::timeout`] after the configured time.
-    pub(crate) async fn bound<T>(
-        &self,
-        fut: Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + '_>>,
-    ) -> Result<T, StoreError> {
-        match futures_util::future::select(fut, (self.sleep)(self.after)).await {
-            futures_util::future::Either::Left((result, _)) => result,
-            futures_util::future::Either::Right(_) => Err(StoreError::timeout()),
-        }
-    }
-}
-
-impl fmt::Debug for StoreTimeout {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("StoreTimeout").field(&self.after).finish()
-    }
 }
 
 impl<St> Clone for PatLayer<St> {
     fn clone(&self) -> Self {
         Self {
             store: Arc::clone(&self.store),
-            config: self.config.clone(),
+            options: self.options.clone(),
             usage: Arc::clone(&self.usage),
         }
     }
@@ -140,7 +52,7 @@ impl<St> Clone for PatLayer<St> {
 impl<St> fmt::Debug for PatLayer<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PatLayer")
-            .field("config", &self.config)
+            .field("options", &self.options)
             .finish_non_exhaustive()
     }
 }
@@ -157,7 +69,7 @@ impl<St: TokenStore> PatLayer<St> {
     pub fn from_shared(store: Arc<St>) -> Self {
         Self {
             store,
-            config: Config::default(),
+            options: LayerOptions::default(),
             usage: Arc::default(),
         }
     }
@@ -170,7 +82,19 @@ impl<St: TokenStore> PatLayer<St> {
     /// write) and written in batches: by a task of their own with the `tokio` feature,
     /// else by [`last_used_flusher`](Self::last_used_flusher) or by calling this.
     pub async fn flush(&self) -> usize {
-        usage::flush(&self.usage, &*self.store, &self.config).await
+        match self.flush_plan() {
+            Some(plan) => usage::flush(&self.usage, &*self.store, &plan).await,
+            None => 0,
+        }
+    }
+
+    /// How recorded uses are written; `None` when uses are not recorded.
+    fn flush_plan(&self) -> Option<usage::FlushPlan> {
+        Some(usage::FlushPlan {
+            clock: Arc::clone(&self.options.clock),
+            interval: self.options.last_used_interval?,
+            timeout: self.options.store_timeout.clone(),
+        })
     }
 
     /// The task that writes recorded uses every
@@ -192,20 +116,24 @@ impl<St: TokenStore> PatLayer<St> {
         F: Fn(std::time::Duration) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.usage.start_flusher();
-        usage::flusher(
-            Arc::downgrade(&self.usage),
-            Arc::clone(&self.store),
-            self.config.clone(),
-            sleep,
-        )
+        let usage = Arc::downgrade(&self.usage);
+        let store = Arc::clone(&self.store);
+        let plan = self.flush_plan();
+        if plan.is_some() {
+            self.usage.start_flusher();
+        }
+        async move {
+            if let Some(plan) = plan {
+                usage::flusher(usage, store, plan, sleep).await;
+            }
+        }
     }
 }
 
 impl<St> PatLayer<St> {
     /// The token format to accept (must match the one tokens were created with).
     pub fn format(mut self, format: TokenFormat) -> Self {
-        self.config.format = format;
+        self.options.credentials.format = format;
         self
     }
 
@@ -230,14 +158,14 @@ impl<St> PatLayer<St> {
         if !is_valid_realm(realm) {
             return Err(InvalidRealm(realm.to_owned()));
         }
-        self.config.realm = Box::from(realm);
+        self.options.realm = Box::from(realm);
         Ok(self)
     }
 
     /// The scope matching rules [`AccessToken::can`](crate::AccessToken::can) and the
     /// scope checks apply (`*`, inheritance).
     pub fn matching(mut self, matching: ScopeMatching) -> Self {
-        self.config.matching = matching;
+        self.options.matching = matching;
         self
     }
 
@@ -247,7 +175,7 @@ impl<St> PatLayer<St> {
     }
 
     fn shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.config.clock = clock;
+        self.options.clock = clock;
         self
     }
 
@@ -255,7 +183,7 @@ impl<St> PatLayer<St> {
     /// [`AccessToken`](crate::AccessToken) (a handler or a scope check decides); a request
     /// with bad credentials is still refused. Off by default.
     pub fn optional(mut self, on: bool) -> Self {
-        self.config.optional = on;
+        self.options.optional = on;
         self
     }
 
@@ -264,14 +192,14 @@ impl<St> PatLayer<St> {
     /// `invalid_request`. Off by default, and while off the query string is not looked at:
     /// URLs end up in logs and histories.
     pub fn allow_query_token(mut self, on: bool) -> Self {
-        self.config.query_token = on;
+        self.options.credentials.query_token = on;
         self
     }
 
     /// The longest `Authorization` value read (default 4 KiB); a longer one is refused
     /// with `invalid_request` before anything is hashed.
     pub fn max_header_len(mut self, len: usize) -> Self {
-        self.config.max_header_len = len;
+        self.options.credentials.max_header_len = len;
         self
     }
 
@@ -281,7 +209,7 @@ impl<St> PatLayer<St> {
     /// returned, are older than this; queued uses are written in batches off the request
     /// path (see [`flush`](Self::flush)).
     pub fn last_used_interval(mut self, interval: Option<Duration>) -> Self {
-        self.config.last_used_interval = interval;
+        self.options.last_used_interval = interval;
         self
     }
 
@@ -289,7 +217,7 @@ impl<St> PatLayer<St> {
     /// `UNAVAILABLE` as for any store failure (a `touch` of the flusher gives up too, and
     /// is logged). The core depends on no runtime, so it is handed the runtime's sleep:
     /// `tokio::time::sleep` with Tokio. With the crate's `tokio` feature (on with the SQL
-    /// stores) the default is [`DEFAULT_STORE_TIMEOUT`]
+    /// stores) the default is [`DEFAULT_STORE_TIMEOUT`](super::DEFAULT_STORE_TIMEOUT)
     /// with Tokio's sleep; without it there is no timeout unless set here.
     ///
     /// A store failure, a timeout included, is logged through `tracing` at `WARN` level;
@@ -308,23 +236,24 @@ impl<St> PatLayer<St> {
         F: Fn(std::time::Duration) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.config.store_timeout = Some(StoreTimeout::new(after, sleep));
+        self.options.store_timeout = Some(StoreTimeout::new(after, sleep));
         self
     }
 
     /// Waits for the store as long as it takes: no timeout, even with the `tokio`
     /// feature. A hung database then holds requests as long as it hangs.
     pub fn without_store_timeout(mut self) -> Self {
-        self.config.store_timeout = None;
+        self.options.store_timeout = None;
         self
     }
 
-    /// Shapes the HTTP answer to every refused request: this layer's, and those of the
+    /// Shapes the HTTP answer to every rejected request: this layer's, and those of the
     /// scope checks and the axum extractor behind it (a JSON body, say). The crate sets
     /// the status and the `WWW-Authenticate` challenge after the hook ran; gRPC answers
     /// stay trailers-only. `B` is the response body type of the service the layer wraps
-    /// (`axum::body::Body` for axum); a service with another body type answers with an
-    /// empty body.
+    /// (`axum::body::Body` for axum); a service with another body type (an axum hook in
+    /// front of a tonic server, say) answers with an empty body, and says so once in the
+    /// log. The layer's `Debug` shows the hook's body type.
     ///
     /// ```
     /// use axum::body::Body;
@@ -342,7 +271,7 @@ impl<St> PatLayer<St> {
         B: 'static,
         F: Fn(&Rejection<'_>) -> Response<B> + Send + Sync + 'static,
     {
-        self.config.hook = Hook::new(hook);
+        self.options.body = RejectionBody::new(hook);
         self
     }
 }
@@ -351,18 +280,18 @@ impl<S, St> Layer<S> for PatLayer<St> {
     type Service = Pat<S, St>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let config = self.config.clone();
-        let settings = Arc::new(Settings::new(
-            &config.realm,
-            config.matching,
-            config.hook.clone(),
-        ));
+        let options = &self.options;
+        let settings = Settings::new(&options.realm, options.matching, options.body.clone());
         Pat::new(
             inner,
             Arc::new(Shared {
                 store: Arc::clone(&self.store),
-                config,
-                settings,
+                credentials: options.credentials.clone(),
+                clock: Arc::clone(&options.clock),
+                optional: options.optional,
+                store_timeout: options.store_timeout.clone(),
+                last_used_interval: options.last_used_interval,
+                settings: Arc::new(settings),
                 usage: Arc::clone(&self.usage),
             }),
         )

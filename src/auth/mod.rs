@@ -35,20 +35,26 @@
 //! # });
 //! ```
 //!
-//! The parts: [`layer`](PatLayer) holds the options, `credentials` finds and checks the
-//! bearer token of a request (RFC 6750: the header, the `bearer` scheme, the query
-//! parameter, `b64token`), the [`service`](Pat) asks the store and judges its answer, and
-//! [`ResponseFuture`] waits for a store that cannot answer at once.
+//! The parts, each importing only those below it: [`layer`](PatLayer) holds the setters,
+//! the [`service`](Pat) finds the token and asks the store, [`ResponseFuture`] waits for a
+//! store that cannot answer at once, `admit` decides on the store's answer (the verdict,
+//! without side effects) and admits or rejects, `usage` records uses for `last_used_at`,
+//! `credentials` finds and checks the bearer token of a request (RFC 6750: the header, the
+//! `bearer` scheme, the query parameter, `b64token`), and `config` holds the options they
+//! share.
 
+mod admit;
+mod config;
 mod credentials;
 mod future;
 mod layer;
 mod service;
 mod usage;
 
-pub use future::ResponseFuture;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-pub use layer::DEFAULT_STORE_TIMEOUT;
-pub use layer::{DEFAULT_LAST_USED_INTERVAL, DEFAULT_MAX_HEADER_LEN, PatLayer};
+pub use config::DEFAULT_STORE_TIMEOUT;
+pub use config::{DEFAULT_LAST_USED_INTERVAL, DEFAULT_MAX_HEADER_LEN};
+pub use future::ResponseFuture;
+pub use layer::PatLayer;
 pub use service::Pat;

@@ -18,26 +18,28 @@ use std::{
 
 use time::{Duration, OffsetDateTime};
 
-use super::layer::Config;
+use super::config::{StoreTimeout, bounded};
 use crate::{
+    clock::Clock,
     record::{TokenId, TokenRecord},
     store::TokenStore,
 };
 
-/// Uses are spread over this many locks, by the first byte of the (random) token id, so
-/// that concurrent requests for different tokens rarely meet.
+/// Uses are spread over this many locks, by bits 48 and up of the mixed token id (see
+/// [`mix`]), so that concurrent requests for different tokens rarely meet.
 const SHARDS: usize = 16;
 
 /// The most uses a shard keeps waiting for a flush: an application that never flushes
 /// (no `tokio` feature, no flusher spawned) loses uses beyond it, never memory.
 const MAX_PENDING: usize = 4096;
 
-/// Slots of the lock-free "queued recently" filter, by the second byte of the token id.
+/// Slots of the lock-free "queued recently" filter, by the top byte of the mixed token id.
 const RECENT: usize = 256;
 
 /// The low bits of a slot: when the use was queued, in whole seconds (wrapping every 194
-/// days); the high bits: a fingerprint of the token id (the top 40 bits of its mix, which
-/// the slot index, from the low bits, does not use).
+/// days); the high bits: a 40-bit fingerprint of the token id (the mix folded onto its low
+/// bits, so that it depends on the top bits too, though the slot index is taken from
+/// them).
 const TIME_BITS: u32 = 24;
 const TIME_MASK: u64 = (1 << TIME_BITS) - 1;
 const FINGERPRINT_MASK: u64 = (1 << (64 - TIME_BITS)) - 1;
@@ -210,23 +212,24 @@ fn remember(slot: &AtomicU64, fingerprint: u64, queued: i128) {
     slot.store(fingerprint << TIME_BITS | seconds, Ordering::Relaxed);
 }
 
+/// What writing recorded uses needs: the clock (to forget tokens whose last use is an
+/// interval old), the interval, and the store timeout.
+#[derive(Clone, Debug)]
+pub(crate) struct FlushPlan {
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) interval: Duration,
+    pub(crate) timeout: Option<StoreTimeout>,
+}
+
 /// Writes the queued uses in one [`TokenStore::touch`] call, bounded by the store
 /// timeout; a failure is logged and the uses dropped (the next use after an interval is
 /// queued again). Returns how many uses were written.
-pub(crate) async fn flush<St: TokenStore>(usage: &Usage, store: &St, config: &Config) -> usize {
-    let Some(interval) = config.last_used_interval else {
-        return 0;
-    };
-    let batch = usage.take(config.clock.unix_nanos(), interval);
+pub(crate) async fn flush<St: TokenStore>(usage: &Usage, store: &St, plan: &FlushPlan) -> usize {
+    let batch = usage.take(plan.clock.unix_nanos(), plan.interval);
     if batch.is_empty() {
         return 0;
     }
-    let write = store.touch(&batch);
-    let result = match &config.store_timeout {
-        Some(timeout) => timeout.bound(write).await,
-        None => write.await,
-    };
-    match result {
+    match bounded(plan.timeout.as_ref(), store.touch(&batch)).await {
         Ok(()) => batch.len(),
         Err(error) => {
             tracing::warn!(%error, uses = batch.len(), "could not record token uses (last_used_at)");
@@ -235,21 +238,18 @@ pub(crate) async fn flush<St: TokenStore>(usage: &Usage, store: &St, config: &Co
     }
 }
 
-/// Flushes every `interval` until the layer and every service made from it are gone.
+/// Flushes every interval until the layer and every service made from it are gone.
 pub(crate) async fn flusher<St, F, Fut>(
     usage: Weak<Usage>,
     store: Arc<St>,
-    config: Config,
+    plan: FlushPlan,
     sleep: F,
 ) where
     St: TokenStore,
     F: Fn(std::time::Duration) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Some(interval) = config.last_used_interval else {
-        return;
-    };
-    let every = std::time::Duration::try_from(interval)
+    let every = std::time::Duration::try_from(plan.interval)
         .unwrap_or(std::time::Duration::from_secs(60))
         .max(std::time::Duration::from_millis(10));
     loop {
@@ -257,14 +257,14 @@ pub(crate) async fn flusher<St, F, Fut>(
         let Some(usage) = usage.upgrade() else {
             return;
         };
-        flush(&usage, &*store, &config).await;
+        flush(&usage, &*store, &plan).await;
     }
 }
 
 /// With the `tokio` feature: starts the flusher on the current runtime the first time a
 /// use is queued. Without a runtime, uses wait for [`PatLayer::flush`](super::PatLayer::flush).
 #[cfg(feature = "tokio")]
-pub(crate) fn spawn_flusher<St: TokenStore>(usage: &Arc<Usage>, store: &Arc<St>, config: &Config) {
+pub(crate) fn spawn_flusher<St: TokenStore>(usage: &Arc<Usage>, store: &Arc<St>, plan: FlushPlan) {
     if !usage.start_flusher() {
         return;
     }
@@ -273,7 +273,7 @@ pub(crate) fn spawn_flusher<St: TokenStore>(usage: &Arc<Usage>, store: &Arc<St>,
             runtime.spawn(flusher(
                 Arc::downgrade(usage),
                 Arc::clone(store),
-                config.clone(),
+                plan,
                 tokio::time::sleep,
             ));
         }

@@ -7,7 +7,7 @@ use http::{
     request::Parts,
 };
 
-use crate::record::granted;
+use crate::record::admission;
 
 const SEC_FETCH_SITE: &str = "sec-fetch-site";
 
@@ -25,7 +25,7 @@ pub(crate) fn carries_token(parts: &Parts) -> bool {
         q.split('&')
             .any(|pair| pair.split('=').next() == Some("access_token"))
     });
-    let resolved = granted(&parts.extensions).is_some_and(|g| g.scopes.is_some());
+    let resolved = admission(&parts.extensions).is_some_and(|a| a.scopes.is_some());
     header || query || resolved
 }
 

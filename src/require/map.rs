@@ -14,7 +14,7 @@ use tower_service::Service;
 
 use super::{ResponseFuture, Rule, accepted_scopes, check};
 use crate::{
-    prefix_hash::WordState,
+    hashers::WordState,
     scope::{Requirement, ScopeError, ScopeRegistry},
 };
 
@@ -95,14 +95,14 @@ pub enum Unmapped {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+enum Protocol {
     Grpc,
     Http,
 }
 
 #[derive(Clone, Debug)]
 struct Table {
-    kind: Kind,
+    protocol: Protocol,
     exact: HashMap<Box<str>, Entry, WordState>,
     /// Keyed by the prefix up to and including its last `/` (`/admin/*` → `/admin/`).
     prefixes: HashMap<Box<str>, Entry, WordState>,
@@ -133,19 +133,19 @@ impl ScopeMapLayer {
     /// A map of gRPC method paths: `/package.Service/Method`, or `/package.Service/*` for
     /// every method of a service.
     pub fn grpc() -> Self {
-        Self::new(Kind::Grpc)
+        Self::new(Protocol::Grpc)
     }
 
     /// A map of HTTP paths: exact (`/orders`, `/orders/summary`), or a prefix ending in
     /// `/*` (`/admin/*`).
     pub fn http() -> Self {
-        Self::new(Kind::Http)
+        Self::new(Protocol::Http)
     }
 
-    fn new(kind: Kind) -> Self {
+    fn new(protocol: Protocol) -> Self {
         Self {
             table: Arc::new(Table {
-                kind,
+                protocol,
                 exact: HashMap::default(),
                 prefixes: HashMap::default(),
                 unmapped: Unmapped::Deny,
@@ -204,7 +204,7 @@ impl ScopeMapLayer {
 
     fn insert(mut self, path: &str, requirement: Option<Requirement>) -> Result<Self, MapError> {
         let table = self.table();
-        let key = table.kind.check(path)?;
+        let key = table.protocol.check(path)?;
         if let (Some(registry), Some(requirement)) = (&table.registry, &requirement) {
             registry
                 .check(requirement)
@@ -288,16 +288,26 @@ impl ScopeMapLayer {
         self
     }
 
-    /// The requirement of a path, as a request for it would find it: `Some(None)` for a
-    /// path mapped to "authenticated", `None` for an unmapped one.
-    pub fn requirement_for(&self, path: &str) -> Option<Option<&Requirement>> {
-        self.table
-            .lookup(path)
-            .map(|entry| entry.requirement.as_ref())
+    /// The rule a request for `path` meets: its requirement, "authenticated" (mapped so,
+    /// or unmapped with [`Unmapped::Authenticated`]), or "deny" (unmapped).
+    pub fn rule_for(&self, path: &str) -> Rule<'_> {
+        self.table.rule_for(path).0
     }
 }
 
 impl Table {
+    /// The rule of `path`, with its `X-Accepted-OAuth-Scopes` when the headers are on.
+    #[inline]
+    fn rule_for(&self, path: &str) -> (Rule<'_>, Option<&HeaderValue>) {
+        match self.lookup(path) {
+            Some(entry) => (entry.rule(), entry.accepted.as_ref()),
+            None => match self.unmapped {
+                Unmapped::Deny => (Rule::Deny, self.unmapped_accepted.as_ref()),
+                Unmapped::Authenticated => (Rule::Authenticated, self.unmapped_accepted.as_ref()),
+            },
+        }
+    }
+
     #[inline]
     fn lookup(&self, path: &str) -> Option<&Entry> {
         if let Some(entry) = self.exact.get(path) {
@@ -325,7 +335,7 @@ enum Key<'a> {
     Prefix(&'a str),
 }
 
-impl Kind {
+impl Protocol {
     /// Checks `path` for a map of this kind.
     fn check(self, path: &str) -> Result<Key<'_>, MapError> {
         let malformed = |expected| MapError::Path {
@@ -432,14 +442,7 @@ where
 
     #[inline]
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let table = &*self.table;
-        let (rule, accepted) = match table.lookup(req.uri().path()) {
-            Some(entry) => (entry.rule(), entry.accepted.as_ref()),
-            None => match table.unmapped {
-                Unmapped::Deny => (Rule::Deny, table.unmapped_accepted.as_ref()),
-                Unmapped::Authenticated => (Rule::Authenticated, table.unmapped_accepted.as_ref()),
-            },
-        };
+        let (rule, accepted) = self.table.rule_for(req.uri().path());
         let verdict = check(rule, accepted, req.headers(), req.extensions());
         ResponseFuture::new(verdict, || self.inner.call(req))
     }
@@ -492,8 +495,8 @@ impl Error for MapError {
 mod tests {
     use super::*;
 
-    fn keys(kind: Kind, path: &str) -> Result<Option<String>, MapError> {
-        kind.check(path).map(|key| match key {
+    fn keys(protocol: Protocol, path: &str) -> Result<Option<String>, MapError> {
+        protocol.check(path).map(|key| match key {
             Key::Exact => None,
             Key::Prefix(p) => Some(p.to_owned()),
         })
@@ -506,10 +509,10 @@ mod tests {
             "/Greeter/SayHello",
             "/a_b.C1/_m",
         ] {
-            assert_eq!(keys(Kind::Grpc, ok), Ok(None), "{ok}");
+            assert_eq!(keys(Protocol::Grpc, ok), Ok(None), "{ok}");
         }
         assert_eq!(
-            keys(Kind::Grpc, "/orders.v1.Orders/*"),
+            keys(Protocol::Grpc, "/orders.v1.Orders/*"),
             Ok(Some("/orders.v1.Orders/".into()))
         );
         for bad in [
@@ -523,7 +526,7 @@ mod tests {
             "/*",
             "/orders.v1.Orders/Li*",
         ] {
-            let err = keys(Kind::Grpc, bad).unwrap_err();
+            let err = keys(Protocol::Grpc, bad).unwrap_err();
             assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
         }
     }
@@ -531,10 +534,10 @@ mod tests {
     #[test]
     fn http_paths_are_checked() {
         for ok in ["/", "/orders", "/orders/", "/orders/summary", "/a-b/c.d"] {
-            assert_eq!(keys(Kind::Http, ok), Ok(None), "{ok}");
+            assert_eq!(keys(Protocol::Http, ok), Ok(None), "{ok}");
         }
-        assert_eq!(keys(Kind::Http, "/admin/*"), Ok(Some("/admin/".into())));
-        assert_eq!(keys(Kind::Http, "/*"), Ok(Some("/".into())));
+        assert_eq!(keys(Protocol::Http, "/admin/*"), Ok(Some("/admin/".into())));
+        assert_eq!(keys(Protocol::Http, "/*"), Ok(Some("/".into())));
         for bad in [
             "",
             "orders",
@@ -546,7 +549,7 @@ mod tests {
             "/a/*/b",
             "/é",
         ] {
-            assert!(keys(Kind::Http, bad).is_err(), "{bad}");
+            assert!(keys(Protocol::Http, bad).is_err(), "{bad}");
         }
     }
 
@@ -558,20 +561,23 @@ mod tests {
             .route("/admin/users/*", Requirement::all(["users"]))
             .route("/admin/users/me", Requirement::all(["me"]))
             .authenticated("/health");
-        let scope = |path: &str| {
-            map.requirement_for(path)
-                .map(|r| r.map(|r| r.to_string()).unwrap_or_else(|| "token".into()))
+        let scope = |path: &str| match map.rule_for(path) {
+            Rule::Require(r) => r.to_string(),
+            Rule::Authenticated => "token".into(),
+            Rule::Deny => "deny".into(),
         };
-        assert_eq!(scope("/admin/users/me").as_deref(), Some("me"));
-        assert_eq!(scope("/admin/users/you").as_deref(), Some("users"));
-        assert_eq!(scope("/admin/x").as_deref(), Some("admin"));
-        assert_eq!(scope("/admin").as_deref(), Some("root"));
-        assert_eq!(scope("/health").as_deref(), Some("token"));
-        assert_eq!(scope("/").as_deref(), Some("root"));
+        assert_eq!(scope("/admin/users/me"), "me");
+        assert_eq!(scope("/admin/users/you"), "users");
+        assert_eq!(scope("/admin/x"), "admin");
+        assert_eq!(scope("/admin"), "root");
+        assert_eq!(scope("/health"), "token");
+        assert_eq!(scope("/"), "root");
         let grpc = ScopeMapLayer::grpc().route("/p.S/*", Requirement::all(["s"]));
-        assert!(grpc.requirement_for("/p.S/M").is_some());
-        assert!(grpc.requirement_for("/p.T/M").is_none());
-        assert!(grpc.requirement_for("/p.Sx/M").is_none());
+        assert!(matches!(grpc.rule_for("/p.S/M"), Rule::Require(_)));
+        assert_eq!(grpc.rule_for("/p.T/M"), Rule::Deny);
+        assert_eq!(grpc.rule_for("/p.Sx/M"), Rule::Deny);
+        let open = grpc.unmapped(Unmapped::Authenticated);
+        assert_eq!(open.rule_for("/p.T/M"), Rule::Authenticated);
     }
 
     #[test]

@@ -41,7 +41,7 @@
 //! required) when the token falls short, 401 when the request was let through without a
 //! token ([`PatLayer::optional`](crate::PatLayer::optional)), and 500 (gRPC 13, logged at
 //! error level) when there is no `PatLayer` in front: a wiring error must not let
-//! requests in. Refusals are shaped by the `PatLayer`'s
+//! requests in. Rejections are shaped by the `PatLayer`'s
 //! [`rejection_body`](crate::PatLayer::rejection_body).
 //!
 //! With `scope_headers(true)` both add GitHub's headers to the answer, on success and on
@@ -59,8 +59,8 @@ use http::{Extensions, HeaderMap, HeaderName, HeaderValue, Response};
 use pin_project_lite::pin_project;
 
 use crate::{
-    record::{Granted, granted},
-    reject::{RejectionKind, respond_without_layer},
+    record::{AdmissionRef, admission},
+    reject::{RejectionKind, reject_without_layer},
     scope::{Requirement, Scopes},
 };
 
@@ -76,9 +76,11 @@ pub const X_OAUTH_SCOPES: HeaderName = HeaderName::from_static("x-oauth-scopes")
 /// GitHub's header with the scopes the route accepts.
 pub const X_ACCEPTED_OAUTH_SCOPES: HeaderName = HeaderName::from_static("x-accepted-oauth-scopes");
 
-/// What a route asks of a request.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Rule<'a> {
+/// What a route asks of a request: what a scope check applies, and what
+/// [`ScopeMapLayer::rule_for`] tells of a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rule<'a> {
     /// A token that meets the requirement.
     Require(&'a Requirement),
     /// A token, any scopes.
@@ -125,30 +127,41 @@ impl ScopeHeaders {
     }
 }
 
-/// The verdict of a scope check on a request: pass it on (with the scope headers to add
-/// to the answer, when asked for), or the refusal. Shared by every layer that checks
-/// scopes.
+/// The verdict of a scope check on a request. Shared by every layer that checks scopes.
+pub(crate) enum Verdict<B> {
+    /// Pass it on, with the scope headers to add to the answer when they are asked for.
+    Pass(Option<Box<ScopeHeaders>>),
+    /// The rejection (boxed: the future stays small for the common case).
+    Reject(Box<Response<B>>),
+}
+
+/// Judges a request by `rule`.
 #[inline]
 pub(crate) fn check<B: Default + 'static>(
     rule: Rule<'_>,
     accepted: Option<&HeaderValue>,
     headers: &HeaderMap,
     extensions: &Extensions,
-) -> Result<Option<Box<ScopeHeaders>>, Box<Response<B>>> {
-    let Some(grant) = granted(extensions) else {
+) -> Verdict<B> {
+    let Some(admission) = admission(extensions) else {
         tracing::error!(
-            "a scope check found no PatLayer in front of it; refusing with 500 (add PatLayer before the scope check, or insert tokens with AccessToken::insert_into)"
+            "a scope check found no PatLayer in front of it; rejecting with 500 (add PatLayer before the scope check, or insert tokens with AccessToken::insert_into)"
         );
-        return Err(Box::new(respond_without_layer(headers)));
+        return Verdict::Reject(Box::new(reject_without_layer(headers)));
     };
     let requirement = match rule {
         Rule::Require(requirement) => Some(requirement),
         Rule::Authenticated | Rule::Deny => None,
     };
-    let refuse =
-        |kind, grant: Granted<'_>| grant.settings.refusals.respond(kind, requirement, headers);
-    let Some(held) = grant.scopes else {
-        return Err(Box::new(refuse(RejectionKind::MissingCredentials, grant)));
+    let reject = |kind, admission: AdmissionRef<'_>| {
+        Verdict::Reject(Box::new(admission.settings.rejector.reject(
+            kind,
+            requirement,
+            headers,
+        )))
+    };
+    let Some(held) = admission.scopes else {
+        return reject(RejectionKind::MissingCredentials, admission);
     };
     let scope_headers = accepted.map(|accepted| {
         Box::new(ScopeHeaders {
@@ -157,12 +170,12 @@ pub(crate) fn check<B: Default + 'static>(
         })
     });
     let met = match rule {
-        Rule::Require(requirement) => requirement.is_met_by(held, grant.settings.matching),
+        Rule::Require(requirement) => requirement.is_met_by(held, admission.settings.matching),
         Rule::Authenticated => true,
         Rule::Deny => false,
     };
     if met {
-        return Ok(scope_headers);
+        return Verdict::Pass(scope_headers);
     }
     match requirement {
         Some(requirement) => {
@@ -170,52 +183,53 @@ pub(crate) fn check<B: Default + 'static>(
         }
         None => tracing::debug!("no scope grants this path"),
     }
-    let mut res = refuse(RejectionKind::InsufficientScope, grant);
+    let mut res =
+        admission
+            .settings
+            .rejector
+            .reject(RejectionKind::InsufficientScope, requirement, headers);
     if let Some(scope_headers) = scope_headers {
         scope_headers.stamp(res.headers_mut());
     }
-    Err(Box::new(res))
+    Verdict::Reject(Box::new(res))
 }
 
 pin_project! {
-    /// The future of a scope check: the inner service's, or a refusal ready at once.
+    /// The future of a scope check: the inner service's, or a rejection ready at once.
     pub struct ResponseFuture<F, B> {
         #[pin]
-        kind: Kind<F, B>,
+        state: State<F, B>,
     }
 }
 
 pin_project! {
-    #[project = KindProj]
-    enum Kind<F, B> {
+    #[project = StateProj]
+    enum State<F, B> {
         Pass {
             #[pin]
             fut: F,
             // Boxed: the common case (no scope headers) keeps the future small.
             scope_headers: Option<Box<ScopeHeaders>>,
         },
-        // Boxed too: a refusal is rarer than a pass, and the future stays small.
-        Refused {
+        // Boxed too: a rejection is rarer than a pass, and the future stays small.
+        Rejected {
             res: Option<Box<Response<B>>>,
         },
     }
 }
 
 impl<F, B> ResponseFuture<F, B> {
-    /// The answer of a scope check that ran: the inner service's, or the refusal.
+    /// The answer of a scope check that ran: the inner service's, or the rejection.
     #[inline]
-    pub(crate) fn new(
-        verdict: Result<Option<Box<ScopeHeaders>>, Box<Response<B>>>,
-        call: impl FnOnce() -> F,
-    ) -> Self {
-        let kind = match verdict {
-            Ok(scope_headers) => Kind::Pass {
+    pub(crate) fn new(verdict: Verdict<B>, call: impl FnOnce() -> F) -> Self {
+        let state = match verdict {
+            Verdict::Pass(scope_headers) => State::Pass {
                 fut: call(),
                 scope_headers,
             },
-            Err(res) => Kind::Refused { res: Some(res) },
+            Verdict::Reject(res) => State::Rejected { res: Some(res) },
         };
-        Self { kind }
+        Self { state }
     }
 }
 
@@ -227,8 +241,8 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Pass { fut, scope_headers } => {
+        match self.project().state.project() {
+            StateProj::Pass { fut, scope_headers } => {
                 let mut res = match fut.poll(cx) {
                     Poll::Ready(res) => res,
                     Poll::Pending => return Poll::Pending,
@@ -239,7 +253,7 @@ where
                 }
                 Poll::Ready(res)
             }
-            KindProj::Refused { res } => {
+            StateProj::Rejected { res } => {
                 Poll::Ready(Ok(*res.take().expect("polled after completion")))
             }
         }

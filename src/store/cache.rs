@@ -75,7 +75,7 @@ use time::OffsetDateTime;
 
 use super::{Found, ManageTokens, Revoked, StoreError, TokenStore};
 use crate::{
-    prefix_hash::PrefixState,
+    hashers::PrefixState,
     record::{TokenId, TokenRecord, UserId},
     token::TokenHash,
 };
@@ -741,7 +741,7 @@ impl<U> WeakEvictor<U> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{MemoryStore, scope::Scopes};
+    use crate::{scope::Scopes, store::MemoryStore};
 
     fn record(n: u8, user: i64) -> TokenRecord<i64> {
         let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();

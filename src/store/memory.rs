@@ -9,9 +9,9 @@ use std::{
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::{Found, ManageTokens, Revoked, StoreError, StoreErrorKind, TokenStore};
+use super::{ManageTokens, Revoked, StoreError, StoreErrorKind, TokenStore};
 use crate::{
-    prefix_hash::PrefixState,
+    hashers::PrefixState,
     record::{TokenId, TokenRecord, UserId},
     token::TokenHash,
 };
@@ -95,7 +95,7 @@ impl<U> MemoryStore<U> {
 }
 
 impl<U: UserId> MemoryStore<U> {
-    fn lookup(&self, hash: &TokenHash) -> Found<U> {
+    fn lookup(&self, hash: &TokenHash) -> Option<Arc<TokenRecord<U>>> {
         self.read().by_hash.get(hash).cloned()
     }
 }
@@ -112,11 +112,14 @@ impl<U: UserId> Inner<U> {
 impl<U: UserId> TokenStore for MemoryStore<U> {
     type UserId = U;
 
-    async fn find(&self, hash: &TokenHash) -> Result<Found<U>, StoreError> {
+    async fn find(&self, hash: &TokenHash) -> Result<Option<Arc<TokenRecord<U>>>, StoreError> {
         Ok(self.lookup(hash))
     }
 
-    fn find_ready(&self, hash: &TokenHash) -> Option<Result<Found<U>, StoreError>> {
+    fn find_ready(
+        &self,
+        hash: &TokenHash,
+    ) -> Option<Result<Option<Arc<TokenRecord<U>>>, StoreError>> {
         Some(Ok(self.lookup(hash)))
     }
 

@@ -71,9 +71,9 @@ pub use postgres::PostgresStore;
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;
 
-/// What [`TokenStore::find`] returns: the record, shared, or `None` when no token has
-/// that hash.
-pub type Found<U> = Option<Arc<TokenRecord<U>>>;
+/// The record, shared, or `None`: private to the stores while the cache and the
+/// PostgreSQL store still name it.
+pub(crate) type Found<U> = Option<Arc<TokenRecord<U>>>;
 
 /// Resolves tokens: the one thing [`PatLayer`](crate::PatLayer) needs from a database.
 ///
@@ -91,14 +91,20 @@ pub trait TokenStore: Send + Sync + 'static {
     /// # Errors
     ///
     /// [`StoreError`] when the backend fails or a row cannot be read.
-    async fn find(&self, hash: &TokenHash) -> Result<Found<Self::UserId>, StoreError>;
+    async fn find(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<Arc<TokenRecord<Self::UserId>>>, StoreError>;
 
     /// Answers [`find`](Self::find) at once, without a future, when the store can (an
     /// in-memory map, a warm cache); `None` means "ask `find`". The default is `None`.
     ///
     /// The layer tries this first, so that a store that never waits costs no future and
     /// no allocation. It must never block: a store that would have to wait says `None`.
-    fn find_ready(&self, hash: &TokenHash) -> Option<Result<Found<Self::UserId>, StoreError>> {
+    fn find_ready(
+        &self,
+        hash: &TokenHash,
+    ) -> Option<Result<Option<Arc<TokenRecord<Self::UserId>>>, StoreError>> {
         let _ = hash;
         None
     }
@@ -201,11 +207,17 @@ pub trait ManageTokens: TokenStore {
 impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
     type UserId = T::UserId;
 
-    async fn find(&self, hash: &TokenHash) -> Result<Found<Self::UserId>, StoreError> {
+    async fn find(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<Arc<TokenRecord<Self::UserId>>>, StoreError> {
         (**self).find(hash).await
     }
 
-    fn find_ready(&self, hash: &TokenHash) -> Option<Result<Found<Self::UserId>, StoreError>> {
+    fn find_ready(
+        &self,
+        hash: &TokenHash,
+    ) -> Option<Result<Option<Arc<TokenRecord<Self::UserId>>>, StoreError>> {
         (**self).find_ready(hash)
     }
 

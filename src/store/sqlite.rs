@@ -59,7 +59,7 @@ use time::OffsetDateTime;
 
 pub use super::sql::InvalidTableName;
 use super::{
-    Found, ManageTokens, Revoked, StoreError, TokenStore,
+    ManageTokens, Revoked, StoreError, TokenStore,
     sql::{self, Dialect, Table, check_type_name, optional, render, required, sql_store},
 };
 use crate::{
@@ -233,7 +233,7 @@ impl<U: SqliteUserId> SqliteStore<U> {
 impl<U: SqliteUserId> TokenStore for SqliteStore<U> {
     type UserId = U;
 
-    async fn find(&self, hash: &TokenHash) -> Result<Found<U>, StoreError> {
+    async fn find(&self, hash: &TokenHash) -> Result<Option<Arc<TokenRecord<U>>>, StoreError> {
         let query = sqlx::query(self.table.sql.find.clone()).bind(&hash.as_bytes()[..]);
         Ok(self.fetch_one_record(query).await?.map(Arc::new))
     }

@@ -25,7 +25,7 @@ use time::OffsetDateTime;
 use tower_pat::{
     ManageTokens, TokenStore, async_trait,
     record::{TokenId, TokenRecord},
-    store::{Found, Revoked, StoreError, StoreErrorKind},
+    store::{Revoked, StoreError, StoreErrorKind},
     token::TokenHash,
 };
 
@@ -227,8 +227,8 @@ impl<S: TokenStore> Faulty<S> {
     fn answer_now(
         &self,
         fault: Fault<S::UserId>,
-        passed: Result<Found<S::UserId>, StoreError>,
-    ) -> Result<Found<S::UserId>, StoreError> {
+        passed: Result<Option<Arc<TokenRecord<S::UserId>>>, StoreError>,
+    ) -> Result<Option<Arc<TokenRecord<S::UserId>>>, StoreError> {
         match fault {
             Fault::Pass | Fault::Hang | Fault::Slow(_) => passed,
             Fault::Fail => Err(injected("connection reset")),
@@ -264,7 +264,10 @@ fn injected(what: &str) -> StoreError {
 impl<S: TokenStore> TokenStore for Faulty<S> {
     type UserId = S::UserId;
 
-    async fn find(&self, hash: &TokenHash) -> Result<Found<S::UserId>, StoreError> {
+    async fn find(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<Arc<TokenRecord<S::UserId>>>, StoreError> {
         let fault = self.next_lookup();
         match fault {
             Fault::Hang => std::future::pending().await,
@@ -279,7 +282,10 @@ impl<S: TokenStore> TokenStore for Faulty<S> {
         }
     }
 
-    fn find_ready(&self, hash: &TokenHash) -> Option<Result<Found<S::UserId>, StoreError>> {
+    fn find_ready(
+        &self,
+        hash: &TokenHash,
+    ) -> Option<Result<Option<Arc<TokenRecord<S::UserId>>>, StoreError>> {
         if self.async_only.load(Ordering::SeqCst) {
             return None;
         }
