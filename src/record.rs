@@ -121,6 +121,79 @@ pub struct TokenRecord<U> {
 }
 
 impl<U> TokenRecord<U> {
+    /// A record of an active token: named `""`, no scopes, no client, created (and last
+    /// updated) at `created_at`, never used. Set the rest with the `with_` methods:
+    ///
+    /// ```
+    /// use time::{Duration, macros::datetime};
+    /// use tower_pat::{record::{TokenId, TokenRecord}, scope::Scopes, token::TokenHash};
+    ///
+    /// let created = datetime!(2026-01-01 00:00 UTC);
+    /// let record = TokenRecord::new(
+    ///     TokenId::from_bytes([7; 16]),
+    ///     42_i64,
+    ///     TokenHash::of("pat_…"),
+    ///     created,
+    ///     created + Duration::days(30),
+    /// )
+    /// .with_name("laptop")
+    /// .with_scopes(Scopes::try_from_iter(["orders:read"]).unwrap());
+    /// assert!(record.is_active_at(created));
+    /// assert!(!record.is_active_at(created + Duration::days(30)));
+    /// ```
+    pub fn new(
+        id: TokenId,
+        user_id: U,
+        token_hash: TokenHash,
+        created_at: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id,
+            user_id,
+            client_id: None,
+            name: String::new(),
+            scopes: Scopes::empty(),
+            token_hash,
+            revoked: false,
+            created_at,
+            updated_at: created_at,
+            expires_at,
+            last_used_at: None,
+        }
+    }
+
+    /// The same record with this name.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The same record with these scopes.
+    pub fn with_scopes(mut self, scopes: Scopes) -> Self {
+        self.scopes = scopes;
+        self
+    }
+
+    /// The same record, issued through this client.
+    pub fn with_client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// The same record, revoked at `at` (which becomes `updated_at`).
+    pub fn revoked_at(mut self, at: OffsetDateTime) -> Self {
+        self.revoked = true;
+        self.updated_at = at;
+        self
+    }
+
+    /// The same record, last used at `at`.
+    pub fn with_last_used_at(mut self, at: OffsetDateTime) -> Self {
+        self.last_used_at = Some(at);
+        self
+    }
+
     /// Whether the token is expired at `now` (the boundary second is expired).
     pub fn is_expired_at(&self, now: OffsetDateTime) -> bool {
         now >= self.expires_at
@@ -147,11 +220,9 @@ impl<U> TokenRecord<U> {
 /// # use tower_pat::{record::{TokenRecord, TokenId}, scope::Scopes, token::TokenHash};
 /// # use std::sync::Arc;
 /// # let now = time::OffsetDateTime::now_utc();
-/// # let record = TokenRecord { id: TokenId::from_bytes([0; 16]), user_id: 7_i64,
-/// #   client_id: None, name: "ci".into(),
-/// #   scopes: Scopes::try_from_iter(["orders:read"]).unwrap(),
-/// #   token_hash: TokenHash::of("x"), revoked: false, created_at: now, updated_at: now,
-/// #   expires_at: now, last_used_at: None };
+/// # let record = TokenRecord::new(TokenId::from_bytes([0; 16]), 7_i64, TokenHash::of("x"), now, now)
+/// #     .with_name("ci")
+/// #     .with_scopes(Scopes::try_from_iter(["orders:read"]).unwrap());
 /// let token: AccessToken = AccessToken::new(Arc::new(record), ScopeMatching::EXACT);
 /// assert!(token.can("orders:read"));
 /// assert!(token.cant("orders:create"));

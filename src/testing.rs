@@ -311,19 +311,24 @@ where
     /// An active record: created a day ago, expiring in a year.
     fn record(&self, user: &St::UserId, name: &str) -> TokenRecord<St::UserId> {
         let created = self.now - Duration::days(1);
-        TokenRecord {
-            id: random_id(),
-            user_id: user.clone(),
-            client_id: self.options.client_id.then(|| "client-1".to_owned()),
-            name: name.to_owned(),
-            scopes: Scopes::try_from_iter(["orders:read"]).unwrap_or_else(|err| fail("setup", err)),
-            token_hash: random_hash(),
-            revoked: false,
-            created_at: created,
-            updated_at: created,
-            expires_at: self.now + Duration::days(365),
-            last_used_at: self.options.last_used.then(|| created + Duration::hours(1)),
+        let mut record = TokenRecord::new(
+            random_id(),
+            user.clone(),
+            random_hash(),
+            created,
+            self.now + Duration::days(365),
+        )
+        .with_name(name)
+        .with_scopes(
+            Scopes::try_from_iter(["orders:read"]).unwrap_or_else(|err| fail("setup", err)),
+        );
+        if self.options.client_id {
+            record = record.with_client_id("client-1");
         }
+        if self.options.last_used {
+            record = record.with_last_used_at(created + Duration::hours(1));
+        }
+        record
     }
 
     /// `find` (and `find_ready`, when it answers) by the record's hash returns exactly

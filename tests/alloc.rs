@@ -165,19 +165,16 @@ fn a_scope_map_lookup_allocates_nothing() {
     };
 
     let now = time::OffsetDateTime::now_utc();
-    let record = Arc::new(TokenRecord {
-        id: TokenId::from_bytes([1; 16]),
-        user_id: 1_i64,
-        client_id: None,
-        name: "t".into(),
-        scopes: Scopes::try_from_iter(["orders:read"]).unwrap(),
-        token_hash: TokenHash::of("t"),
-        revoked: false,
-        created_at: now,
-        updated_at: now,
-        expires_at: now + time::Duration::hours(1),
-        last_used_at: None,
-    });
+    let record = Arc::new(
+        TokenRecord::new(
+            TokenId::from_bytes([1; 16]),
+            1_i64,
+            TokenHash::of("t"),
+            now,
+            now + time::Duration::hours(1),
+        )
+        .with_scopes(Scopes::try_from_iter(["orders:read"]).unwrap()),
+    );
     let map = (0..50).fold(ScopeMapLayer::grpc(), |map, i| {
         map.route(
             &format!("/orders.v1.Orders/Method{i}"),

@@ -1148,19 +1148,17 @@ async fn a_hand_inserted_token_of_any_user_id_type_passes_the_scope_check() {
 
     fn record<U>(user_id: U, scopes: &[&str]) -> Arc<TokenRecord<U>> {
         let now = OffsetDateTime::now_utc();
-        Arc::new(TokenRecord {
-            id: tower_pat::TokenId::from_bytes([7; 16]),
-            user_id,
-            client_id: None,
-            name: "handler test".into(),
-            scopes: Scopes::try_from_iter(scopes).unwrap(),
-            token_hash: tower_pat::token::TokenHash::of("x"),
-            revoked: false,
-            created_at: now,
-            updated_at: now,
-            expires_at: now + Duration::hours(1),
-            last_used_at: None,
-        })
+        Arc::new(
+            TokenRecord::new(
+                tower_pat::TokenId::from_bytes([7; 16]),
+                user_id,
+                tower_pat::token::TokenHash::of("x"),
+                now,
+                now + Duration::hours(1),
+            )
+            .with_name("handler test")
+            .with_scopes(Scopes::try_from_iter(scopes).unwrap()),
+        )
     }
     async fn whoami(token: AccessToken<Uuid>) -> String {
         format!("user {}", token.user_id())

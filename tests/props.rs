@@ -309,19 +309,16 @@ where
 
 fn record(hash: tower_pat::token::TokenHash, scopes: Scopes, n: u8) -> TokenRecord<i64> {
     let now = OffsetDateTime::now_utc();
-    TokenRecord {
-        id: TokenId::from_bytes([n; 16]),
-        user_id: i64::from(n),
-        client_id: None,
-        name: "props".into(),
-        scopes,
-        token_hash: hash,
-        revoked: false,
-        created_at: now,
-        updated_at: now,
-        expires_at: now + Duration::hours(1),
-        last_used_at: Some(now),
-    }
+    TokenRecord::new(
+        TokenId::from_bytes([n; 16]),
+        i64::from(n),
+        hash,
+        now,
+        now + Duration::hours(1),
+    )
+    .with_name("props")
+    .with_scopes(scopes)
+    .with_last_used_at(now)
 }
 
 /// The whole stack decides as plain set logic says: 200 exactly when the token's scopes

@@ -34,19 +34,15 @@ mod shared {
         let now = time::OffsetDateTime::now_utc()
             .replace_nanosecond(0)
             .unwrap();
-        TokenRecord {
-            id: TokenId::random().unwrap(),
-            user_id: user,
-            client_id: None,
-            name: "test".into(),
-            scopes: Scopes::try_from_iter(["orders:read"]).unwrap(),
-            token_hash: TokenHash::of(&TokenId::random().unwrap().to_string()),
-            revoked: false,
-            created_at: now,
-            updated_at: now,
-            expires_at: now + time::Duration::days(1),
-            last_used_at: None,
-        }
+        TokenRecord::new(
+            TokenId::random().unwrap(),
+            user,
+            TokenHash::of(&TokenId::random().unwrap().to_string()),
+            now,
+            now + time::Duration::days(1),
+        )
+        .with_name("test")
+        .with_scopes(Scopes::try_from_iter(["orders:read"]).unwrap())
     }
 
     /// The error is `Corrupt` and names the row and what is wrong with it.

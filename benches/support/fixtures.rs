@@ -13,19 +13,15 @@ pub fn records(n: usize, scopes: &[&str]) -> Vec<TokenRecord<i64>> {
     (0..n)
         .map(|i| {
             let id = TokenId::random().unwrap();
-            TokenRecord {
+            TokenRecord::new(
                 id,
-                user_id: (i % 1000) as i64,
-                client_id: None,
-                name: format!("token {i}"),
-                scopes: scopes.clone(),
-                token_hash: TokenHash::of(&id.to_string()),
-                revoked: false,
-                created_at: now,
-                updated_at: now,
-                expires_at: now + time::Duration::days(365),
-                last_used_at: None,
-            }
+                (i % 1000) as i64,
+                TokenHash::of(&id.to_string()),
+                now,
+                now + time::Duration::days(365),
+            )
+            .with_name(format!("token {i}"))
+            .with_scopes(scopes.clone())
         })
         .collect()
 }

@@ -479,19 +479,17 @@ pub fn store(entries: &[Entry]) -> Arc<MemoryStore<i64>> {
         if e.state == State::Unknown {
             continue;
         }
-        let record = TokenRecord {
-            id: e.id,
-            user_id: i as i64,
-            client_id: None,
-            name: format!("fixture {i}"),
-            scopes: Scopes::try_from_iter(e.scopes).expect("valid fixture scopes"),
-            token_hash: hash,
-            revoked: e.state == State::Revoked,
-            created_at: base - Duration::days(1),
-            updated_at: base - Duration::days(1),
-            expires_at: e.expires_at,
-            last_used_at: e.last_used_at,
-        };
+        let mut record = TokenRecord::new(
+            e.id,
+            i as i64,
+            hash,
+            base - Duration::days(1),
+            e.expires_at,
+        )
+        .with_name(format!("fixture {i}"))
+        .with_scopes(Scopes::try_from_iter(e.scopes).expect("valid fixture scopes"));
+        record.revoked = e.state == State::Revoked;
+        record.last_used_at = e.last_used_at;
         store
             .insert(record)
             .now_or_never()

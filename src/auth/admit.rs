@@ -124,24 +124,23 @@ mod tests {
     use time::OffsetDateTime;
 
     use super::*;
-    use crate::{record::TokenId, scope::Scopes};
+    use crate::record::TokenId;
 
     const SECOND: i128 = 1_000_000_000;
 
     fn record(revoked: bool, expires_at: i64) -> Arc<TokenRecord<i64>> {
         let at = |s| OffsetDateTime::from_unix_timestamp(s).unwrap();
-        Arc::new(TokenRecord {
-            id: TokenId::from_bytes([1; 16]),
-            user_id: 7,
-            client_id: None,
-            name: "t".into(),
-            scopes: Scopes::empty(),
-            token_hash: TokenHash::of("t"),
-            revoked,
-            created_at: at(0),
-            updated_at: at(0),
-            expires_at: at(expires_at),
-            last_used_at: None,
+        let record = TokenRecord::new(
+            TokenId::from_bytes([1; 16]),
+            7,
+            TokenHash::of("t"),
+            at(0),
+            at(expires_at),
+        );
+        Arc::new(if revoked {
+            record.revoked_at(at(0))
+        } else {
+            record
         })
     }
 

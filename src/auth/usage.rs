@@ -289,23 +289,19 @@ pub(crate) fn spawn_flusher<St: TokenStore>(usage: &Arc<Usage>, store: &Arc<St>,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{scope::Scopes, token::TokenHash};
+    use crate::token::TokenHash;
 
     fn record(id: u8, last_used_at: Option<OffsetDateTime>) -> TokenRecord<i64> {
         let now = OffsetDateTime::UNIX_EPOCH;
-        TokenRecord {
-            id: TokenId::from_bytes([id; 16]),
-            user_id: 1,
-            client_id: None,
-            name: "t".into(),
-            scopes: Scopes::empty(),
-            token_hash: TokenHash::of("t"),
-            revoked: false,
-            created_at: now,
-            updated_at: now,
-            expires_at: now,
-            last_used_at,
-        }
+        let mut record = TokenRecord::new(
+            TokenId::from_bytes([id; 16]),
+            1,
+            TokenHash::of("t"),
+            now,
+            now,
+        );
+        record.last_used_at = last_used_at;
+        record
     }
 
     const SECOND: i128 = 1_000_000_000;
