@@ -23,6 +23,10 @@
 //! | `jwt_hs256` | middleware verifying a typical access token with jsonwebtoken, HS256 (see `support/jwt.rs`) |
 //! | `jwt_rs256` | the same, RS256 with a 2048-bit key |
 //!
+//! `STACK_COUNT=<case> STACK_REQUESTS=<n>` runs only that case, `n` times, without
+//! criterion: what `scripts/count-instructions.sh` runs under callgrind to count a
+//! request's instructions (a count that does not move with the machine's load).
+//!
 //! Every case builds its request the same way (a gRPC method's path, two headers, the
 //! second one the credential) and drives the service without a runtime: `poll_ready`, then `call`, then
 //! one poll of the future with a no-op waker, which must complete it. The garbage,
@@ -366,8 +370,8 @@ fn empty()
     service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(())) })
 }
 
-/// Fills the stores, builds the stacks, and returns the cases.
-fn setup(rt: &tokio::runtime::Runtime) -> Vec<Case> {
+/// Fills the stores, builds the stacks, and returns the cases (only those `wants` names).
+fn setup(rt: &tokio::runtime::Runtime, wants: impl Fn(&str) -> bool) -> Vec<Case> {
     let tokens = Tokens::new(MemoryStore::<i64>::new(), registry());
 
     let started = Instant::now();
@@ -467,15 +471,21 @@ fn setup(rt: &tokio::runtime::Runtime) -> Vec<Case> {
         "tower-pat-bench-{}.db",
         uuid::Uuid::new_v4().simple()
     ));
-    let sqlite = rt.block_on(async {
-        let store = SqliteStore::<i64>::open(&path).await.unwrap();
-        store.migrate().await.unwrap();
-        store
+    let sqlite = wants("cached_sqlite").then(|| {
+        let sqlite = rt.block_on(async {
+            let store = SqliteStore::<i64>::open(&path).await.unwrap();
+            store.migrate().await.unwrap();
+            store
+        });
+        let (svc, token, finds) = cached_stack(rt, sqlite.clone());
+        cases.push(
+            Case::new("cached_sqlite", &svc, &bearer(&token), StatusCode::OK).counted(&finds),
+        );
+        sqlite
     });
-    let (svc, token, finds) = cached_stack(rt, sqlite.clone());
-    cases.push(Case::new("cached_sqlite", &svc, &bearer(&token), StatusCode::OK).counted(&finds));
 
     let postgres = match env::var("TOWER_PAT_POSTGRES_URL") {
+        Ok(_) if !wants("cached_postgres") => None,
         Ok(url) if !url.is_empty() => {
             let table = format!(
                 "pat_bench_{}",
@@ -528,7 +538,9 @@ fn setup(rt: &tokio::runtime::Runtime) -> Vec<Case> {
     CLEANUP.with(|c| {
         c.borrow_mut()
             .push(Box::new(move |rt: &tokio::runtime::Runtime| {
-                rt.block_on(sqlite.pool().close());
+                if let Some(sqlite) = sqlite {
+                    rt.block_on(sqlite.pool().close());
+                }
                 for suffix in ["", "-wal", "-shm"] {
                     let mut file = path.clone().into_os_string();
                     file.push(suffix);
@@ -655,6 +667,25 @@ fn summary(cases: &mut [Case], since: SystemTime) {
     }
 }
 
+/// Runs case `name` `STACK_REQUESTS` times (default 10 000), for an instruction count.
+fn count(rt: &tokio::runtime::Runtime, name: &str) {
+    let requests = env::var("STACK_REQUESTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
+    let mut cases = setup(rt, |case| case == name);
+    let case = cases
+        .iter_mut()
+        .find(|case| case.name == name)
+        .unwrap_or_else(|| panic!("no case {name}"));
+    (case.run)(requests);
+    println!("{name}: {requests} requests");
+    drop(cases);
+    for cleanup in CLEANUP.with(|c| c.take()) {
+        cleanup(rt);
+    }
+}
+
 fn main() {
     let since = SystemTime::now() - Duration::from_secs(1);
     let mut c = Criterion::default().configure_from_args();
@@ -666,7 +697,11 @@ fn main() {
         .build()
         .expect("a tokio runtime");
     let _entered = rt.enter();
-    let mut cases = setup(&rt);
+    if let Ok(name) = env::var("STACK_COUNT") {
+        count(&rt, &name);
+        return;
+    }
+    let mut cases = setup(&rt, |_| true);
     bench_stack(&mut c, &mut cases);
     c.final_summary();
     summary(&mut cases, since);
