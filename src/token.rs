@@ -146,7 +146,16 @@ impl TokenFormat {
         self.check_bytes(presented.as_bytes())
     }
 
-    fn check_bytes(&self, bytes: &[u8]) -> Result<(), MalformedToken> {
+    /// Whether `bytes` has the length and the prefix of this format: what must hold before
+    /// a presented token is hashed and looked up. The charset and the checksum
+    /// ([`check_bytes`](Self::check_bytes)) are needed only before a store is asked to
+    /// wait for a lookup: a token found in a store that answers at once is real.
+    #[inline]
+    pub(crate) fn is_shaped(&self, bytes: &[u8]) -> bool {
+        bytes.len() == self.token_len() && bytes.starts_with(self.prefix.as_bytes())
+    }
+
+    pub(crate) fn check_bytes(&self, bytes: &[u8]) -> Result<(), MalformedToken> {
         if bytes.len() != self.token_len() {
             return Err(MalformedToken::Length);
         }
@@ -253,7 +262,7 @@ impl TokenHash {
         Self::of_bytes(token.as_bytes())
     }
 
-    fn of_bytes(token: &[u8]) -> Self {
+    pub(crate) fn of_bytes(token: &[u8]) -> Self {
         Self(Sha256::digest(token).into())
     }
 

@@ -6,18 +6,24 @@
 //! asked for": [`presented`] returns the [`TokenHash`] to look up, or why the request is
 //! rejected before any store is asked. The service knows nothing of the token format; a
 //! second credential format would be a second verdict here.
+//!
+//! The verdict comes in two steps. Before anything is hashed: the length and the prefix
+//! ([`presented`]). Before a store is asked to wait for a lookup, or when a store that
+//! answers at once does not know the token: the charset and the checksum
+//! ([`checked_offline`]). A token that a store answering at once has found is real (its
+//! SHA-256 matched), so the hot path skips the checksum.
 
 use http::{Request, header::AUTHORIZATION};
 
 use super::config::CredentialRules;
 use crate::{
     reject::RejectionKind,
-    token::{MalformedToken, TokenFormat, TokenHash},
+    token::{MalformedToken, TokenHash},
 };
 
 /// Finds the bearer token of a request and marks the `Authorization` header sensitive:
-/// `Ok(None)` when there is none, else the token checked offline and hashed, or why the
-/// request is rejected.
+/// `Ok(None)` when there is none, else the hash of a token with the format's length and
+/// prefix, or why the request is rejected.
 ///
 /// One lookup of the header in the common case: `len` counts values and `keys_len`
 /// names, so only a request with some repeated header pays for a second look. With query
@@ -45,28 +51,66 @@ pub(super) fn presented<B>(
         if in_query {
             return Err(RejectionKind::InvalidRequest);
         }
-        return judge(&rules.format, candidate).map(Some);
+        return shaped(rules, candidate).map(Some);
     }
     if !in_query {
         return Ok(None);
     }
     match req.uri().query().and_then(query_token) {
-        Some(candidate) => judge(&rules.format, candidate.as_bytes()).map(Some),
+        Some(candidate) => shaped(rules, candidate.as_bytes()).map(Some),
         None => Ok(None),
     }
 }
 
-/// The offline verdict: the hash to look up, or why the credentials are rejected.
-fn judge(format: &TokenFormat, candidate: &[u8]) -> Result<TokenHash, RejectionKind> {
-    format.parse_bytes(candidate).map_err(|why| {
+/// The second step of the offline verdict, for a request [`presented`] found a token in:
+/// the charset and the checksum of that token.
+///
+/// # Errors
+///
+/// Why the token is rejected, as the whole verdict answers it.
+#[inline(never)]
+pub(super) fn checked_offline<B>(
+    req: &Request<B>,
+    rules: &CredentialRules,
+) -> Result<(), RejectionKind> {
+    let from_header = req.headers().get(AUTHORIZATION).and_then(|value| {
+        bearer(value.as_bytes(), rules.max_header_len)
+            .ok()
+            .flatten()
+    });
+    let candidate = match from_header {
+        Some(candidate) => candidate,
+        None => match req.uri().query().and_then(query_token) {
+            Some(candidate) => candidate.as_bytes(),
+            // `presented` found a token, so there is one: fail closed all the same.
+            None => return Err(RejectionKind::InvalidRequest),
+        },
+    };
+    judge(rules, candidate).map(|_| ())
+}
+
+/// The first step: a token with the format's length and prefix is hashed; anything else
+/// gets the whole verdict, to say why it is rejected.
+#[inline]
+fn shaped(rules: &CredentialRules, candidate: &[u8]) -> Result<TokenHash, RejectionKind> {
+    if rules.format.is_shaped(candidate) {
+        Ok(TokenHash::of_bytes(candidate))
+    } else {
+        judge(rules, candidate)
+    }
+}
+
+/// The whole offline verdict: the hash to look up, or why the credentials are rejected.
+fn judge(rules: &CredentialRules, candidate: &[u8]) -> Result<TokenHash, RejectionKind> {
+    rules.format.parse_bytes(candidate).map_err(|why| {
         tracing::debug!(reason = %why, "bearer token rejected offline");
-        offline_refusal(candidate, why)
+        offline_rejection(candidate, why)
     })
 }
 
 /// Splits `Bearer 1*SP credentials`. `Ok(None)`: another scheme, so no bearer
 /// credentials. Whether the credentials are a `b64token` is judged only when they fail the
-/// token format (see [`offline_refusal`]): a valid token is one already.
+/// token format (see [`offline_rejection`]): a valid token is one already.
 fn bearer(value: &[u8], max_len: usize) -> Result<Option<&[u8]>, RejectionKind> {
     if value.len() > max_len {
         return Err(RejectionKind::InvalidRequest);
@@ -92,7 +136,7 @@ fn bearer(value: &[u8], max_len: usize) -> Result<Option<&[u8]>, RejectionKind> 
 
 /// How to reject credentials that failed the token format: a well-formed `b64token` is an
 /// `invalid_token`, anything else an `invalid_request` (RFC 6750 §3.1).
-fn offline_refusal(candidate: &[u8], why: MalformedToken) -> RejectionKind {
+fn offline_rejection(candidate: &[u8], why: MalformedToken) -> RejectionKind {
     match why {
         // Only base62 characters get as far as the checksum.
         MalformedToken::Checksum => RejectionKind::MalformedToken,
@@ -140,29 +184,64 @@ mod tests {
 
     #[test]
     fn credentials_that_fail_the_format_are_classified() {
-        let format = TokenFormat::default();
+        let rules = CredentialRules::default();
+        let format = &rules.format;
         let good = format.generate().unwrap();
         assert_eq!(
-            judge(&format, good.expose_secret().as_bytes()),
+            judge(&rules, good.expose_secret().as_bytes()),
             Ok(good.hash())
         );
         for bad_syntax in [&b"a b"[..], b"=abc", b"a\xffb", b"a,b", b"a\"b"] {
             assert_eq!(
-                judge(&format, bad_syntax),
+                judge(&rules, bad_syntax),
                 Err(RejectionKind::InvalidRequest),
                 "{bad_syntax:?}"
             );
         }
         for b64_but_not_ours in [&b"abc"[..], b"abc==", b"a-b.c_d~e+f/g", b"ghp_x"] {
             assert_eq!(
-                judge(&format, b64_but_not_ours),
+                judge(&rules, b64_but_not_ours),
                 Err(RejectionKind::MalformedToken),
                 "{b64_but_not_ours:?}"
             );
         }
         let mut typo = good.into_secret().into_bytes();
         typo[10] = if typo[10] == b'a' { b'b' } else { b'a' };
-        assert_eq!(judge(&format, &typo), Err(RejectionKind::MalformedToken));
+        assert_eq!(judge(&rules, &typo), Err(RejectionKind::MalformedToken));
+    }
+
+    #[test]
+    fn a_shaped_token_is_hashed_and_its_checksum_judged_later() {
+        let rules = CredentialRules::default();
+        let good = rules.format.generate().unwrap();
+        let mut typo = good.expose_secret().to_owned().into_bytes();
+        typo[10] = if typo[10] == b'a' { b'b' } else { b'a' };
+        let typo = String::from_utf8(typo).unwrap();
+        let mut spaced = good.expose_secret().to_owned();
+        spaced.replace_range(10..11, " ");
+        for (token, later) in [
+            (good.expose_secret(), Ok(())),
+            (typo.as_str(), Err(RejectionKind::MalformedToken)),
+            // Right length and prefix, but not a `b64token`.
+            (spaced.as_str(), Err(RejectionKind::InvalidRequest)),
+        ] {
+            let header = format!("Bearer {token}");
+            let mut req = request("/", &[&header], 0);
+            assert_eq!(
+                presented(&mut req, &rules),
+                Ok(Some(TokenHash::of(token))),
+                "{token:?}"
+            );
+            assert_eq!(checked_offline(&req, &rules), later, "{token:?}");
+        }
+        // From the query string too.
+        let mut rules = rules;
+        rules.query_token = true;
+        let req = request(&format!("/?access_token={typo}"), &[], 0);
+        assert_eq!(
+            checked_offline(&req, &rules),
+            Err(RejectionKind::MalformedToken)
+        );
     }
 
     fn request(uri: &str, auth: &[&str], cookies: usize) -> Request<()> {

@@ -80,7 +80,15 @@ where
             Err(kind) => return ResponseFuture::done(shared.reject(kind, &req)),
         };
         // A store that answers at once (a map, a warm cache) costs no future and no box.
-        match shared.store.find_ready(&hash) {
+        // A token it found is real; anything else gets the rest of the offline verdict
+        // (charset, checksum) before it is answered or a store is asked to wait.
+        let found = shared.store.find_ready(&hash);
+        if !matches!(found, Some(Ok(Some(_))))
+            && let Err(kind) = credentials::checked_offline(&req, &shared.credentials)
+        {
+            return ResponseFuture::done(shared.reject(kind, &req));
+        }
+        match found {
             Some(found) => {
                 let now = shared.clock.unix_nanos();
                 match verdict(&hash, found, now) {
