@@ -72,7 +72,7 @@ use tower_pat::{
     ScopeMapLayer, SqliteStore, TokenStore, Tokens,
     record::{TokenId, TokenRecord},
     scope::ScopeRegistry,
-    store::{CachedStore, StoreError},
+    store::{CachedStore, Lookup, StoreError},
     token::TokenHash,
 };
 
@@ -121,18 +121,12 @@ struct CountingStore<S> {
 impl<S: TokenStore> TokenStore for CountingStore<S> {
     type UserId = S::UserId;
 
-    async fn find(
-        &self,
-        hash: &TokenHash,
-    ) -> Result<Option<Arc<TokenRecord<S::UserId>>>, StoreError> {
+    async fn find(&self, hash: &TokenHash) -> Lookup<S::UserId> {
         self.finds.fetch_add(1, Ordering::Relaxed);
         self.inner.find(hash).await
     }
 
-    fn find_ready(
-        &self,
-        hash: &TokenHash,
-    ) -> Option<Result<Option<Arc<TokenRecord<S::UserId>>>, StoreError>> {
+    fn find_ready(&self, hash: &TokenHash) -> Option<Lookup<S::UserId>> {
         if self.ready {
             self.inner.find_ready(hash)
         } else {

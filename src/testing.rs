@@ -876,10 +876,8 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::store::MemoryStore;
+    use crate::store::{Lookup, MemoryStore};
 
     fn block_on<F: Future>(f: F) -> F::Output {
         futures_util::FutureExt::now_or_never(Box::pin(f)).expect("MemoryStore never waits")
@@ -908,10 +906,7 @@ mod tests {
     #[async_trait::async_trait]
     impl crate::store::TokenStore for Careless {
         type UserId = i64;
-        async fn find(
-            &self,
-            hash: &TokenHash,
-        ) -> Result<Option<Arc<TokenRecord<i64>>>, StoreError> {
+        async fn find(&self, hash: &TokenHash) -> Lookup<i64> {
             self.0.find(hash).await
         }
     }
@@ -955,10 +950,7 @@ mod tests {
     #[async_trait::async_trait]
     impl TokenStore for FindOnly {
         type UserId = i64;
-        async fn find(
-            &self,
-            hash: &TokenHash,
-        ) -> Result<Option<Arc<TokenRecord<i64>>>, StoreError> {
+        async fn find(&self, hash: &TokenHash) -> Lookup<i64> {
             self.0.find(hash).await
         }
     }
@@ -981,10 +973,7 @@ mod tests {
     #[async_trait::async_trait]
     impl TokenStore for Shifty {
         type UserId = i64;
-        async fn find(
-            &self,
-            hash: &TokenHash,
-        ) -> Result<Option<Arc<TokenRecord<i64>>>, StoreError> {
+        async fn find(&self, hash: &TokenHash) -> Lookup<i64> {
             Ok(self.0.find(hash).await?.map(|r| {
                 let mut r = TokenRecord::clone(&r);
                 r.expires_at = r.expires_at.replace_offset(time::UtcOffset::UTC);

@@ -16,7 +16,7 @@ use crate::{
     clock::Clock,
     record::{AccessToken, Settings, TokenRecord},
     reject::RejectionKind,
-    store::{StoreError, TokenStore},
+    store::{Lookup, TokenStore},
     token::TokenHash,
 };
 
@@ -25,7 +25,7 @@ use crate::{
 #[inline]
 pub(crate) fn verdict<U>(
     hash: &TokenHash,
-    found: Result<Option<Arc<TokenRecord<U>>>, StoreError>,
+    found: Lookup<U>,
     now: i128,
 ) -> Result<Arc<TokenRecord<U>>, RejectionKind> {
     let record = match found {
@@ -124,7 +124,7 @@ mod tests {
     use time::OffsetDateTime;
 
     use super::*;
-    use crate::record::TokenId;
+    use crate::{record::TokenId, store::StoreError};
 
     const SECOND: i128 = 1_000_000_000;
 

@@ -19,8 +19,7 @@ use super::{
     config::bounded,
 };
 use crate::{
-    record::TokenRecord,
-    store::{StoreError, TokenStore},
+    store::{Lookup, TokenStore},
     token::TokenHash,
 };
 
@@ -32,7 +31,7 @@ pub(super) struct Pending<S, St, ReqB> {
     pub(super) shared: Arc<Shared<St>>,
 }
 
-type Lookup<U> = BoxFuture<'static, Result<Option<Arc<TokenRecord<U>>>, StoreError>>;
+type PendingLookup<U> = BoxFuture<'static, Lookup<U>>;
 
 pin_project! {
     /// The future of [`Pat`](super::Pat).
@@ -54,7 +53,7 @@ pin_project! {
         St: TokenStore,
     {
         Lookup {
-            fut: Lookup<St::UserId>,
+            fut: PendingLookup<St::UserId>,
             pending: Option<Box<Pending<S, St, ReqB>>>,
         },
         Inner {

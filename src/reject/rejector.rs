@@ -2,7 +2,7 @@
 //! prebuilt challenges and the application's body hook — shared with every scope check
 //! and extractor behind it.
 
-use std::fmt;
+use std::{fmt, sync::Arc};
 
 use http::{HeaderMap, HeaderValue, Response, header::WWW_AUTHENTICATE};
 
@@ -17,9 +17,11 @@ use crate::scope::Requirement;
 /// How the [`PatLayer`](crate::PatLayer) in front of a request answers rejections: its
 /// realm and the body hook of
 /// [`rejection_body`](crate::PatLayer::rejection_body). The axum extractor's rejection
-/// carries one, so that it answers as the layer would.
+/// carries one, so that it answers as the layer would. Cheap to clone.
 #[derive(Clone)]
-pub struct Rejector {
+pub struct Rejector(Arc<Parts>);
+
+struct Parts {
     realm: Box<str>,
     challenges: Challenges,
     body: RejectionBody,
@@ -28,16 +30,16 @@ pub struct Rejector {
 impl Rejector {
     /// For a realm [`is_valid_realm`](super::challenge::is_valid_realm) accepted.
     pub(crate) fn new(realm: &str, body: RejectionBody) -> Self {
-        Self {
+        Self(Arc::new(Parts {
             realm: Box::from(realm),
             challenges: Challenges::new(realm),
             body,
-        }
+        }))
     }
 
     /// The realm of the challenge.
     pub fn realm(&self) -> &str {
-        &self.realm
+        &self.0.realm
     }
 
     /// The answer to a rejected request: trailers-only for gRPC, else the hook's body
@@ -48,12 +50,13 @@ impl Rejector {
         requirement: Option<&Requirement>,
         headers: &HeaderMap,
     ) -> Response<B> {
-        let rejection = Rejection::new(kind, &self.realm, requirement);
+        let parts = &*self.0;
+        let rejection = Rejection::new(kind, &parts.realm, requirement);
         if is_grpc(headers) {
             return grpc_rejection(&rejection);
         }
-        let mut res = self.body.response(&rejection);
-        let challenge = match self.challenges.get(kind) {
+        let mut res = parts.body.response(&rejection);
+        let challenge = match parts.challenges.get(kind) {
             Some(v) => Some(v.clone()),
             None => rejection.challenge(),
         };
@@ -65,8 +68,8 @@ impl Rejector {
 impl fmt::Debug for Rejector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Rejector")
-            .field("realm", &self.realm)
-            .field("body", &self.body)
+            .field("realm", &self.0.realm)
+            .field("body", &self.0.body)
             .finish()
     }
 }

@@ -9,7 +9,7 @@ use std::{
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::{ManageTokens, Revoked, StoreError, StoreErrorKind, TokenStore};
+use super::{Lookup, ManageTokens, Revoked, StoreError, StoreErrorKind, TokenStore};
 use crate::{
     hashers::PrefixState,
     record::{TokenId, TokenRecord, UserId},
@@ -112,14 +112,11 @@ impl<U: UserId> Inner<U> {
 impl<U: UserId> TokenStore for MemoryStore<U> {
     type UserId = U;
 
-    async fn find(&self, hash: &TokenHash) -> Result<Option<Arc<TokenRecord<U>>>, StoreError> {
+    async fn find(&self, hash: &TokenHash) -> Lookup<U> {
         Ok(self.lookup(hash))
     }
 
-    fn find_ready(
-        &self,
-        hash: &TokenHash,
-    ) -> Option<Result<Option<Arc<TokenRecord<U>>>, StoreError>> {
+    fn find_ready(&self, hash: &TokenHash) -> Option<Lookup<U>> {
         Some(Ok(self.lookup(hash)))
     }
 

@@ -29,7 +29,7 @@
 //!     async fn find(
 //!         &self,
 //!         hash: &TokenHash,
-//!     ) -> Result<Option<Arc<TokenRecord<i64>>>, StoreError> {
+//!     ) -> Lookup<i64> {
 //!         // A real store runs `SELECT … WHERE token_hash = $1` here and maps a driver
 //!         // error with `StoreError::new(err)`, keeping it as the source.
 //!         Ok(self.0.get(&hash.to_hex()).cloned().map(Arc::new))
@@ -71,6 +71,10 @@ pub use postgres::PostgresStore;
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;
 
+/// The answer to a lookup by hash: the record, shared; `Ok(None)` when no token has that
+/// hash; `Err` when the store could not answer.
+pub type Lookup<U> = Result<Option<Arc<TokenRecord<U>>>, StoreError>;
+
 /// The record, shared, or `None`: private to the stores while the cache and the
 /// PostgreSQL store still name it.
 pub(crate) type Found<U> = Option<Arc<TokenRecord<U>>>;
@@ -91,20 +95,14 @@ pub trait TokenStore: Send + Sync + 'static {
     /// # Errors
     ///
     /// [`StoreError`] when the backend fails or a row cannot be read.
-    async fn find(
-        &self,
-        hash: &TokenHash,
-    ) -> Result<Option<Arc<TokenRecord<Self::UserId>>>, StoreError>;
+    async fn find(&self, hash: &TokenHash) -> Lookup<Self::UserId>;
 
     /// Answers [`find`](Self::find) at once, without a future, when the store can (an
     /// in-memory map, a warm cache); `None` means "ask `find`". The default is `None`.
     ///
     /// The layer tries this first, so that a store that never waits costs no future and
     /// no allocation. It must never block: a store that would have to wait says `None`.
-    fn find_ready(
-        &self,
-        hash: &TokenHash,
-    ) -> Option<Result<Option<Arc<TokenRecord<Self::UserId>>>, StoreError>> {
+    fn find_ready(&self, hash: &TokenHash) -> Option<Lookup<Self::UserId>> {
         let _ = hash;
         None
     }
@@ -207,17 +205,11 @@ pub trait ManageTokens: TokenStore {
 impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
     type UserId = T::UserId;
 
-    async fn find(
-        &self,
-        hash: &TokenHash,
-    ) -> Result<Option<Arc<TokenRecord<Self::UserId>>>, StoreError> {
+    async fn find(&self, hash: &TokenHash) -> Lookup<Self::UserId> {
         (**self).find(hash).await
     }
 
-    fn find_ready(
-        &self,
-        hash: &TokenHash,
-    ) -> Option<Result<Option<Arc<TokenRecord<Self::UserId>>>, StoreError>> {
+    fn find_ready(&self, hash: &TokenHash) -> Option<Lookup<Self::UserId>> {
         (**self).find_ready(hash)
     }
 

@@ -59,7 +59,7 @@ use time::OffsetDateTime;
 
 pub use super::sql::InvalidTableName;
 use super::{
-    ManageTokens, Revoked, StoreError, TokenStore,
+    Lookup, ManageTokens, Revoked, StoreError, TokenStore,
     sql::{self, Dialect, Table, check_type_name, optional, render, required, sql_store},
 };
 use crate::{
@@ -233,7 +233,7 @@ impl<U: SqliteUserId> SqliteStore<U> {
 impl<U: SqliteUserId> TokenStore for SqliteStore<U> {
     type UserId = U;
 
-    async fn find(&self, hash: &TokenHash) -> Result<Option<Arc<TokenRecord<U>>>, StoreError> {
+    async fn find(&self, hash: &TokenHash) -> Lookup<U> {
         let query = sqlx::query(self.table.sql.find.clone()).bind(&hash.as_bytes()[..]);
         Ok(self.fetch_one_record(query).await?.map(Arc::new))
     }

@@ -25,7 +25,7 @@ use time::OffsetDateTime;
 use tower_pat::{
     ManageTokens, TokenStore, async_trait,
     record::{TokenId, TokenRecord},
-    store::{Revoked, StoreError, StoreErrorKind},
+    store::{Lookup, Revoked, StoreError, StoreErrorKind},
     token::TokenHash,
 };
 
@@ -224,11 +224,7 @@ impl<S: TokenStore> Faulty<S> {
     }
 
     /// The answer of a fault that takes no time.
-    fn answer_now(
-        &self,
-        fault: Fault<S::UserId>,
-        passed: Result<Option<Arc<TokenRecord<S::UserId>>>, StoreError>,
-    ) -> Result<Option<Arc<TokenRecord<S::UserId>>>, StoreError> {
+    fn answer_now(&self, fault: Fault<S::UserId>, passed: Lookup<S::UserId>) -> Lookup<S::UserId> {
         match fault {
             Fault::Pass | Fault::Hang | Fault::Slow(_) => passed,
             Fault::Fail => Err(injected("connection reset")),
@@ -264,10 +260,7 @@ fn injected(what: &str) -> StoreError {
 impl<S: TokenStore> TokenStore for Faulty<S> {
     type UserId = S::UserId;
 
-    async fn find(
-        &self,
-        hash: &TokenHash,
-    ) -> Result<Option<Arc<TokenRecord<S::UserId>>>, StoreError> {
+    async fn find(&self, hash: &TokenHash) -> Lookup<S::UserId> {
         let fault = self.next_lookup();
         match fault {
             Fault::Hang => std::future::pending().await,
@@ -282,10 +275,7 @@ impl<S: TokenStore> TokenStore for Faulty<S> {
         }
     }
 
-    fn find_ready(
-        &self,
-        hash: &TokenHash,
-    ) -> Option<Result<Option<Arc<TokenRecord<S::UserId>>>, StoreError>> {
+    fn find_ready(&self, hash: &TokenHash) -> Option<Lookup<S::UserId>> {
         if self.async_only.load(Ordering::SeqCst) {
             return None;
         }
