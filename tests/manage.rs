@@ -17,7 +17,7 @@ use time::{Duration, macros::datetime};
 use tower_pat::{
     MemoryStore, SqliteStore, Tokens,
     clock::ManualClock,
-    manage::{Manage, SignedIn},
+    manage::{SignedIn, TokenPage},
     store::ManageTokens,
     token::TokenHash,
 };
@@ -41,14 +41,14 @@ fn tokens() -> Tokens<MemoryStore<i64>> {
     Tokens::new(MemoryStore::new(), common::registry())
 }
 
-fn app<St: ManageTokens<UserId = i64>>(manage: Manage<St>) -> Router {
+fn app<St: ManageTokens<UserId = i64>>(manage: TokenPage<St>) -> Router {
     Router::new()
         .nest_service(BASE, manage)
         .layer(map_request(sign_in))
 }
 
 async fn serve<St: ManageTokens<UserId = i64>>(tokens: &Tokens<St>) -> SocketAddr {
-    common::serve(app(Manage::new(tokens.clone(), BASE))).await
+    common::serve(app(TokenPage::new(tokens.clone(), BASE))).await
 }
 
 /// What the tests read of an answer of the JSON API.
@@ -337,7 +337,10 @@ async fn nobody_signed_in_is_401() {
     assert!(!tokens.list(&7).await.unwrap()[0].revoked);
 
     // With a sign-in URL, the page sends the browser there instead.
-    let addr = common::serve(app(Manage::new(tokens.clone(), BASE).sign_in_url("/login"))).await;
+    let addr = common::serve(app(
+        TokenPage::new(tokens.clone(), BASE).sign_in_url("/login")
+    ))
+    .await;
     let page = call(Method::GET, "/").send(addr).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);
     assert_eq!(page.header("location"), "/login");
@@ -392,7 +395,7 @@ async fn a_personal_access_token_is_never_an_identity() {
 
     // Behind an optional PatLayer that resolved the token: refused all the same.
     let app = Router::new()
-        .nest_service(BASE, Manage::new(tokens.clone(), BASE))
+        .nest_service(BASE, TokenPage::new(tokens.clone(), BASE))
         .layer(tokens.layer().optional(true))
         .layer(map_request(sign_in));
     let addr = common::serve(app).await;
@@ -468,7 +471,7 @@ async fn other_sites_cannot_call_the_api() {
     assert_eq!(reply.status, StatusCode::OK);
 
     // An origin the application allows passes even as another site.
-    let allowed = Manage::new(tokens.clone(), BASE).allowed_origins(["https://front.example"]);
+    let allowed = TokenPage::new(tokens.clone(), BASE).allowed_origins(["https://front.example"]);
     let addr = common::serve(app(allowed)).await;
     let reply = post()
         .header("sec-fetch-site", "same-site")
@@ -723,7 +726,7 @@ async fn each_invalid_input_is_a_422_naming_it_and_stores_nothing() {
 #[tokio::test]
 async fn malformed_and_oversized_bodies_are_refused() {
     let tokens = tokens();
-    let manage = Manage::new(tokens.clone(), BASE).body_limit(64);
+    let manage = TokenPage::new(tokens.clone(), BASE).body_limit(64);
     let addr = common::serve(app(manage)).await;
     for body in ["{", "not json", "", "{\"name\": \"x\",}"] {
         let reply = call(Method::POST, "/tokens")
@@ -804,7 +807,7 @@ async fn wrong_methods_and_unknown_paths() {
 #[tokio::test]
 async fn the_page_is_safe_to_render() {
     let tokens = tokens().max_lifetime(Duration::days(60));
-    let manage = Manage::new(tokens.clone(), BASE)
+    let manage = TokenPage::new(tokens.clone(), BASE)
         .title("<b>Tokens</b> & \"keys\"")
         .example_url("/api/user?a=1&b=2")
         .link("Back", "/");
@@ -848,7 +851,7 @@ async fn the_user_can_come_from_a_function() {
     let tokens = tokens();
     // The application's own sign-in, read by a function: here, a cookie in clear (a real
     // application reads its session store).
-    let manage = Manage::new(tokens.clone(), BASE).current_user(|parts| {
+    let manage = TokenPage::new(tokens.clone(), BASE).current_user(|parts| {
         let user = parts
             .headers
             .get(header::COOKIE)
@@ -904,7 +907,7 @@ async fn it_is_a_plain_service_for_hyper_too() {
     use tower::ServiceExt;
 
     let tokens = tokens();
-    let manage = Manage::new(tokens.clone(), "/");
+    let manage = TokenPage::new(tokens.clone(), "/");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use time::Duration;
 use tower_pat::{
-    AccessToken, PatLayer, SqliteStore, Tokens, manage::Manage, reject::Rejection,
+    AccessToken, PatLayer, SqliteStore, Tokens, manage::TokenPage, reject::Rejection,
     scope::ScopeRegistry,
 };
 use tower_sessions::{MemoryStore as SessionStore, Session, SessionManagerLayer};
@@ -171,7 +171,7 @@ pub fn demo(store: SqliteStore<i64>) -> Demo {
         .layer(layer.clone());
 
     // The token page: the user is whoever the session says.
-    let page = Manage::new(tokens, TOKEN_PAGE)
+    let page = TokenPage::new(tokens, TOKEN_PAGE)
         .title("Personal access tokens")
         .current_user(|parts| {
             let session = parts.extensions.get::<Session>().cloned();

@@ -6,7 +6,7 @@
 //! use axum::{Router, body::Body, middleware::map_request};
 //! use http::{Request, StatusCode};
 //! use tower::ServiceExt;
-//! use tower_pat::{MemoryStore, Tokens, manage::{Manage, SignedIn}, scope::ScopeRegistry};
+//! use tower_pat::{MemoryStore, Tokens, manage::{TokenPage, SignedIn}, scope::ScopeRegistry};
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let registry = ScopeRegistry::new()
@@ -16,7 +16,7 @@
 //! let tokens = Tokens::new(MemoryStore::<i64>::new(), registry);
 //!
 //! let app = Router::new()
-//!     .nest_service("/settings/tokens", Manage::new(tokens.clone(), "/settings/tokens"))
+//!     .nest_service("/settings/tokens", TokenPage::new(tokens.clone(), "/settings/tokens"))
 //!     // Stands in for the application's sign-in, which puts the user there.
 //!     .layer(map_request(|mut req: Request<Body>| async move {
 //!         req.extensions_mut().insert(SignedIn(7_i64));
@@ -64,7 +64,7 @@
 //! absent (the facade's default lifetime). Times are RFC 3339, UTC.
 //!
 //! Refusals are JSON `{"error", "message"}` (the page itself answers a signed-out user
-//! with a short HTML page, or a redirect to [`sign_in_url`](Manage::sign_in_url)):
+//! with a short HTML page, or a redirect to [`sign_in_url`](TokenPage::sign_in_url)):
 //!
 //! | case | status | `error` |
 //! |---|---|---|
@@ -74,7 +74,7 @@
 //! | another site's request (`Sec-Fetch-Site` / `Origin`) | 403 | `cross_origin` |
 //! | a body that is not `application/json` | 415 | `unsupported_media_type` |
 //! | nobody signed in | 401 | `not_signed_in` |
-//! | body over [`body_limit`](Manage::body_limit) | 413 | `payload_too_large` |
+//! | body over [`body_limit`](TokenPage::body_limit) | 413 | `payload_too_large` |
 //! | not JSON | 400 | `malformed_json` |
 //! | empty or over-long name, undefined scope, expiry above the maximum… | 422, with `"problems": [{"field", "message"}]`, one per problem | `invalid_input` |
 //! | the store failed | 503 | `store_unavailable` |
@@ -87,7 +87,7 @@
 //!
 //! The application's sign-in decides: by default the service reads a [`SignedIn<U>`]
 //! from the request's extensions, which the application's middleware puts there;
-//! [`current_user`](Manage::current_user) takes a function instead (reading a
+//! [`current_user`](TokenPage::current_user) takes a function instead (reading a
 //! tower-sessions `Session`, say). Nobody signed in: 401.
 //!
 //! A personal access token is never an identity here: a request carrying one (an
@@ -101,7 +101,7 @@
 //! The API is meant for the page, on the application's own origin. Its requests must
 //! come from that origin: `Sec-Fetch-Site: same-origin`, or, from a browser that does
 //! not send `Sec-Fetch-Site`, an `Origin` whose host is the request's `Host`. An origin
-//! named in [`allowed_origins`](Manage::allowed_origins) is accepted too. A state-changing
+//! named in [`allowed_origins`](TokenPage::allowed_origins) is accepted too. A state-changing
 //! request (`POST`, `DELETE`) with neither header is refused, and its body must be
 //! `application/json`, which no HTML form can send. No CSRF token is needed.
 //!
@@ -132,7 +132,7 @@ mod json;
 mod page;
 mod service;
 
-pub use service::{ManageBody, ResponseFuture};
+pub use service::{PageBody, ResponseFuture};
 
 /// The longest request body the API reads unless configured: 16 KiB.
 pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
@@ -141,7 +141,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
 pub const DEFAULT_TITLE: &str = "Personal access tokens";
 
 /// The signed-in user, as the application's sign-in puts it into a request's extensions
-/// for [`Manage`] to find (unless [`Manage::current_user`] says otherwise).
+/// for [`TokenPage`] to find (unless [`TokenPage::current_user`] says otherwise).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedIn<U>(pub U);
 
@@ -151,15 +151,15 @@ type UserFn<U> = Arc<dyn Fn(&Parts) -> BoxFuture<Option<U>> + Send + Sync>;
 
 /// The token page and its JSON API over a [`Tokens`] facade: a
 /// `tower::Service<http::Request<B>>` for any request body `B`, answering
-/// [`ManageBody`]. See the [module documentation](self) for the routes and the rules.
+/// [`PageBody`]. See the [module documentation](self) for the routes and the rules.
 ///
 /// Cheap to clone.
-pub struct Manage<St: ManageTokens> {
+pub struct TokenPage<St: ManageTokens> {
     pub(crate) tokens: Tokens<St>,
-    pub(crate) config: Arc<Config<St::UserId>>,
+    pub(crate) options: Arc<PageOptions<St::UserId>>,
 }
 
-pub(crate) struct Config<U> {
+pub(crate) struct PageOptions<U> {
     pub(crate) base: String,
     pub(crate) title: String,
     pub(crate) user: UserFn<U>,
@@ -170,7 +170,7 @@ pub(crate) struct Config<U> {
     pub(crate) links: Vec<(String, String)>,
 }
 
-impl<U> Clone for Config<U> {
+impl<U> Clone for PageOptions<U> {
     fn clone(&self) -> Self {
         Self {
             base: self.base.clone(),
@@ -185,27 +185,27 @@ impl<U> Clone for Config<U> {
     }
 }
 
-impl<St: ManageTokens> Clone for Manage<St> {
+impl<St: ManageTokens> Clone for TokenPage<St> {
     fn clone(&self) -> Self {
         Self {
             tokens: self.tokens.clone(),
-            config: Arc::clone(&self.config),
+            options: Arc::clone(&self.options),
         }
     }
 }
 
-impl<St: ManageTokens> fmt::Debug for Manage<St> {
+impl<St: ManageTokens> fmt::Debug for TokenPage<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Manage")
-            .field("base_path", &self.config.base_or_root())
-            .field("title", &self.config.title)
-            .field("allowed_origins", &self.config.allowed_origins)
-            .field("body_limit", &self.config.body_limit)
+        f.debug_struct("TokenPage")
+            .field("base_path", &self.options.base_or_root())
+            .field("title", &self.options.title)
+            .field("allowed_origins", &self.options.allowed_origins)
+            .field("body_limit", &self.options.body_limit)
             .finish_non_exhaustive()
     }
 }
 
-impl<U> Config<U> {
+impl<U> PageOptions<U> {
     /// The base path as the page's URLs start with it: `""` for the root.
     pub(crate) fn prefix(&self) -> &str {
         &self.base
@@ -220,7 +220,7 @@ impl<U> Config<U> {
     }
 }
 
-impl<St: ManageTokens> Manage<St> {
+impl<St: ManageTokens> TokenPage<St> {
     /// The page and API for the tokens of `tokens`, mounted at `base_path` (where the
     /// browser reaches it: `"/settings/tokens"`, or `"/"` at the root), reading the user
     /// from a [`SignedIn<U>`] extension.
@@ -253,7 +253,7 @@ impl<St: ManageTokens> Manage<St> {
         });
         Ok(Self {
             tokens,
-            config: Arc::new(Config {
+            options: Arc::new(PageOptions {
                 base,
                 title: DEFAULT_TITLE.to_owned(),
                 user,
@@ -266,8 +266,8 @@ impl<St: ManageTokens> Manage<St> {
         })
     }
 
-    fn config_mut(&mut self) -> &mut Config<St::UserId> {
-        Arc::make_mut(&mut self.config)
+    fn options_mut(&mut self) -> &mut PageOptions<St::UserId> {
+        Arc::make_mut(&mut self.options)
     }
 
     /// Finds the signed-in user with `f` instead of the [`SignedIn<U>`] extension: `f`
@@ -276,14 +276,14 @@ impl<St: ManageTokens> Manage<St> {
     /// extensions first).
     ///
     /// ```
-    /// use tower_pat::{MemoryStore, Tokens, manage::Manage, scope::ScopeRegistry};
+    /// use tower_pat::{MemoryStore, Tokens, manage::TokenPage, scope::ScopeRegistry};
     ///
     /// /// What an application's sign-in middleware leaves in the extensions.
     /// #[derive(Clone)]
     /// struct CurrentUser { id: i64 }
     ///
     /// let tokens = Tokens::new(MemoryStore::<i64>::new(), ScopeRegistry::new());
-    /// let page = Manage::new(tokens, "/settings/tokens").current_user(|parts| {
+    /// let page = TokenPage::new(tokens, "/settings/tokens").current_user(|parts| {
     ///     let user = parts.extensions.get::<CurrentUser>().map(|u| u.id);
     ///     async move { user }
     /// });
@@ -293,11 +293,11 @@ impl<St: ManageTokens> Manage<St> {
     /// future; a session store that fails reads as nobody signed in:
     ///
     /// ```
-    /// # use tower_pat::{MemoryStore, Tokens, manage::Manage, scope::ScopeRegistry};
+    /// # use tower_pat::{MemoryStore, Tokens, manage::TokenPage, scope::ScopeRegistry};
     /// # let tokens = Tokens::new(MemoryStore::<i64>::new(), ScopeRegistry::new());
     /// use tower_sessions::Session;
     ///
-    /// let page = Manage::new(tokens, "/settings/tokens").current_user(|parts| {
+    /// let page = TokenPage::new(tokens, "/settings/tokens").current_user(|parts| {
     ///     let session = parts.extensions.get::<Session>().cloned();
     ///     async move { session?.get::<i64>("user_id").await.ok().flatten() }
     /// });
@@ -307,13 +307,13 @@ impl<St: ManageTokens> Manage<St> {
         F: Fn(&Parts) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Option<St::UserId>> + Send + 'static,
     {
-        self.config_mut().user = Arc::new(move |parts: &Parts| Box::pin(f(parts)));
+        self.options_mut().user = Arc::new(move |parts: &Parts| Box::pin(f(parts)));
         self
     }
 
     /// The page's title (default [`DEFAULT_TITLE`]).
     pub fn title(mut self, title: impl Into<String>) -> Self {
-        self.config_mut().title = title.into();
+        self.options_mut().title = title.into();
         self
     }
 
@@ -354,14 +354,14 @@ impl<St: ManageTokens> Manage<St> {
                     .ok_or_else(|| InvalidConfig::new("origin", origin))?,
             );
         }
-        self.config_mut().allowed_origins = parsed;
+        self.options_mut().allowed_origins = parsed;
         Ok(self)
     }
 
     /// The longest request body read (default [`DEFAULT_BODY_LIMIT`]); a longer one is
     /// answered 413 before it is parsed.
     pub fn body_limit(mut self, bytes: usize) -> Self {
-        self.config_mut().body_limit = bytes;
+        self.options_mut().body_limit = bytes;
         self
     }
 
@@ -369,21 +369,21 @@ impl<St: ManageTokens> Manage<St> {
     /// under a token just created (`/api/user`, say; a path is made absolute with the
     /// page's origin).
     pub fn example_url(mut self, url: impl Into<String>) -> Self {
-        self.config_mut().example_url = Some(url.into());
+        self.options_mut().example_url = Some(url.into());
         self
     }
 
     /// Where the page sends a browser nobody is signed in on (a 303 redirect); without
     /// it, the page answers 401 with a short HTML page.
     pub fn sign_in_url(mut self, url: impl Into<String>) -> Self {
-        self.config_mut().sign_in_url = Some(url.into());
+        self.options_mut().sign_in_url = Some(url.into());
         self
     }
 
     /// Adds a link to the page's header (back to the application, say), in the order
     /// added.
     pub fn link(mut self, label: impl Into<String>, href: impl Into<String>) -> Self {
-        self.config_mut().links.push((label.into(), href.into()));
+        self.options_mut().links.push((label.into(), href.into()));
         self
     }
 
@@ -412,7 +412,7 @@ fn normalize_base(path: &str) -> Option<String> {
     clean.then(|| format!("/{rest}"))
 }
 
-/// A [`Manage`] option that was refused; the message names it.
+/// A [`TokenPage`] option that was refused; the message names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InvalidConfig {
     what: &'static str,
@@ -474,9 +474,9 @@ mod tests {
     #[test]
     fn bad_options_name_themselves() {
         let tokens = Tokens::new(MemoryStore::<i64>::new(), ScopeRegistry::new());
-        let err = Manage::try_new(tokens.clone(), "tokens").unwrap_err();
+        let err = TokenPage::try_new(tokens.clone(), "tokens").unwrap_err();
         assert!(err.to_string().contains("\"tokens\""), "{err}");
-        let err = Manage::new(tokens, "/t")
+        let err = TokenPage::new(tokens, "/t")
             .try_allowed_origins(["https://ok.example", "https://x.example/path"])
             .unwrap_err();
         assert!(err.to_string().contains("https://x.example/path"), "{err}");

@@ -1,4 +1,4 @@
-//! [`Manage`] as a `tower::Service`: routing, the checks in order, and the answers.
+//! [`TokenPage`] as a `tower::Service`: routing, the checks in order, and the answers.
 
 use std::{
     convert::Infallible,
@@ -22,7 +22,7 @@ use time::Duration;
 use tower_service::Service;
 
 use super::{
-    BoxFuture, Manage,
+    BoxFuture, TokenPage,
     guard::{self, Body},
     json::{self, Problem, TokenView},
     page::{self, Expiry},
@@ -33,16 +33,16 @@ use crate::{
     store::{ManageTokens, StoreError},
 };
 
-/// The body of every answer of [`Manage`]: the whole body at once.
-pub type ManageBody = Full<Bytes>;
+/// The body of every answer of [`TokenPage`]: the whole body at once.
+pub type PageBody = Full<Bytes>;
 
-/// The future [`Manage`] answers with; it never fails.
+/// The future [`TokenPage`] answers with; it never fails.
 pub struct ResponseFuture {
-    inner: BoxFuture<Response<ManageBody>>,
+    inner: BoxFuture<Response<PageBody>>,
 }
 
 impl Future for ResponseFuture {
-    type Output = Result<Response<ManageBody>, Infallible>;
+    type Output = Result<Response<PageBody>, Infallible>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.inner.as_mut().poll(cx).map(Ok)
@@ -55,14 +55,14 @@ impl fmt::Debug for ResponseFuture {
     }
 }
 
-impl<St, B> Service<Request<B>> for Manage<St>
+impl<St, B> Service<Request<B>> for TokenPage<St>
 where
     St: ManageTokens,
     B: http_body::Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn Error + Send + Sync>>,
 {
-    type Response = Response<ManageBody>;
+    type Response = Response<PageBody>;
     type Error = Infallible;
     type Future = ResponseFuture;
 
@@ -132,8 +132,8 @@ impl Route {
     }
 }
 
-impl<St: ManageTokens> Manage<St> {
-    async fn answer<B>(self, req: Request<B>) -> Response<ManageBody>
+impl<St: ManageTokens> TokenPage<St> {
+    async fn answer<B>(self, req: Request<B>) -> Response<PageBody>
     where
         B: http_body::Body + Send + 'static,
         B::Data: Send,
@@ -165,7 +165,7 @@ impl<St: ManageTokens> Manage<St> {
             && !guard::same_origin(
                 &parts.headers,
                 &parts.uri,
-                &self.config.allowed_origins,
+                &self.options.allowed_origins,
                 state_changing,
             )
         {
@@ -194,7 +194,7 @@ impl<St: ManageTokens> Manage<St> {
             );
         }
 
-        let Some(user) = (self.config.user)(&parts).await else {
+        let Some(user) = (self.options.user)(&parts).await else {
             return match route {
                 Route::Page => self.signed_out(),
                 _ => refusal(
@@ -225,14 +225,14 @@ impl<St: ManageTokens> Manage<St> {
         )
     }
 
-    fn page(&self) -> Response<ManageBody> {
-        let html = page::render(&self.config, self.tokens.registry(), &self.expiry());
+    fn page(&self) -> Response<PageBody> {
+        let html = page::render(&self.options, self.tokens.registry(), &self.expiry());
         html_response(StatusCode::OK, html)
     }
 
-    fn signed_out(&self) -> Response<ManageBody> {
+    fn signed_out(&self) -> Response<PageBody> {
         match self
-            .config
+            .options
             .sign_in_url
             .as_deref()
             .and_then(|url| HeaderValue::from_str(url).ok())
@@ -242,11 +242,11 @@ impl<St: ManageTokens> Manage<St> {
                 res.headers_mut().insert(header::LOCATION, location);
                 res
             }
-            None => html_response(StatusCode::UNAUTHORIZED, page::signed_out(&self.config)),
+            None => html_response(StatusCode::UNAUTHORIZED, page::signed_out(&self.options)),
         }
     }
 
-    async fn list(&self, user: &St::UserId) -> Response<ManageBody> {
+    async fn list(&self, user: &St::UserId) -> Response<PageBody> {
         match self.tokens.list(user).await {
             Ok(records) => {
                 let now = self.tokens.shared_clock().now();
@@ -258,13 +258,13 @@ impl<St: ManageTokens> Manage<St> {
         }
     }
 
-    async fn create<B>(&self, user: St::UserId, parts: &Parts, body: B) -> Response<ManageBody>
+    async fn create<B>(&self, user: St::UserId, parts: &Parts, body: B) -> Response<PageBody>
     where
         B: http_body::Body + Send + 'static,
         B::Data: Send,
         B::Error: Into<Box<dyn Error + Send + Sync>>,
     {
-        let limit = self.config.body_limit;
+        let limit = self.options.body_limit;
         let too_large = || {
             refusal(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -329,7 +329,7 @@ impl<St: ManageTokens> Manage<St> {
         }
     }
 
-    async fn revoke(&self, user: &St::UserId, id: &str) -> Response<ManageBody> {
+    async fn revoke(&self, user: &St::UserId, id: &str) -> Response<PageBody> {
         // Malformed, unknown and another user's: one answer, so ids cannot be probed.
         let Ok(id) = id.parse::<TokenId>() else {
             return no_such_token();
@@ -341,7 +341,7 @@ impl<St: ManageTokens> Manage<St> {
         }
     }
 
-    async fn revoke_all(&self, user: &St::UserId) -> Response<ManageBody> {
+    async fn revoke_all(&self, user: &St::UserId) -> Response<PageBody> {
         match self.tokens.revoke_all(user).await {
             Ok(count) => ok_json(StatusCode::OK, &json!({ "revoked": count })),
             Err(e) => failure(&e),
@@ -349,7 +349,7 @@ impl<St: ManageTokens> Manage<St> {
     }
 }
 
-fn no_such_token() -> Response<ManageBody> {
+fn no_such_token() -> Response<PageBody> {
     refusal(
         StatusCode::NOT_FOUND,
         "not_found",
@@ -362,7 +362,7 @@ fn respond(
     status: StatusCode,
     content_type: &'static str,
     body: impl Into<Bytes>,
-) -> Response<ManageBody> {
+) -> Response<PageBody> {
     let mut res = Response::new(Full::new(body.into()));
     *res.status_mut() = status;
     let h = res.headers_mut();
@@ -379,7 +379,7 @@ fn respond(
     res
 }
 
-fn html_response(status: StatusCode, html: String) -> Response<ManageBody> {
+fn html_response(status: StatusCode, html: String) -> Response<PageBody> {
     let mut res = respond(status, "text/html; charset=utf-8", html);
     let h = res.headers_mut();
     h.insert(
@@ -394,11 +394,11 @@ fn html_response(status: StatusCode, html: String) -> Response<ManageBody> {
     res
 }
 
-fn asset(text: &'static str, content_type: &'static str) -> Response<ManageBody> {
+fn asset(text: &'static str, content_type: &'static str) -> Response<PageBody> {
     respond(StatusCode::OK, content_type, text)
 }
 
-fn ok_json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<ManageBody> {
+fn ok_json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<PageBody> {
     match serde_json::to_vec(value) {
         Ok(body) => respond(status, "application/json", body),
         Err(e) => {
@@ -413,12 +413,12 @@ fn ok_json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Man
 }
 
 /// `{"error": code, "message": message}`.
-fn refusal(status: StatusCode, code: &str, message: &str) -> Response<ManageBody> {
+fn refusal(status: StatusCode, code: &str, message: &str) -> Response<PageBody> {
     let body = json!({ "error": code, "message": message }).to_string();
     respond(status, "application/json", body)
 }
 
-fn invalid(problems: &[Problem]) -> Response<ManageBody> {
+fn invalid(problems: &[Problem]) -> Response<PageBody> {
     let body = json!({
         "error": "invalid_input",
         "message": "the token was not created: see problems",
@@ -429,7 +429,7 @@ fn invalid(problems: &[Problem]) -> Response<ManageBody> {
 }
 
 /// The store or the system failed: logged, and answered without detail.
-fn failure(e: &TokenError) -> Response<ManageBody> {
+fn failure(e: &TokenError) -> Response<PageBody> {
     match e {
         TokenError::Store(e) => store_failure(e),
         e => {
@@ -443,7 +443,7 @@ fn failure(e: &TokenError) -> Response<ManageBody> {
     }
 }
 
-fn store_failure(e: &StoreError) -> Response<ManageBody> {
+fn store_failure(e: &StoreError) -> Response<PageBody> {
     tracing::warn!(error = %e, "token page: the token store failed");
     refusal(
         StatusCode::SERVICE_UNAVAILABLE,
