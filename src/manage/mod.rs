@@ -238,12 +238,12 @@ impl<St: ManageTokens> TokenPage<St> {
     ///
     /// # Errors
     ///
-    /// [`InvalidConfig`] naming `base_path` when it does not start with `/`, has an empty
+    /// [`InvalidPageOption::BasePath`] naming `base_path` when it does not start with `/`, has an empty
     /// or `.`/`..` segment, or a character other than ASCII letters, digits, `-`, `.`,
     /// `_`, `~` and `/`. A trailing `/` is dropped.
-    pub fn try_new(tokens: Tokens<St>, base_path: &str) -> Result<Self, InvalidConfig> {
-        let base =
-            normalize_base(base_path).ok_or_else(|| InvalidConfig::new("base path", base_path))?;
+    pub fn try_new(tokens: Tokens<St>, base_path: &str) -> Result<Self, InvalidPageOption> {
+        let base = normalize_base(base_path)
+            .ok_or_else(|| InvalidPageOption::BasePath(base_path.to_owned()))?;
         let user: UserFn<St::UserId> = Arc::new(|parts: &Parts| {
             let user = parts
                 .extensions
@@ -339,9 +339,9 @@ impl<St: ManageTokens> TokenPage<St> {
     ///
     /// # Errors
     ///
-    /// [`InvalidConfig`] naming the first origin that is not `http://` or `https://`
+    /// [`InvalidPageOption::Origin`] naming the first origin that is not `http://` or `https://`
     /// followed by a host and an optional port, with no path.
-    pub fn try_allowed_origins<I>(mut self, origins: I) -> Result<Self, InvalidConfig>
+    pub fn try_allowed_origins<I>(mut self, origins: I) -> Result<Self, InvalidPageOption>
     where
         I: IntoIterator,
         I::Item: AsRef<str>,
@@ -351,7 +351,7 @@ impl<St: ManageTokens> TokenPage<St> {
             let origin = origin.as_ref();
             parsed.push(
                 guard::normalize_origin(origin)
-                    .ok_or_else(|| InvalidConfig::new("origin", origin))?,
+                    .ok_or_else(|| InvalidPageOption::Origin(origin.to_owned()))?,
             );
         }
         self.options_mut().allowed_origins = parsed;
@@ -412,40 +412,33 @@ fn normalize_base(path: &str) -> Option<String> {
     clean.then(|| format!("/{rest}"))
 }
 
-/// A [`TokenPage`] option that was refused; the message names it.
+/// A [`TokenPage`] option that was refused: which option, and the value given, which the
+/// message names.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InvalidConfig {
-    what: &'static str,
-    value: String,
+#[non_exhaustive]
+pub enum InvalidPageOption {
+    /// The base path of [`TokenPage::try_new`] is not a clean absolute path.
+    BasePath(String),
+    /// An origin of [`TokenPage::try_allowed_origins`] is not `http(s)://host[:port]`.
+    Origin(String),
 }
 
-impl InvalidConfig {
-    fn new(what: &'static str, value: &str) -> Self {
-        Self {
-            what,
-            value: value.to_owned(),
-        }
-    }
-}
-
-impl fmt::Display for InvalidConfig {
+impl fmt::Display for InvalidPageOption {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.what {
-            "origin" => write!(
+        match self {
+            Self::BasePath(path) => write!(
                 f,
-                "invalid origin {:?}: expected http:// or https:// followed by a host and an optional port, nothing more",
-                self.value
+                "invalid base path {path:?}: expected an absolute path of ASCII letters, digits, '-', '.', '_', '~' and '/'"
             ),
-            what => write!(
+            Self::Origin(origin) => write!(
                 f,
-                "invalid {what} {:?}: expected an absolute path of ASCII letters, digits, '-', '.', '_', '~' and '/'",
-                self.value
+                "invalid origin {origin:?}: expected http:// or https:// followed by a host and an optional port, nothing more"
             ),
         }
     }
 }
 
-impl Error for InvalidConfig {}
+impl Error for InvalidPageOption {}
 
 #[cfg(test)]
 mod tests {
@@ -472,13 +465,41 @@ mod tests {
     }
 
     #[test]
-    fn bad_options_name_themselves() {
+    fn a_bad_base_path_is_named() {
         let tokens = Tokens::new(MemoryStore::<i64>::new(), ScopeRegistry::new());
-        let err = TokenPage::try_new(tokens.clone(), "tokens").unwrap_err();
-        assert!(err.to_string().contains("\"tokens\""), "{err}");
-        let err = TokenPage::new(tokens, "/t")
-            .try_allowed_origins(["https://ok.example", "https://x.example/path"])
-            .unwrap_err();
-        assert!(err.to_string().contains("https://x.example/path"), "{err}");
+        for bad in ["tokens", "/a/../b", "/a b"] {
+            let err = TokenPage::try_new(tokens.clone(), bad).unwrap_err();
+            assert_eq!(err, InvalidPageOption::BasePath(bad.to_owned()));
+            let message = err.to_string();
+            assert!(
+                message.starts_with(&format!(
+                    "invalid base path {bad:?}: expected an absolute path"
+                )),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_origin_is_named() {
+        let tokens = Tokens::new(MemoryStore::<i64>::new(), ScopeRegistry::new());
+        for bad in [
+            "https://x.example/path",
+            "ftp://x.example",
+            "null",
+            "https://",
+        ] {
+            let err = TokenPage::new(tokens.clone(), "/t")
+                .try_allowed_origins(["https://ok.example", bad])
+                .unwrap_err();
+            assert_eq!(err, InvalidPageOption::Origin(bad.to_owned()));
+            let message = err.to_string();
+            assert!(
+                message.starts_with(&format!(
+                    "invalid origin {bad:?}: expected http:// or https://"
+                )),
+                "{message}"
+            );
+        }
     }
 }
