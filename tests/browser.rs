@@ -500,4 +500,64 @@ async fn drive(c: &Client, addr: SocketAddr) {
         screenshot(c, width, &path).await;
         say(&format!("screenshot: {}", path.display()));
     }
+
+    refusals(c).await;
+}
+
+/// The page reads the API's refusals (`{"error", "code", "message"}`): a 422 lists each
+/// problem the server named, and `not_signed_in` tells the person to sign in again.
+async fn refusals(c: &Client) {
+    // A scope the application does not define, slipped into the form: only the server
+    // can refuse it.
+    c.refresh().await.expect("reloading");
+    page_loaded(c).await;
+    js(
+        c,
+        "const box = document.querySelector('input[name=scopes]'); box.value = 'orders:delete'; box.checked = true; return null;",
+    )
+    .await;
+    let field = c
+        .find(Locator::Id("tp-name"))
+        .await
+        .expect("the name field");
+    field.send_keys("refused").await.expect("typing the name");
+    c.find(Locator::Id("tp-generate"))
+        .await
+        .expect("the generate button")
+        .click()
+        .await
+        .expect("generating");
+    until(
+        c,
+        "the server's problems under the form",
+        "const e = document.getElementById('tp-errors'); return !e.hidden && e.textContent.includes('\"orders:delete\" is not a scope this application defines');",
+    )
+    .await;
+    assert_eq!(
+        js(c, "return document.getElementById('tp-reveal').hidden;").await,
+        json!(true),
+        "no token was shown"
+    );
+
+    // Signed out behind the page's back (the session cookie gone): the next call is
+    // refused `not_signed_in`, and the page says so, with the way back to sign in.
+    c.delete_all_cookies().await.expect("deleting the cookies");
+    c.find(Locator::Id("tp-revoke-all"))
+        .await
+        .expect("the revoke-all button")
+        .click()
+        .await
+        .expect("asking to revoke all");
+    c.find(Locator::Id("tp-confirm-all-yes"))
+        .await
+        .expect("the confirmation")
+        .click()
+        .await
+        .expect("revoking all");
+    until(
+        c,
+        "the signed-out notice",
+        "const n = document.getElementById('tp-notice'); return !n.hidden && n.textContent.startsWith('You are signed out') && !!n.querySelector('a[href=\"/\"]');",
+    )
+    .await;
 }

@@ -54,7 +54,8 @@ async fn serve<St: ManageTokens<UserId = i64>>(tokens: &Tokens<St>) -> SocketAdd
 /// What the tests read of an answer of the JSON API.
 trait Api {
     fn json(&self) -> Value;
-    fn error(&self) -> String;
+    /// A refusal's `code`, after checking it is a refusal of the documented shape.
+    fn code(&self) -> String;
     fn header(&self, name: &str) -> &str;
 }
 
@@ -64,8 +65,26 @@ impl Api for Reply {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
 
-    fn error(&self) -> String {
-        self.json()["error"].as_str().unwrap_or_default().to_owned()
+    fn code(&self) -> String {
+        let body = self.json();
+        let Value::Object(fields) = &body else {
+            panic!("a refusal is an object: {body}");
+        };
+        let mut keys: Vec<&str> = fields.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let expected: &[&str] = if self.status == StatusCode::UNPROCESSABLE_ENTITY {
+            &["code", "error", "message", "problems"]
+        } else {
+            &["code", "error", "message"]
+        };
+        assert_eq!(keys, expected, "{body}");
+        for key in ["error", "code", "message"] {
+            assert!(
+                body[key].as_str().is_some_and(|v| !v.is_empty()),
+                "{key} is a non-empty string: {body}"
+            );
+        }
+        body["code"].as_str().unwrap_or_default().to_owned()
     }
 
     fn header(&self, name: &str) -> &str {
@@ -253,6 +272,158 @@ async fn every_route_answers_as_documented_and_never_to_be_cached() {
     }
 }
 
+/// Writes `request` as raw bytes on a fresh connection and reads the answer until the
+/// server closes it: for requests no HTTP client library would send.
+async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write the request");
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the server closes the connection")
+    .expect("read the answer");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The refusal table of the module documentation, row by row, over the socket: the
+/// status, `error` (the broad class), `code` (the precise reason) and a message, the same
+/// three keys as `Rejection::to_json`; a 422 adds `problems`.
+#[tokio::test]
+async fn every_refusal_is_error_code_and_message() {
+    let tokens = tokens();
+    let leaked = tokens.create(7, "leaked", ["user:read"]).await.unwrap();
+    let bearer = format!("Bearer {}", leaked.token.expose_secret());
+    let addr = common::serve(app(TokenPage::new(tokens.clone(), BASE).body_limit(64))).await;
+    let unknown_id = "/tokens/0123456789abcdef0123456789abcdef";
+
+    let rows: Vec<(Call, StatusCode, &str, &str)> = vec![
+        (
+            call(Method::GET, "/nope").page(7),
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "not_found",
+        ),
+        (
+            call(Method::DELETE, unknown_id).page(7),
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "token_not_found",
+        ),
+        (
+            call(Method::PUT, "/tokens").page(7),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request",
+            "method_not_allowed",
+        ),
+        (
+            call(Method::GET, "/tokens")
+                .page(7)
+                .header("authorization", &bearer),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "token_not_accepted",
+        ),
+        (
+            call(Method::POST, "/tokens")
+                .user(7)
+                .header("sec-fetch-site", "cross-site")
+                .json(json!({"name": "csrf"})),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "cross_origin",
+        ),
+        (
+            call(Method::POST, "/tokens")
+                .page(7)
+                .raw("text/plain", r#"{"name":"form"}"#),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request",
+            "unsupported_media_type",
+        ),
+        (
+            call(Method::GET, "/tokens").same_origin(),
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "not_signed_in",
+        ),
+        (
+            call(Method::POST, "/tokens")
+                .page(7)
+                .json(json!({"name": "n".repeat(100)})),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            "payload_too_large",
+        ),
+        (
+            call(Method::POST, "/tokens")
+                .page(7)
+                .raw("application/json", "{"),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "malformed_json",
+        ),
+        (
+            call(Method::POST, "/tokens")
+                .page(7)
+                .json(json!({"name": ""})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "invalid_input",
+        ),
+    ];
+    for (request, status, error, code) in rows {
+        let what = format!("{} {}", request.method, request.path);
+        let reply = request.send(addr).await;
+        assert_eq!(reply.status, status, "{what}: {}", reply.body);
+        assert_eq!(reply.header("content-type"), "application/json", "{what}");
+        assert_eq!(reply.code(), code, "{what}");
+        assert_eq!(reply.json()["error"], error, "{what}");
+    }
+
+    // A body that cannot be read (a broken chunked encoding): no client library sends
+    // one, so the bytes go over the socket as they are.
+    let answer = raw_exchange(
+        addr,
+        format!(
+            "POST {BASE}/tokens HTTP/1.1\r\nhost: {addr}\r\nx-test-user: 7\r\n\
+             sec-fetch-site: same-origin\r\ncontent-type: application/json\r\n\
+             transfer-encoding: chunked\r\n\r\n5\r\n{{\"na\r\nzz\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let body: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"));
+    assert_eq!(
+        (body["error"].as_str(), body["code"].as_str()),
+        (Some("invalid_request"), Some("malformed_body")),
+        "{answer}"
+    );
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+
+    // A store that fails: a real SQLite store whose table was never created.
+    let store = SqliteStore::<i64>::open(":memory:").await.unwrap();
+    let addr = serve(&Tokens::new(store, common::registry())).await;
+    let reply = call(Method::GET, "/tokens").page(7).send(addr).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.code(), "store_unavailable");
+    assert_eq!(reply.json()["error"], "store_unavailable");
+
+    // The 500 row (`internal`: the OS had no randomness, or an answer could not be
+    // written as JSON) cannot be caused from outside; its body is checked in the unit
+    // tests of `manage::json`.
+    assert_eq!(
+        tokens.list(&7).await.unwrap().len(),
+        1,
+        "nothing was created"
+    );
+}
+
 #[tokio::test]
 async fn the_api_lists_scopes_in_order_and_tokens_newest_first_with_their_status() {
     let clock = ManualClock::new(datetime!(2026-03-01 12:00 UTC));
@@ -328,7 +499,7 @@ async fn nobody_signed_in_is_401() {
         let what = format!("{} {}", request.method, request.path);
         let reply = request.send(addr).await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{what}");
-        assert_eq!(reply.error(), "not_signed_in", "{what}");
+        assert_eq!(reply.code(), "not_signed_in", "{what}");
     }
     let page = call(Method::GET, "/").send(addr).await;
     assert_eq!(page.status, StatusCode::UNAUTHORIZED);
@@ -377,7 +548,7 @@ async fn a_personal_access_token_is_never_an_identity() {
             );
             let reply = request.send(addr).await;
             assert_eq!(reply.status, StatusCode::FORBIDDEN, "{what}");
-            assert_eq!(reply.error(), "token_not_accepted", "{what}");
+            assert_eq!(reply.code(), "token_not_accepted", "{what}");
         }
     }
     // In the query string, and in any case of the scheme, too.
@@ -387,7 +558,7 @@ async fn a_personal_access_token_is_never_an_identity() {
             .page(7)
             .header("authorization", &format!("bEaReR {secret}")),
     ] {
-        assert_eq!(request.send(addr).await.error(), "token_not_accepted");
+        assert_eq!(request.send(addr).await.code(), "token_not_accepted");
     }
     let records = tokens.list(&7).await.unwrap();
     assert_eq!(records.len(), 1, "nothing was minted");
@@ -404,7 +575,7 @@ async fn a_personal_access_token_is_never_an_identity() {
         .header("authorization", &bearer)
         .send(addr)
         .await;
-    assert_eq!(reply.error(), "token_not_accepted");
+    assert_eq!(reply.code(), "token_not_accepted");
     // Without a token, the same stack serves the signed-in user.
     let reply = call(Method::GET, "/tokens").page(7).send(addr).await;
     assert_eq!(reply.status, StatusCode::OK);
@@ -447,7 +618,7 @@ async fn other_sites_cannot_call_the_api() {
         let what = format!("{} {} {:?}", request.method, request.path, request.headers);
         let reply = request.send(addr).await;
         assert_eq!(reply.status, StatusCode::FORBIDDEN, "{what}");
-        assert_eq!(reply.error(), "cross_origin", "{what}");
+        assert_eq!(reply.code(), "cross_origin", "{what}");
     }
     let records = tokens.list(&7).await.unwrap();
     assert_eq!(records.len(), 1, "nothing was created");
@@ -503,7 +674,7 @@ async fn a_form_cannot_create_a_token() {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "{content_type}"
         );
-        assert_eq!(reply.error(), "unsupported_media_type");
+        assert_eq!(reply.code(), "unsupported_media_type");
     }
     // No content type at all.
     let mut request = call(Method::POST, "/tokens").page(7);
@@ -685,7 +856,8 @@ async fn each_invalid_input_is_a_422_naming_it_and_stores_nothing() {
             .await;
         assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         let answer = reply.json();
-        assert_eq!(answer["error"], "invalid_input");
+        assert_eq!(reply.code(), "invalid_input");
+        assert_eq!(answer["error"], "invalid_request");
         let problems = answer["problems"].as_array().expect("problems");
         assert_eq!(problems.len(), 1, "{body}: {problems:?}");
         assert_eq!(problems[0]["field"], field, "{body}");
@@ -735,7 +907,7 @@ async fn malformed_and_oversized_bodies_are_refused() {
             .send(addr)
             .await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body:?}");
-        assert_eq!(reply.error(), "malformed_json");
+        assert_eq!(reply.code(), "malformed_json");
     }
     let big = json!({"name": "n".repeat(100)});
     let reply = call(Method::POST, "/tokens")
@@ -744,7 +916,7 @@ async fn malformed_and_oversized_bodies_are_refused() {
         .send(addr)
         .await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(reply.error(), "payload_too_large");
+    assert_eq!(reply.code(), "payload_too_large");
 
     // Without a Content-Length (chunked), the limit holds as the body is read.
     let chunks = big
@@ -791,12 +963,12 @@ async fn wrong_methods_and_unknown_paths() {
             "{method} {path}"
         );
         assert_eq!(reply.header("allow"), allow, "{method} {path}");
-        assert_eq!(reply.error(), "method_not_allowed");
+        assert_eq!(reply.code(), "method_not_allowed");
     }
     for path in ["/token", "/tokens/", "/tokens/a/b", "/admin", "/page.css/x"] {
         let reply = call(Method::GET, path).page(7).send(addr).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
-        assert_eq!(reply.error(), "not_found", "{path}");
+        assert_eq!(reply.code(), "not_found", "{path}");
     }
     // HEAD answers like GET, without a body.
     let reply = call(Method::HEAD, "/tokens").page(7).send(addr).await;
@@ -891,7 +1063,7 @@ async fn a_failing_store_is_503_and_says_nothing_more() {
         let what = format!("{} {}", request.method, request.path);
         let reply = request.send(addr).await;
         assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{what}");
-        assert_eq!(reply.error(), "store_unavailable", "{what}");
+        assert_eq!(reply.code(), "store_unavailable", "{what}");
         assert!(
             !reply.body.to_lowercase().contains("table"),
             "{what}: {}",

@@ -63,21 +63,32 @@
 //! `scopes` may be empty or absent (the registry's defaults); `expires_in_days` may be
 //! absent (the facade's default lifetime). Times are RFC 3339, UTC.
 //!
-//! Refusals are JSON `{"error", "message"}` (the page itself answers a signed-out user
-//! with a short HTML page, or a redirect to [`sign_in_url`](TokenPage::sign_in_url)):
+//! Refusals are JSON `{"error", "code", "message"}`, the three keys of
+//! [`Rejection::to_json`](crate::reject::Rejection::to_json), so an application that
+//! answers its API's refusals with that gets one dialect from both: `error` is a broad
+//! class a client can branch on, `code` the precise reason, both stable; `message` is for
+//! people and may change. (The page itself answers a signed-out user with a short HTML
+//! page, or a redirect to [`sign_in_url`](TokenPage::sign_in_url).)
 //!
-//! | case | status | `error` |
-//! |---|---|---|
-//! | unknown path | 404 | `not_found` |
-//! | method the path does not take | 405, with `Allow` | `method_not_allowed` |
-//! | a personal access token on the request | 403 | `token_not_accepted` |
-//! | another site's request (`Sec-Fetch-Site` / `Origin`) | 403 | `cross_origin` |
-//! | a body that is not `application/json` | 415 | `unsupported_media_type` |
-//! | nobody signed in | 401 | `not_signed_in` |
-//! | body over [`body_limit`](TokenPage::body_limit) | 413 | `payload_too_large` |
-//! | not JSON | 400 | `malformed_json` |
-//! | empty or over-long name, undefined scope, expiry above the maximum… | 422, with `"problems": [{"field", "message"}]`, one per problem | `invalid_input` |
-//! | the store failed | 503 | `store_unavailable` |
+//! | case | status | `error` | `code` |
+//! |---|---|---|---|
+//! | unknown path | 404 | `not_found` | `not_found` |
+//! | a token id the user does not have (unknown, another user's, malformed) | 404 | `not_found` | `token_not_found` |
+//! | method the path does not take | 405, with `Allow` | `invalid_request` | `method_not_allowed` |
+//! | a body that is not `application/json` | 415 | `invalid_request` | `unsupported_media_type` |
+//! | body over [`body_limit`](TokenPage::body_limit) | 413 | `invalid_request` | `payload_too_large` |
+//! | a body that cannot be read | 400 | `invalid_request` | `malformed_body` |
+//! | not JSON | 400 | `invalid_request` | `malformed_json` |
+//! | empty or over-long name, undefined scope, expiry above the maximum… | 422, with `"problems": [{"field", "message"}]`, one per problem | `invalid_request` | `invalid_input` |
+//! | nobody signed in | 401 | `unauthenticated` | `not_signed_in` |
+//! | a personal access token on the request | 403 | `forbidden` | `token_not_accepted` |
+//! | another site's request (`Sec-Fetch-Site` / `Origin`) | 403 | `forbidden` | `cross_origin` |
+//! | the store failed | 503 | `store_unavailable` | `store_unavailable` |
+//! | the system failed (no randomness, say) | 500 | `internal` | `internal` |
+//!
+//! `invalid_request` and `store_unavailable` mean what they mean in
+//! [`Rejection::to_json`](crate::reject::Rejection::to_json); the page adds `not_found`,
+//! `unauthenticated`, `forbidden` and `internal`.
 //!
 //! Every answer carries `Cache-Control: no-store` and `X-Content-Type-Options: nosniff`;
 //! the page carries a strict `Content-Security-Policy` (scripts, styles and requests from

@@ -24,7 +24,7 @@ use tower_service::Service;
 use super::{
     BoxFuture, TokenPage,
     guard::{self, Body},
-    json::{self, Problem, TokenView},
+    json::{self, Problem, Refusal, TokenView},
     page::{self, Expiry},
 };
 use crate::{
@@ -141,12 +141,11 @@ impl<St: ManageTokens> TokenPage<St> {
     {
         let (parts, body) = req.into_parts();
         let Some(route) = Route::of(parts.uri.path()) else {
-            return refusal(StatusCode::NOT_FOUND, "not_found", "no such page");
+            return refuse(Refusal::NotFound);
         };
         if !route.allows(&parts.method) {
-            let mut res = refusal(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+            let mut res = refuse_with(
+                Refusal::MethodNotAllowed,
                 &format!("this path takes {}", route.allow()),
             );
             res.headers_mut()
@@ -154,11 +153,7 @@ impl<St: ManageTokens> TokenPage<St> {
             return res;
         }
         if guard::carries_token(&parts) {
-            return refusal(
-                StatusCode::FORBIDDEN,
-                "token_not_accepted",
-                "a personal access token cannot manage tokens: sign in instead",
-            );
+            return refuse(Refusal::TokenNotAccepted);
         }
         let state_changing = !matches!(parts.method, Method::GET | Method::HEAD);
         if route.is_api()
@@ -169,11 +164,7 @@ impl<St: ManageTokens> TokenPage<St> {
                 state_changing,
             )
         {
-            return refusal(
-                StatusCode::FORBIDDEN,
-                "cross_origin",
-                "the request does not come from this application's own pages",
-            );
+            return refuse(Refusal::CrossOrigin);
         }
         match route {
             Route::Stylesheet => return asset(page::STYLESHEET, "text/css; charset=utf-8"),
@@ -187,21 +178,13 @@ impl<St: ManageTokens> TokenPage<St> {
             _ => false,
         };
         if refused_media {
-            return refusal(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send the request as application/json",
-            );
+            return refuse(Refusal::UnsupportedMediaType);
         }
 
         let Some(user) = (self.options.user)(&parts).await else {
             return match route {
                 Route::Page => self.signed_out(),
-                _ => refusal(
-                    StatusCode::UNAUTHORIZED,
-                    "not_signed_in",
-                    "sign in to manage your tokens",
-                ),
+                _ => refuse(Refusal::NotSignedIn),
             };
         };
 
@@ -212,9 +195,7 @@ impl<St: ManageTokens> TokenPage<St> {
             (Route::Tokens, Method::DELETE) => self.revoke_all(&user).await,
             (Route::Tokens, _) => self.list(&user).await,
             (Route::Token(id), _) => self.revoke(&user, &id).await,
-            (Route::Stylesheet | Route::Script, _) => {
-                refusal(StatusCode::NOT_FOUND, "not_found", "no such page")
-            }
+            (Route::Stylesheet | Route::Script, _) => refuse(Refusal::NotFound),
         }
     }
 
@@ -266,9 +247,8 @@ impl<St: ManageTokens> TokenPage<St> {
     {
         let limit = self.options.body_limit;
         let too_large = || {
-            refusal(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+            refuse_with(
+                Refusal::PayloadTooLarge,
                 &format!("the body may be at most {limit} bytes"),
             )
         };
@@ -284,19 +264,14 @@ impl<St: ManageTokens> TokenPage<St> {
             Ok(collected) => collected.to_bytes(),
             Err(e) if e.is::<LengthLimitError>() => return too_large(),
             Err(_) => {
-                return refusal(
-                    StatusCode::BAD_REQUEST,
-                    "malformed_body",
-                    "the request body could not be read",
-                );
+                return refuse(Refusal::MalformedBody);
             }
         };
         let value: serde_json::Value = match serde_json::from_slice(&bytes) {
             Ok(v) => v,
             Err(e) => {
-                return refusal(
-                    StatusCode::BAD_REQUEST,
-                    "malformed_json",
+                return refuse_with(
+                    Refusal::MalformedJson,
                     &format!("the body is not JSON: {e}"),
                 );
             }
@@ -332,11 +307,11 @@ impl<St: ManageTokens> TokenPage<St> {
     async fn revoke(&self, user: &St::UserId, id: &str) -> Response<PageBody> {
         // Malformed, unknown and another user's: one answer, so ids cannot be probed.
         let Ok(id) = id.parse::<TokenId>() else {
-            return no_such_token();
+            return refuse(Refusal::TokenNotFound);
         };
         match self.tokens.revoke(user, id).await {
             Ok(_) => respond(StatusCode::NO_CONTENT, "application/json", Bytes::new()),
-            Err(TokenError::NotFound(_)) => no_such_token(),
+            Err(TokenError::NotFound(_)) => refuse(Refusal::TokenNotFound),
             Err(e) => failure(&e),
         }
     }
@@ -347,14 +322,6 @@ impl<St: ManageTokens> TokenPage<St> {
             Err(e) => failure(&e),
         }
     }
-}
-
-fn no_such_token() -> Response<PageBody> {
-    refusal(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "you have no token with this id",
-    )
 }
 
 /// An answer with the headers every answer carries.
@@ -403,29 +370,37 @@ fn ok_json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Pag
         Ok(body) => respond(status, "application/json", body),
         Err(e) => {
             tracing::error!(error = %e, "token page: an answer could not be written as JSON");
-            refusal(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            )
+            refuse(Refusal::Internal)
         }
     }
 }
 
-/// `{"error": code, "message": message}`.
-fn refusal(status: StatusCode, code: &str, message: &str) -> Response<PageBody> {
-    let body = json!({ "error": code, "message": message }).to_string();
-    respond(status, "application/json", body)
+/// A refusal with its row's message.
+fn refuse(refusal: Refusal) -> Response<PageBody> {
+    respond(
+        refusal.status(),
+        "application/json",
+        refusal.body(None, None),
+    )
 }
 
+/// A refusal with a more precise message than its row's.
+fn refuse_with(refusal: Refusal, message: &str) -> Response<PageBody> {
+    respond(
+        refusal.status(),
+        "application/json",
+        refusal.body(Some(message), None),
+    )
+}
+
+/// 422, naming every problem.
 fn invalid(problems: &[Problem]) -> Response<PageBody> {
-    let body = json!({
-        "error": "invalid_input",
-        "message": "the token was not created: see problems",
-        "problems": problems,
-    })
-    .to_string();
-    respond(StatusCode::UNPROCESSABLE_ENTITY, "application/json", body)
+    let refusal = Refusal::InvalidInput;
+    respond(
+        refusal.status(),
+        "application/json",
+        refusal.body(None, Some(problems)),
+    )
 }
 
 /// The store or the system failed: logged, and answered without detail.
@@ -434,22 +409,14 @@ fn failure(e: &TokenError) -> Response<PageBody> {
         TokenError::Store(e) => store_failure(e),
         e => {
             tracing::error!(error = %e, "token page: a token could not be created");
-            refusal(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            )
+            refuse(Refusal::Internal)
         }
     }
 }
 
 fn store_failure(e: &StoreError) -> Response<PageBody> {
     tracing::warn!(error = %e, "token page: the token store failed");
-    refusal(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "store_unavailable",
-        "the token store is unavailable; try again",
-    )
+    refuse(Refusal::StoreUnavailable)
 }
 
 #[cfg(test)]
