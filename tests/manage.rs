@@ -238,6 +238,7 @@ async fn every_route_answers_as_documented_and_never_to_be_cached() {
         (
             call(Method::POST, "/tokens")
                 .user(7)
+                .header("sec-fetch-site", "cross-site")
                 .json(json!({"name": "x"})),
             StatusCode::FORBIDDEN,
             "application/json",
@@ -595,16 +596,19 @@ async fn other_sites_cannot_call_the_api() {
     };
     let delete = || call(Method::DELETE, &format!("/tokens/{}", kept.record.id)).user(7);
 
+    let other_port = format!("http://127.0.0.1:{}", addr.port() ^ 1);
+    let with_user = format!("http://user@{host}");
     let refused = [
         post().header("sec-fetch-site", "cross-site"),
         post().header("sec-fetch-site", "same-site"),
-        post().header("sec-fetch-site", "none"),
+        post().header("sec-fetch-site", "SAME-ORIGIN"),
         post()
             .header("sec-fetch-site", "cross-site")
             .header("origin", &own),
         post().header("origin", "http://evil.example"),
+        post().header("origin", &other_port),
+        post().header("origin", &with_user),
         post().header("origin", "null"),
-        post(), // neither header: not a browser's request to trust with a change
         delete().header("sec-fetch-site", "cross-site"),
         delete().header("origin", "http://evil.example"),
         call(Method::DELETE, "/tokens")
@@ -625,11 +629,21 @@ async fn other_sites_cannot_call_the_api() {
     assert!(!records[0].revoked, "nothing was revoked");
 
     // The application's own origin passes, by either header; a GET needs neither.
+    //
+    // As with tower-http (and Go), `Sec-Fetch-Site: none` passes too: it marks a request
+    // the person started (the address bar, a bookmark), which no other site can make a
+    // browser send. And so does a request with neither header, which no browser sends
+    // another site's page with a JSON body: see
+    // `without_browser_headers_only_json_passes_and_no_browser_can_send_it`.
     for accepted in [
         post().header("sec-fetch-site", "same-origin"),
         post().header("origin", &own),
+        post().header("sec-fetch-site", "none"),
+        post(),
     ] {
-        assert_eq!(accepted.send(addr).await.status, StatusCode::CREATED);
+        let what = format!("{:?}", accepted.headers);
+        let reply = accepted.send(addr).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{what}: {}", reply.body);
     }
     let reply = call(Method::GET, "/tokens").user(7).send(addr).await;
     assert_eq!(reply.status, StatusCode::OK);
@@ -641,15 +655,143 @@ async fn other_sites_cannot_call_the_api() {
         .await;
     assert_eq!(reply.status, StatusCode::OK);
 
-    // An origin the application allows passes even as another site.
-    let allowed = TokenPage::new(tokens.clone(), BASE).allowed_origins(["https://front.example"]);
+    // An origin the application allows passes even as another site, written however the
+    // application wrote it, for writes and reads; another origin does not.
+    let allowed =
+        TokenPage::new(tokens.clone(), BASE).allowed_origins(["HTTPS://Front.Example:443"]);
     let addr = common::serve(app(allowed)).await;
-    let reply = post()
-        .header("sec-fetch-site", "same-site")
-        .header("origin", "https://front.example")
+    let from = |origin: &str, request: Call| {
+        request
+            .header("sec-fetch-site", "same-site")
+            .header("origin", origin)
+            .send(addr)
+    };
+    let reply = from("https://front.example", post()).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let reply = from(
+        "https://front.example",
+        call(Method::GET, "/tokens").user(7),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let reply = from("https://back.example", post()).await;
+    assert_eq!(reply.code(), "cross_origin");
+    let reply = from("https://back.example", call(Method::GET, "/tokens").user(7)).await;
+    assert_eq!(reply.code(), "cross_origin");
+}
+
+/// Why the API refuses another site's reads, which tower-http's CSRF check (for
+/// requests that change something) lets through: the answer is the user's data. A page
+/// of another site that includes the API (`<script src>`, `<img src>`) sends the
+/// session cookie where it is not `SameSite`, and gets the bytes into its own process in
+/// browsers without cross-origin read blocking (Spectre), or times and sizes them.
+#[tokio::test]
+async fn another_sites_page_cannot_read_the_api() {
+    let tokens = tokens();
+    tokens
+        .create(7, "deploy key for prod", ["user:read"])
+        .await
+        .unwrap();
+    let addr = serve(&tokens).await;
+
+    // What the user's data looks like to the page's own script.
+    let own = call(Method::GET, "/tokens").page(7).send(addr).await;
+    assert_eq!(own.status, StatusCode::OK);
+    assert!(own.body.contains("deploy key for prod"));
+
+    // The same read as a browser sends it for another site's `<script src>`.
+    for path in ["/tokens", "/scopes"] {
+        for site in ["cross-site", "same-site"] {
+            let reply = call(Method::GET, path)
+                .user(7)
+                .header("sec-fetch-site", site)
+                .header("sec-fetch-mode", "no-cors")
+                .header("sec-fetch-dest", "script")
+                .send(addr)
+                .await;
+            assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path} {site}");
+            assert_eq!(reply.code(), "cross_origin", "{path} {site}");
+            assert!(!reply.body.contains("deploy key"), "{}", reply.body);
+            assert!(!reply.body.contains("user:read"), "{}", reply.body);
+        }
+    }
+    // The person opening the API's address themselves reads it.
+    let reply = call(Method::GET, "/tokens")
+        .user(7)
+        .header("sec-fetch-site", "none")
+        .send(addr)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+/// Why a state-changing request with neither `Sec-Fetch-Site` nor `Origin` passes, as
+/// with tower-http: such a request is no browser's on another site's behalf, because
+/// what a browser sends across sites without asking first is a form (or a "simple"
+/// request: a form's content types), which the JSON-only rule refuses, and anything else
+/// (a JSON body, `DELETE`) waits for a CORS preflight the page never grants. What passes
+/// is a program holding the session, which needs no forgery.
+#[tokio::test]
+async fn without_browser_headers_only_json_passes_and_no_browser_can_send_it() {
+    let tokens = tokens();
+    let addr = serve(&tokens).await;
+
+    // What an old browser's cross-site form, or a "simple" cross-site fetch, can carry.
+    for (content_type, body) in [
+        ("application/x-www-form-urlencoded", "name=forged"),
+        (
+            "multipart/form-data; boundary=x",
+            "--x\r\ncontent-disposition: form-data; name=\"name\"\r\n\r\nforged\r\n--x--",
+        ),
+        ("text/plain", r#"{"name":"forged"}"#),
+    ] {
+        let reply = call(Method::POST, "/tokens")
+            .user(7)
+            .raw(content_type, body)
+            .send(addr)
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type}"
+        );
+        assert_eq!(reply.code(), "unsupported_media_type");
+    }
+    assert!(tokens.list(&7).await.unwrap().is_empty());
+
+    // The preflight a browser sends before another site's JSON POST or DELETE: no CORS
+    // permission, so the browser never sends the request itself.
+    for method in ["POST", "DELETE"] {
+        let reply = call(Method::OPTIONS, "/tokens")
+            .header("origin", "http://evil.example")
+            .header("access-control-request-method", method)
+            .header("access-control-request-headers", "content-type")
+            .header("sec-fetch-site", "cross-site")
+            .header("sec-fetch-mode", "cors")
+            .send(addr)
+            .await;
+        assert!(!reply.status.is_success(), "{method}: {}", reply.status);
+        for header in reply.headers.keys() {
+            assert!(
+                !header.as_str().starts_with("access-control-"),
+                "{method}: {header}"
+            );
+        }
+    }
+
+    // A program with the session (curl with the cookie) sends JSON and no browser
+    // headers: it passes, as it could send any header it liked anyway.
+    let reply = call(Method::POST, "/tokens")
+        .user(7)
+        .json(json!({"name": "from a script"}))
         .send(addr)
         .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let id = reply.json()["token"]["id"].as_str().unwrap().to_owned();
+    let reply = call(Method::DELETE, &format!("/tokens/{id}"))
+        .user(7)
+        .send(addr)
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
 }
 
 #[tokio::test]

@@ -109,12 +109,30 @@
 //!
 //! # Cross-site requests
 //!
-//! The API is meant for the page, on the application's own origin. Its requests must
-//! come from that origin: `Sec-Fetch-Site: same-origin`, or, from a browser that does
-//! not send `Sec-Fetch-Site`, an `Origin` whose host is the request's `Host`. An origin
-//! named in [`allowed_origins`](TokenPage::allowed_origins) is accepted too. A state-changing
-//! request (`POST`, `DELETE`) with neither header is refused, and its body must be
-//! `application/json`, which no HTML form can send. No CSRF token is needed.
+//! The API is meant for the page, on the application's own origin. No CSRF token is
+//! needed:
+//!
+//! - A request that changes something (`POST`, `DELETE`) passes tower-http's
+//!   [`CsrfLayer`](tower_http::csrf::CsrfLayer), Go's cross-origin protection:
+//!   `Sec-Fetch-Site: same-origin` or `none` passes, any other `Sec-Fetch-Site` is
+//!   refused; without it, an `Origin` must name the request's own host (byte for byte,
+//!   the port included). An origin named in
+//!   [`allowed_origins`](TokenPage::allowed_origins) passes either way. A request with
+//!   neither header passes, because it is no browser's on another site's behalf: what a
+//!   browser sends across sites unasked is a form, and the body must be
+//!   `application/json`, which no form can send; a JSON body or a `DELETE` from another
+//!   site waits for a CORS preflight the page never grants.
+//! - A read of the API (`GET` or `HEAD` of `scopes`, `tokens`) is refused when
+//!   `Sec-Fetch-Site` says another site's page sent it (anything but `same-origin` or
+//!   `none`), unless from an allowed origin: the answer is the user's data, which
+//!   another site's `<script src>` would otherwise pull into its own process in browsers
+//!   without cross-origin read blocking. The page itself and its assets open from
+//!   anywhere (a link from another site).
+//!
+//! Both refusals are 403 `cross_origin`; tower-http's
+//! [`ProtectionError`](tower_http::csrf::ProtectionError) rides in the response's
+//! extensions for the layers around the service. A proxy in front must pass `Host` and
+//! `Origin` through unchanged, or list the public origin in `allowed_origins`.
 //!
 //! # The session cookie
 //!
@@ -174,7 +192,7 @@ pub(crate) struct PageOptions<U> {
     pub(crate) base: String,
     pub(crate) title: String,
     pub(crate) user: UserFn<U>,
-    pub(crate) allowed_origins: Vec<String>,
+    pub(crate) same_origin: guard::SameOrigin,
     pub(crate) body_limit: usize,
     pub(crate) example_url: Option<String>,
     pub(crate) sign_in_url: Option<String>,
@@ -187,7 +205,7 @@ impl<U> Clone for PageOptions<U> {
             base: self.base.clone(),
             title: self.title.clone(),
             user: Arc::clone(&self.user),
-            allowed_origins: self.allowed_origins.clone(),
+            same_origin: self.same_origin.clone(),
             body_limit: self.body_limit,
             example_url: self.example_url.clone(),
             sign_in_url: self.sign_in_url.clone(),
@@ -210,7 +228,7 @@ impl<St: ManageTokens> fmt::Debug for TokenPage<St> {
         f.debug_struct("TokenPage")
             .field("base_path", &self.options.base_or_root())
             .field("title", &self.options.title)
-            .field("allowed_origins", &self.options.allowed_origins)
+            .field("allowed_origins", &self.options.same_origin.allowed())
             .field("body_limit", &self.options.body_limit)
             .finish_non_exhaustive()
     }
@@ -268,7 +286,7 @@ impl<St: ManageTokens> TokenPage<St> {
                 base,
                 title: DEFAULT_TITLE.to_owned(),
                 user,
-                allowed_origins: Vec::new(),
+                same_origin: guard::SameOrigin::default(),
                 body_limit: DEFAULT_BODY_LIMIT,
                 example_url: None,
                 sign_in_url: None,
@@ -329,8 +347,12 @@ impl<St: ManageTokens> TokenPage<St> {
     }
 
     /// Origins, besides the request's own host, whose pages may call the API (a front
-    /// end on another host, or a proxy that rewrites `Host`): `scheme://host[:port]`,
-    /// compared case-insensitively.
+    /// end on another host, or a proxy that rewrites `Host`): `scheme://host[:port]`.
+    /// Each is kept as a browser writes it in `Origin` (lowercase, without the scheme's
+    /// default port: `HTTPS://Front.Example:443` is `https://front.example`) and compared
+    /// with the request's `Origin` byte for byte, as tower-http's
+    /// [`CsrfLayer::add_trusted_origin`](tower_http::csrf::CsrfLayer::add_trusted_origin)
+    /// does. Replaces the origins allowed before.
     ///
     /// # Panics
     ///
@@ -357,15 +379,8 @@ impl<St: ManageTokens> TokenPage<St> {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let mut parsed = Vec::new();
-        for origin in origins {
-            let origin = origin.as_ref();
-            parsed.push(
-                guard::normalize_origin(origin)
-                    .ok_or_else(|| InvalidPageOption::Origin(origin.to_owned()))?,
-            );
-        }
-        self.options_mut().allowed_origins = parsed;
+        self.options_mut().same_origin =
+            guard::SameOrigin::new(origins).map_err(InvalidPageOption::Origin)?;
         Ok(self)
     }
 

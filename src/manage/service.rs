@@ -19,6 +19,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use serde::Serialize;
 use serde_json::json;
 use time::Duration;
+use tower_http::csrf::ProtectionError;
 use tower_service::Service;
 
 use super::{
@@ -132,6 +133,34 @@ impl Route {
     }
 }
 
+/// What the page does behind tower-http's CSRF check, as the service the check wraps.
+struct Checked<St: ManageTokens> {
+    page: TokenPage<St>,
+    route: Route,
+}
+
+impl<St, B> Service<Request<B>> for Checked<St>
+where
+    St: ManageTokens,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn Error + Send + Sync>>,
+{
+    type Response = Response<PageBody>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Response<PageBody>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let page = self.page.clone();
+        let route = self.route.clone();
+        Box::pin(async move { Ok(page.checked(route, req).await) })
+    }
+}
+
 impl<St: ManageTokens> TokenPage<St> {
     async fn answer<B>(self, req: Request<B>) -> Response<PageBody>
     where
@@ -155,17 +184,38 @@ impl<St: ManageTokens> TokenPage<St> {
         if guard::carries_token(&parts) {
             return refuse(Refusal::TokenNotAccepted);
         }
-        let state_changing = !matches!(parts.method, Method::GET | Method::HEAD);
-        if route.is_api()
-            && !guard::same_origin(
-                &parts.headers,
-                &parts.uri,
-                &self.options.allowed_origins,
-                state_changing,
-            )
-        {
+        let read = matches!(parts.method, Method::GET | Method::HEAD);
+        if read && route.is_api() && self.options.same_origin.cross_site_read(&parts.headers) {
             return refuse(Refusal::CrossOrigin);
         }
+
+        // tower-http's CSRF check decides on everything else; the page shapes its refusal.
+        let same_origin = self.options.same_origin.clone();
+        let mut guarded = same_origin.guard(Checked { page: self, route });
+        let req = Request::from_parts(parts, body);
+        let Ok(()) =
+            std::future::poll_fn(|cx| Service::<Request<B>>::poll_ready(&mut guarded, cx)).await;
+        let Ok(res) = guarded.call(req).await;
+        match res.extensions().get::<ProtectionError>().cloned() {
+            Some(refused) => {
+                tracing::debug!(reason = %refused, "token page: a cross-origin request was refused");
+                let mut res = refuse(Refusal::CrossOrigin);
+                res.extensions_mut().insert(refused);
+                res
+            }
+            None => res,
+        }
+    }
+
+    /// The rest of the way, for a request tower-http's check let through: the assets,
+    /// the media type, the user, and the answer.
+    async fn checked<B>(self, route: Route, req: Request<B>) -> Response<PageBody>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn Error + Send + Sync>>,
+    {
+        let (parts, body) = req.into_parts();
         match route {
             Route::Stylesheet => return asset(page::STYLESHEET, "text/css; charset=utf-8"),
             Route::Script => return asset(page::SCRIPT, "text/javascript; charset=utf-8"),
