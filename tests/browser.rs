@@ -1,5 +1,6 @@
 //! The token page in a real browser: headless Chromium, driven over WebDriver, against
-//! the demo application (`examples/demo`) served on loopback.
+//! the demo application (`examples/demo`) served on loopback. (One test here needs no
+//! browser: the demo refusing another site's sign-in form.)
 //!
 //! Needs `chromedriver` and Chromium (Debian: `apt-get install chromium chromium-driver`).
 //! `TOWER_PAT_CHROMEDRIVER` names the chromedriver binary; without it the test says it
@@ -311,6 +312,39 @@ async fn screenshot(c: &Client, width: u32, path: &Path) {
     );
     let png = c.screenshot().await.expect("a screenshot");
     std::fs::write(path, png).expect("saving the screenshot");
+}
+
+/// The demo's sign-in and sign-out forms sit behind tower-http's CSRF protection: another
+/// site's form is refused before a password is checked or a session touched (no browser
+/// needed for this one).
+#[tokio::test]
+async fn the_demo_refuses_another_sites_sign_in() {
+    let (addr, _demo) = serve_demo().await;
+    let (_, name, password) = app::USERS[0];
+    let form = format!("username={name}&password={password}");
+    let post = |path: &str, site: &str| {
+        http::Request::post(format!("http://{addr}{path}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("sec-fetch-site", site)
+            .body(http_body_util::Full::new(hyper::body::Bytes::from(
+                form.clone(),
+            )))
+            .expect("a request")
+    };
+    for path in ["/login", "/logout"] {
+        for site in ["cross-site", "same-site"] {
+            let reply = common::request(post(path, site)).await;
+            assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path} {site}");
+            let body: Value = serde_json::from_str(&reply.body).expect("JSON");
+            assert_eq!(body["code"], "cross_origin", "{path} {site}");
+            assert!(reply.headers.get("set-cookie").is_none(), "{path} {site}");
+        }
+    }
+    // The demo's own form signs in.
+    let reply = common::request(post("/login", "same-origin")).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert_eq!(reply.headers["location"], app::TOKEN_PAGE);
+    assert!(reply.headers.get("set-cookie").is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
