@@ -39,7 +39,11 @@
 //!     .header("sec-fetch-site", "cross-site")
 //!     .body(Body::from(r#"{"name":"evil"}"#))
 //!     .unwrap();
-//! assert_eq!(app.oneshot(req).await.unwrap().status(), StatusCode::FORBIDDEN);
+//! let res = app.oneshot(req).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::FORBIDDEN);
+//! let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
+//! let refusal: serde_json::Value = serde_json::from_slice(&body).unwrap();
+//! assert_eq!((&refusal["error"], &refusal["code"]), (&"forbidden".into(), &"cross_origin".into()));
 //! assert_eq!(tokens.list(&7).await.unwrap().len(), 1);
 //! # });
 //! ```
