@@ -11,7 +11,7 @@
 //! - [`Tokens::require_all`] / [`Tokens::require_any`] / [`Tokens::require`] (or
 //!   [`RequireScopesLayer`] without a registry) guard routes by scope; handlers ask
 //!   [`AccessToken::can`].
-//! - With feature `manage`, `manage::Manage` serves the page where a signed-in user
+//! - With feature `manage`, `manage::TokenPage` serves the page where a signed-in user
 //!   generates and revokes their tokens, and its JSON API.
 //! - Every refusal is an RFC 6750 answer, or a gRPC-native one for gRPC requests (see
 //!   [`reject`]); a failing store answers 503, never lets a request through.
@@ -63,7 +63,7 @@
 //! | `postgres` | `PostgresStore`: one PostgreSQL database shared by many instances (sqlx) |
 //! | `cache` | `CachedStore`: a revocation-aware cache in front of any store (moka); with `postgres`, `PostgresStore::listen` evicts what other instances revoke |
 //! | `test-kit` | `testing::Conformance`: the suites a `TokenStore` (and `ManageTokens`) implementation should pass |
-//! | `manage` | `manage::Manage`: the token page and its JSON API, mounted behind the application's sign-in |
+//! | `manage` | `manage::TokenPage`: the token page and its JSON API, mounted behind the application's sign-in |
 //!
 //! # Security
 //!

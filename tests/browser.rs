@@ -1,5 +1,6 @@
 //! The token page in a real browser: headless Chromium, driven over WebDriver, against
-//! the demo application (`examples/demo`) served on loopback.
+//! the demo application (`examples/demo`) served on loopback. (One test here needs no
+//! browser: the demo refusing another site's sign-in form.)
 //!
 //! Needs `chromedriver` and Chromium (Debian: `apt-get install chromium chromium-driver`).
 //! `TOWER_PAT_CHROMEDRIVER` names the chromedriver binary; without it the test says it
@@ -313,6 +314,39 @@ async fn screenshot(c: &Client, width: u32, path: &Path) {
     std::fs::write(path, png).expect("saving the screenshot");
 }
 
+/// The demo's sign-in and sign-out forms sit behind tower-http's CSRF protection: another
+/// site's form is refused before a password is checked or a session touched (no browser
+/// needed for this one).
+#[tokio::test]
+async fn the_demo_refuses_another_sites_sign_in() {
+    let (addr, _demo) = serve_demo().await;
+    let (_, name, password) = app::USERS[0];
+    let form = format!("username={name}&password={password}");
+    let post = |path: &str, site: &str| {
+        http::Request::post(format!("http://{addr}{path}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("sec-fetch-site", site)
+            .body(http_body_util::Full::new(hyper::body::Bytes::from(
+                form.clone(),
+            )))
+            .expect("a request")
+    };
+    for path in ["/login", "/logout"] {
+        for site in ["cross-site", "same-site"] {
+            let reply = common::request(post(path, site)).await;
+            assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path} {site}");
+            let body: Value = serde_json::from_str(&reply.body).expect("JSON");
+            assert_eq!(body["code"], "cross_origin", "{path} {site}");
+            assert!(reply.headers.get("set-cookie").is_none(), "{path} {site}");
+        }
+    }
+    // The demo's own form signs in.
+    let reply = common::request(post("/login", "same-origin")).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert_eq!(reply.headers["location"], app::TOKEN_PAGE);
+    assert!(reply.headers.get("set-cookie").is_some());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_page_in_a_real_browser() {
     let Some(chromedriver) = std::env::var_os(CHROMEDRIVER_VAR).filter(|v| !v.is_empty()) else {
@@ -500,4 +534,64 @@ async fn drive(c: &Client, addr: SocketAddr) {
         screenshot(c, width, &path).await;
         say(&format!("screenshot: {}", path.display()));
     }
+
+    refusals(c).await;
+}
+
+/// The page reads the API's refusals (`{"error", "code", "message"}`): a 422 lists each
+/// problem the server named, and `not_signed_in` tells the person to sign in again.
+async fn refusals(c: &Client) {
+    // A scope the application does not define, slipped into the form: only the server
+    // can refuse it.
+    c.refresh().await.expect("reloading");
+    page_loaded(c).await;
+    js(
+        c,
+        "const box = document.querySelector('input[name=scopes]'); box.value = 'orders:delete'; box.checked = true; return null;",
+    )
+    .await;
+    let field = c
+        .find(Locator::Id("tp-name"))
+        .await
+        .expect("the name field");
+    field.send_keys("refused").await.expect("typing the name");
+    c.find(Locator::Id("tp-generate"))
+        .await
+        .expect("the generate button")
+        .click()
+        .await
+        .expect("generating");
+    until(
+        c,
+        "the server's problems under the form",
+        "const e = document.getElementById('tp-errors'); return !e.hidden && e.textContent.includes('\"orders:delete\" is not a scope this application defines');",
+    )
+    .await;
+    assert_eq!(
+        js(c, "return document.getElementById('tp-reveal').hidden;").await,
+        json!(true),
+        "no token was shown"
+    );
+
+    // Signed out behind the page's back (the session cookie gone): the next call is
+    // refused `not_signed_in`, and the page says so, with the way back to sign in.
+    c.delete_all_cookies().await.expect("deleting the cookies");
+    c.find(Locator::Id("tp-revoke-all"))
+        .await
+        .expect("the revoke-all button")
+        .click()
+        .await
+        .expect("asking to revoke all");
+    c.find(Locator::Id("tp-confirm-all-yes"))
+        .await
+        .expect("the confirmation")
+        .click()
+        .await
+        .expect("revoking all");
+    until(
+        c,
+        "the signed-out notice",
+        "const n = document.getElementById('tp-notice'); return !n.hidden && n.textContent.startsWith('You are signed out') && !!n.querySelector('a[href=\"/\"]');",
+    )
+    .await;
 }

@@ -17,7 +17,7 @@ use time::{Duration, macros::datetime};
 use tower_pat::{
     MemoryStore, SqliteStore, Tokens,
     clock::ManualClock,
-    manage::{Manage, SignedIn},
+    manage::{SignedIn, TokenPage},
     store::ManageTokens,
     token::TokenHash,
 };
@@ -41,20 +41,21 @@ fn tokens() -> Tokens<MemoryStore<i64>> {
     Tokens::new(MemoryStore::new(), common::registry())
 }
 
-fn app<St: ManageTokens<UserId = i64>>(manage: Manage<St>) -> Router {
+fn app<St: ManageTokens<UserId = i64>>(manage: TokenPage<St>) -> Router {
     Router::new()
         .nest_service(BASE, manage)
         .layer(map_request(sign_in))
 }
 
 async fn serve<St: ManageTokens<UserId = i64>>(tokens: &Tokens<St>) -> SocketAddr {
-    common::serve(app(Manage::new(tokens.clone(), BASE))).await
+    common::serve(app(TokenPage::new(tokens.clone(), BASE))).await
 }
 
 /// What the tests read of an answer of the JSON API.
 trait Api {
     fn json(&self) -> Value;
-    fn error(&self) -> String;
+    /// A refusal's `code`, after checking it is a refusal of the documented shape.
+    fn code(&self) -> String;
     fn header(&self, name: &str) -> &str;
 }
 
@@ -64,8 +65,26 @@ impl Api for Reply {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
 
-    fn error(&self) -> String {
-        self.json()["error"].as_str().unwrap_or_default().to_owned()
+    fn code(&self) -> String {
+        let body = self.json();
+        let Value::Object(fields) = &body else {
+            panic!("a refusal is an object: {body}");
+        };
+        let mut keys: Vec<&str> = fields.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let expected: &[&str] = if self.status == StatusCode::UNPROCESSABLE_ENTITY {
+            &["code", "error", "message", "problems"]
+        } else {
+            &["code", "error", "message"]
+        };
+        assert_eq!(keys, expected, "{body}");
+        for key in ["error", "code", "message"] {
+            assert!(
+                body[key].as_str().is_some_and(|v| !v.is_empty()),
+                "{key} is a non-empty string: {body}"
+            );
+        }
+        body["code"].as_str().unwrap_or_default().to_owned()
     }
 
     fn header(&self, name: &str) -> &str {
@@ -219,6 +238,7 @@ async fn every_route_answers_as_documented_and_never_to_be_cached() {
         (
             call(Method::POST, "/tokens")
                 .user(7)
+                .header("sec-fetch-site", "cross-site")
                 .json(json!({"name": "x"})),
             StatusCode::FORBIDDEN,
             "application/json",
@@ -251,6 +271,158 @@ async fn every_route_answers_as_documented_and_never_to_be_cached() {
         );
         assert!(!reply.body.contains("token_hash"), "{what}");
     }
+}
+
+/// Writes `request` as raw bytes on a fresh connection and reads the answer until the
+/// server closes it: for requests no HTTP client library would send.
+async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write the request");
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the server closes the connection")
+    .expect("read the answer");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The refusal table of the module documentation, row by row, over the socket: the
+/// status, `error` (the broad class), `code` (the precise reason) and a message, the same
+/// three keys as `Rejection::to_json`; a 422 adds `problems`.
+#[tokio::test]
+async fn every_refusal_is_error_code_and_message() {
+    let tokens = tokens();
+    let leaked = tokens.create(7, "leaked", ["user:read"]).await.unwrap();
+    let bearer = format!("Bearer {}", leaked.token.expose_secret());
+    let addr = common::serve(app(TokenPage::new(tokens.clone(), BASE).body_limit(64))).await;
+    let unknown_id = "/tokens/0123456789abcdef0123456789abcdef";
+
+    let rows: Vec<(Call, StatusCode, &str, &str)> = vec![
+        (
+            call(Method::GET, "/nope").page(7),
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "not_found",
+        ),
+        (
+            call(Method::DELETE, unknown_id).page(7),
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "token_not_found",
+        ),
+        (
+            call(Method::PUT, "/tokens").page(7),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request",
+            "method_not_allowed",
+        ),
+        (
+            call(Method::GET, "/tokens")
+                .page(7)
+                .header("authorization", &bearer),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "token_not_accepted",
+        ),
+        (
+            call(Method::POST, "/tokens")
+                .user(7)
+                .header("sec-fetch-site", "cross-site")
+                .json(json!({"name": "csrf"})),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "cross_origin",
+        ),
+        (
+            call(Method::POST, "/tokens")
+                .page(7)
+                .raw("text/plain", r#"{"name":"form"}"#),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request",
+            "unsupported_media_type",
+        ),
+        (
+            call(Method::GET, "/tokens").same_origin(),
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "not_signed_in",
+        ),
+        (
+            call(Method::POST, "/tokens")
+                .page(7)
+                .json(json!({"name": "n".repeat(100)})),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            "payload_too_large",
+        ),
+        (
+            call(Method::POST, "/tokens")
+                .page(7)
+                .raw("application/json", "{"),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "malformed_json",
+        ),
+        (
+            call(Method::POST, "/tokens")
+                .page(7)
+                .json(json!({"name": ""})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "invalid_input",
+        ),
+    ];
+    for (request, status, error, code) in rows {
+        let what = format!("{} {}", request.method, request.path);
+        let reply = request.send(addr).await;
+        assert_eq!(reply.status, status, "{what}: {}", reply.body);
+        assert_eq!(reply.header("content-type"), "application/json", "{what}");
+        assert_eq!(reply.code(), code, "{what}");
+        assert_eq!(reply.json()["error"], error, "{what}");
+    }
+
+    // A body that cannot be read (a broken chunked encoding): no client library sends
+    // one, so the bytes go over the socket as they are.
+    let answer = raw_exchange(
+        addr,
+        format!(
+            "POST {BASE}/tokens HTTP/1.1\r\nhost: {addr}\r\nx-test-user: 7\r\n\
+             sec-fetch-site: same-origin\r\ncontent-type: application/json\r\n\
+             transfer-encoding: chunked\r\n\r\n5\r\n{{\"na\r\nzz\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let body: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"));
+    assert_eq!(
+        (body["error"].as_str(), body["code"].as_str()),
+        (Some("invalid_request"), Some("malformed_body")),
+        "{answer}"
+    );
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+
+    // A store that fails: a real SQLite store whose table was never created.
+    let store = SqliteStore::<i64>::open(":memory:").await.unwrap();
+    let addr = serve(&Tokens::new(store, common::registry())).await;
+    let reply = call(Method::GET, "/tokens").page(7).send(addr).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.code(), "store_unavailable");
+    assert_eq!(reply.json()["error"], "store_unavailable");
+
+    // The 500 row (`internal`: the OS had no randomness, or an answer could not be
+    // written as JSON) cannot be caused from outside; its body is checked in the unit
+    // tests of `manage::json`.
+    assert_eq!(
+        tokens.list(&7).await.unwrap().len(),
+        1,
+        "nothing was created"
+    );
 }
 
 #[tokio::test]
@@ -328,7 +500,7 @@ async fn nobody_signed_in_is_401() {
         let what = format!("{} {}", request.method, request.path);
         let reply = request.send(addr).await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{what}");
-        assert_eq!(reply.error(), "not_signed_in", "{what}");
+        assert_eq!(reply.code(), "not_signed_in", "{what}");
     }
     let page = call(Method::GET, "/").send(addr).await;
     assert_eq!(page.status, StatusCode::UNAUTHORIZED);
@@ -337,7 +509,10 @@ async fn nobody_signed_in_is_401() {
     assert!(!tokens.list(&7).await.unwrap()[0].revoked);
 
     // With a sign-in URL, the page sends the browser there instead.
-    let addr = common::serve(app(Manage::new(tokens.clone(), BASE).sign_in_url("/login"))).await;
+    let addr = common::serve(app(
+        TokenPage::new(tokens.clone(), BASE).sign_in_url("/login")
+    ))
+    .await;
     let page = call(Method::GET, "/").send(addr).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);
     assert_eq!(page.header("location"), "/login");
@@ -374,7 +549,7 @@ async fn a_personal_access_token_is_never_an_identity() {
             );
             let reply = request.send(addr).await;
             assert_eq!(reply.status, StatusCode::FORBIDDEN, "{what}");
-            assert_eq!(reply.error(), "token_not_accepted", "{what}");
+            assert_eq!(reply.code(), "token_not_accepted", "{what}");
         }
     }
     // In the query string, and in any case of the scheme, too.
@@ -384,7 +559,7 @@ async fn a_personal_access_token_is_never_an_identity() {
             .page(7)
             .header("authorization", &format!("bEaReR {secret}")),
     ] {
-        assert_eq!(request.send(addr).await.error(), "token_not_accepted");
+        assert_eq!(request.send(addr).await.code(), "token_not_accepted");
     }
     let records = tokens.list(&7).await.unwrap();
     assert_eq!(records.len(), 1, "nothing was minted");
@@ -392,7 +567,7 @@ async fn a_personal_access_token_is_never_an_identity() {
 
     // Behind an optional PatLayer that resolved the token: refused all the same.
     let app = Router::new()
-        .nest_service(BASE, Manage::new(tokens.clone(), BASE))
+        .nest_service(BASE, TokenPage::new(tokens.clone(), BASE))
         .layer(tokens.layer().optional(true))
         .layer(map_request(sign_in));
     let addr = common::serve(app).await;
@@ -401,7 +576,7 @@ async fn a_personal_access_token_is_never_an_identity() {
         .header("authorization", &bearer)
         .send(addr)
         .await;
-    assert_eq!(reply.error(), "token_not_accepted");
+    assert_eq!(reply.code(), "token_not_accepted");
     // Without a token, the same stack serves the signed-in user.
     let reply = call(Method::GET, "/tokens").page(7).send(addr).await;
     assert_eq!(reply.status, StatusCode::OK);
@@ -421,16 +596,19 @@ async fn other_sites_cannot_call_the_api() {
     };
     let delete = || call(Method::DELETE, &format!("/tokens/{}", kept.record.id)).user(7);
 
+    let other_port = format!("http://127.0.0.1:{}", addr.port() ^ 1);
+    let with_user = format!("http://user@{host}");
     let refused = [
         post().header("sec-fetch-site", "cross-site"),
         post().header("sec-fetch-site", "same-site"),
-        post().header("sec-fetch-site", "none"),
+        post().header("sec-fetch-site", "SAME-ORIGIN"),
         post()
             .header("sec-fetch-site", "cross-site")
             .header("origin", &own),
         post().header("origin", "http://evil.example"),
+        post().header("origin", &other_port),
+        post().header("origin", &with_user),
         post().header("origin", "null"),
-        post(), // neither header: not a browser's request to trust with a change
         delete().header("sec-fetch-site", "cross-site"),
         delete().header("origin", "http://evil.example"),
         call(Method::DELETE, "/tokens")
@@ -444,18 +622,28 @@ async fn other_sites_cannot_call_the_api() {
         let what = format!("{} {} {:?}", request.method, request.path, request.headers);
         let reply = request.send(addr).await;
         assert_eq!(reply.status, StatusCode::FORBIDDEN, "{what}");
-        assert_eq!(reply.error(), "cross_origin", "{what}");
+        assert_eq!(reply.code(), "cross_origin", "{what}");
     }
     let records = tokens.list(&7).await.unwrap();
     assert_eq!(records.len(), 1, "nothing was created");
     assert!(!records[0].revoked, "nothing was revoked");
 
     // The application's own origin passes, by either header; a GET needs neither.
+    //
+    // As with tower-http (and Go), `Sec-Fetch-Site: none` passes too: it marks a request
+    // the person started (the address bar, a bookmark), which no other site can make a
+    // browser send. And so does a request with neither header, which no browser sends
+    // another site's page with a JSON body: see
+    // `without_browser_headers_only_json_passes_and_no_browser_can_send_it`.
     for accepted in [
         post().header("sec-fetch-site", "same-origin"),
         post().header("origin", &own),
+        post().header("sec-fetch-site", "none"),
+        post(),
     ] {
-        assert_eq!(accepted.send(addr).await.status, StatusCode::CREATED);
+        let what = format!("{:?}", accepted.headers);
+        let reply = accepted.send(addr).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{what}: {}", reply.body);
     }
     let reply = call(Method::GET, "/tokens").user(7).send(addr).await;
     assert_eq!(reply.status, StatusCode::OK);
@@ -467,15 +655,143 @@ async fn other_sites_cannot_call_the_api() {
         .await;
     assert_eq!(reply.status, StatusCode::OK);
 
-    // An origin the application allows passes even as another site.
-    let allowed = Manage::new(tokens.clone(), BASE).allowed_origins(["https://front.example"]);
+    // An origin the application allows passes even as another site, written however the
+    // application wrote it, for writes and reads; another origin does not.
+    let allowed =
+        TokenPage::new(tokens.clone(), BASE).allowed_origins(["HTTPS://Front.Example:443"]);
     let addr = common::serve(app(allowed)).await;
-    let reply = post()
-        .header("sec-fetch-site", "same-site")
-        .header("origin", "https://front.example")
+    let from = |origin: &str, request: Call| {
+        request
+            .header("sec-fetch-site", "same-site")
+            .header("origin", origin)
+            .send(addr)
+    };
+    let reply = from("https://front.example", post()).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let reply = from(
+        "https://front.example",
+        call(Method::GET, "/tokens").user(7),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let reply = from("https://back.example", post()).await;
+    assert_eq!(reply.code(), "cross_origin");
+    let reply = from("https://back.example", call(Method::GET, "/tokens").user(7)).await;
+    assert_eq!(reply.code(), "cross_origin");
+}
+
+/// Why the API refuses another site's reads, which tower-http's CSRF check (for
+/// requests that change something) lets through: the answer is the user's data. A page
+/// of another site that includes the API (`<script src>`, `<img src>`) sends the
+/// session cookie where it is not `SameSite`, and gets the bytes into its own process in
+/// browsers without cross-origin read blocking (Spectre), or times and sizes them.
+#[tokio::test]
+async fn another_sites_page_cannot_read_the_api() {
+    let tokens = tokens();
+    tokens
+        .create(7, "deploy key for prod", ["user:read"])
+        .await
+        .unwrap();
+    let addr = serve(&tokens).await;
+
+    // What the user's data looks like to the page's own script.
+    let own = call(Method::GET, "/tokens").page(7).send(addr).await;
+    assert_eq!(own.status, StatusCode::OK);
+    assert!(own.body.contains("deploy key for prod"));
+
+    // The same read as a browser sends it for another site's `<script src>`.
+    for path in ["/tokens", "/scopes"] {
+        for site in ["cross-site", "same-site"] {
+            let reply = call(Method::GET, path)
+                .user(7)
+                .header("sec-fetch-site", site)
+                .header("sec-fetch-mode", "no-cors")
+                .header("sec-fetch-dest", "script")
+                .send(addr)
+                .await;
+            assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path} {site}");
+            assert_eq!(reply.code(), "cross_origin", "{path} {site}");
+            assert!(!reply.body.contains("deploy key"), "{}", reply.body);
+            assert!(!reply.body.contains("user:read"), "{}", reply.body);
+        }
+    }
+    // The person opening the API's address themselves reads it.
+    let reply = call(Method::GET, "/tokens")
+        .user(7)
+        .header("sec-fetch-site", "none")
+        .send(addr)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+/// Why a state-changing request with neither `Sec-Fetch-Site` nor `Origin` passes, as
+/// with tower-http: such a request is no browser's on another site's behalf, because
+/// what a browser sends across sites without asking first is a form (or a "simple"
+/// request: a form's content types), which the JSON-only rule refuses, and anything else
+/// (a JSON body, `DELETE`) waits for a CORS preflight the page never grants. What passes
+/// is a program holding the session, which needs no forgery.
+#[tokio::test]
+async fn without_browser_headers_only_json_passes_and_no_browser_can_send_it() {
+    let tokens = tokens();
+    let addr = serve(&tokens).await;
+
+    // What an old browser's cross-site form, or a "simple" cross-site fetch, can carry.
+    for (content_type, body) in [
+        ("application/x-www-form-urlencoded", "name=forged"),
+        (
+            "multipart/form-data; boundary=x",
+            "--x\r\ncontent-disposition: form-data; name=\"name\"\r\n\r\nforged\r\n--x--",
+        ),
+        ("text/plain", r#"{"name":"forged"}"#),
+    ] {
+        let reply = call(Method::POST, "/tokens")
+            .user(7)
+            .raw(content_type, body)
+            .send(addr)
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type}"
+        );
+        assert_eq!(reply.code(), "unsupported_media_type");
+    }
+    assert!(tokens.list(&7).await.unwrap().is_empty());
+
+    // The preflight a browser sends before another site's JSON POST or DELETE: no CORS
+    // permission, so the browser never sends the request itself.
+    for method in ["POST", "DELETE"] {
+        let reply = call(Method::OPTIONS, "/tokens")
+            .header("origin", "http://evil.example")
+            .header("access-control-request-method", method)
+            .header("access-control-request-headers", "content-type")
+            .header("sec-fetch-site", "cross-site")
+            .header("sec-fetch-mode", "cors")
+            .send(addr)
+            .await;
+        assert!(!reply.status.is_success(), "{method}: {}", reply.status);
+        for header in reply.headers.keys() {
+            assert!(
+                !header.as_str().starts_with("access-control-"),
+                "{method}: {header}"
+            );
+        }
+    }
+
+    // A program with the session (curl with the cookie) sends JSON and no browser
+    // headers: it passes, as it could send any header it liked anyway.
+    let reply = call(Method::POST, "/tokens")
+        .user(7)
+        .json(json!({"name": "from a script"}))
         .send(addr)
         .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let id = reply.json()["token"]["id"].as_str().unwrap().to_owned();
+    let reply = call(Method::DELETE, &format!("/tokens/{id}"))
+        .user(7)
+        .send(addr)
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
 }
 
 #[tokio::test]
@@ -500,7 +816,7 @@ async fn a_form_cannot_create_a_token() {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "{content_type}"
         );
-        assert_eq!(reply.error(), "unsupported_media_type");
+        assert_eq!(reply.code(), "unsupported_media_type");
     }
     // No content type at all.
     let mut request = call(Method::POST, "/tokens").page(7);
@@ -682,7 +998,8 @@ async fn each_invalid_input_is_a_422_naming_it_and_stores_nothing() {
             .await;
         assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         let answer = reply.json();
-        assert_eq!(answer["error"], "invalid_input");
+        assert_eq!(reply.code(), "invalid_input");
+        assert_eq!(answer["error"], "invalid_request");
         let problems = answer["problems"].as_array().expect("problems");
         assert_eq!(problems.len(), 1, "{body}: {problems:?}");
         assert_eq!(problems[0]["field"], field, "{body}");
@@ -723,7 +1040,7 @@ async fn each_invalid_input_is_a_422_naming_it_and_stores_nothing() {
 #[tokio::test]
 async fn malformed_and_oversized_bodies_are_refused() {
     let tokens = tokens();
-    let manage = Manage::new(tokens.clone(), BASE).body_limit(64);
+    let manage = TokenPage::new(tokens.clone(), BASE).body_limit(64);
     let addr = common::serve(app(manage)).await;
     for body in ["{", "not json", "", "{\"name\": \"x\",}"] {
         let reply = call(Method::POST, "/tokens")
@@ -732,7 +1049,7 @@ async fn malformed_and_oversized_bodies_are_refused() {
             .send(addr)
             .await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body:?}");
-        assert_eq!(reply.error(), "malformed_json");
+        assert_eq!(reply.code(), "malformed_json");
     }
     let big = json!({"name": "n".repeat(100)});
     let reply = call(Method::POST, "/tokens")
@@ -741,7 +1058,7 @@ async fn malformed_and_oversized_bodies_are_refused() {
         .send(addr)
         .await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(reply.error(), "payload_too_large");
+    assert_eq!(reply.code(), "payload_too_large");
 
     // Without a Content-Length (chunked), the limit holds as the body is read.
     let chunks = big
@@ -788,12 +1105,12 @@ async fn wrong_methods_and_unknown_paths() {
             "{method} {path}"
         );
         assert_eq!(reply.header("allow"), allow, "{method} {path}");
-        assert_eq!(reply.error(), "method_not_allowed");
+        assert_eq!(reply.code(), "method_not_allowed");
     }
     for path in ["/token", "/tokens/", "/tokens/a/b", "/admin", "/page.css/x"] {
         let reply = call(Method::GET, path).page(7).send(addr).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
-        assert_eq!(reply.error(), "not_found", "{path}");
+        assert_eq!(reply.code(), "not_found", "{path}");
     }
     // HEAD answers like GET, without a body.
     let reply = call(Method::HEAD, "/tokens").page(7).send(addr).await;
@@ -804,7 +1121,7 @@ async fn wrong_methods_and_unknown_paths() {
 #[tokio::test]
 async fn the_page_is_safe_to_render() {
     let tokens = tokens().max_lifetime(Duration::days(60));
-    let manage = Manage::new(tokens.clone(), BASE)
+    let manage = TokenPage::new(tokens.clone(), BASE)
         .title("<b>Tokens</b> & \"keys\"")
         .example_url("/api/user?a=1&b=2")
         .link("Back", "/");
@@ -848,7 +1165,7 @@ async fn the_user_can_come_from_a_function() {
     let tokens = tokens();
     // The application's own sign-in, read by a function: here, a cookie in clear (a real
     // application reads its session store).
-    let manage = Manage::new(tokens.clone(), BASE).current_user(|parts| {
+    let manage = TokenPage::new(tokens.clone(), BASE).current_user(|parts| {
         let user = parts
             .headers
             .get(header::COOKIE)
@@ -888,7 +1205,7 @@ async fn a_failing_store_is_503_and_says_nothing_more() {
         let what = format!("{} {}", request.method, request.path);
         let reply = request.send(addr).await;
         assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{what}");
-        assert_eq!(reply.error(), "store_unavailable", "{what}");
+        assert_eq!(reply.code(), "store_unavailable", "{what}");
         assert!(
             !reply.body.to_lowercase().contains("table"),
             "{what}: {}",
@@ -904,7 +1221,7 @@ async fn it_is_a_plain_service_for_hyper_too() {
     use tower::ServiceExt;
 
     let tokens = tokens();
-    let manage = Manage::new(tokens.clone(), "/");
+    let manage = TokenPage::new(tokens.clone(), "/");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

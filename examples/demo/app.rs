@@ -12,15 +12,16 @@ use axum::{
     Form, Json, Router,
     body::{Body, Bytes},
     extract::{Path, State},
-    http::{HeaderMap, HeaderValue, Response, StatusCode, header},
+    http::{HeaderValue, Response, StatusCode, header},
     response::{IntoResponse, Redirect},
     routing::{get, post},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::Duration;
+use tower_http::csrf::{CsrfLayer, ProtectionError};
 use tower_pat::{
-    AccessToken, PatLayer, SqliteStore, Tokens, manage::Manage, reject::Rejection,
+    AccessToken, PatLayer, SqliteStore, Tokens, manage::TokenPage, reject::Rejection,
     scope::ScopeRegistry,
 };
 use tower_sessions::{MemoryStore as SessionStore, Session, SessionManagerLayer};
@@ -171,7 +172,7 @@ pub fn demo(store: SqliteStore<i64>) -> Demo {
         .layer(layer.clone());
 
     // The token page: the user is whoever the session says.
-    let page = Manage::new(tokens, TOKEN_PAGE)
+    let page = TokenPage::new(tokens, TOKEN_PAGE)
         .title("Personal access tokens")
         .current_user(|parts| {
             let session = parts.extensions.get::<Session>().cloned();
@@ -187,10 +188,25 @@ pub fn demo(store: SqliteStore<i64>) -> Demo {
         .with_name("demo_session")
         .with_secure(false);
 
-    let router = Router::new()
-        .route("/", get(home))
+    // Signing in and out are forms: tower-http's CSRF protection refuses another site's
+    // (the session cookie is SameSite too; this is the second line).
+    let forms = Router::new()
         .route("/login", post(login))
         .route("/logout", post(logout))
+        .route_layer(
+            CsrfLayer::new().with_rejection_response(|_: ProtectionError| {
+                json_error(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "cross_origin",
+                    "another site's form cannot sign you in or out",
+                )
+            }),
+        );
+
+    let router = Router::new()
+        .route("/", get(home))
+        .merge(forms)
         .nest_service(TOKEN_PAGE, page)
         .merge(api)
         .fallback(not_found)
@@ -218,12 +234,25 @@ fn json_refusal(r: &Rejection<'_>) -> Response<Body> {
     res
 }
 
-fn json_error(status: StatusCode, error: &str, message: &str) -> axum::response::Response {
-    (status, Json(json!({ "error": error, "message": message }))).into_response()
+/// The demo's own refusals, in the shape of the token layer's and the token page's:
+/// `error` a broad class, `code` the precise reason, `message` for people.
+fn json_error(
+    status: StatusCode,
+    error: &str,
+    code: &str,
+    message: &str,
+) -> axum::response::Response {
+    let body = json!({ "error": error, "code": code, "message": message });
+    (status, Json(body)).into_response()
 }
 
 async fn not_found() -> axum::response::Response {
-    json_error(StatusCode::NOT_FOUND, "not_found", "no such route")
+    json_error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "not_found",
+        "no such route",
+    )
 }
 
 // ---- The API ----
@@ -278,6 +307,7 @@ async fn create_order(
             _ => {
                 return json_error(
                     StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_request",
                     "invalid_order",
                     "expected {\"item\": a name, \"quantity\": a positive number}",
                 );
@@ -310,7 +340,12 @@ async fn order_status(
         .find(|o| o.id == id && o.user_id == *token.user_id())
     {
         Some(o) => Json(json!({ "id": o.id, "status": o.status })).into_response(),
-        None => json_error(StatusCode::NOT_FOUND, "not_found", "you have no such order"),
+        None => json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "order_not_found",
+            "you have no such order",
+        ),
     }
 }
 
@@ -408,29 +443,13 @@ struct Credentials {
     password: String,
 }
 
-/// Refuses a form posted from another site's page (the session cookie is `SameSite`
-/// too; this is the second line).
-fn cross_site(headers: &HeaderMap) -> bool {
-    headers
-        .get("sec-fetch-site")
-        .is_some_and(|v| v != "same-origin" && v != "none")
-}
-
 /// `POST /login`: checks the password (argon2, off the async threads), renews the
 /// session id, and goes to the token page.
 async fn login(
     State(state): State<AppState>,
     session: Session,
-    headers: HeaderMap,
     Form(credentials): Form<Credentials>,
 ) -> axum::response::Response {
-    if cross_site(&headers) {
-        return json_error(
-            StatusCode::FORBIDDEN,
-            "cross_origin",
-            "cross-site sign-in refused",
-        );
-    }
     let users = Arc::clone(&state.users);
     let verified = tokio::task::spawn_blocking(move || {
         users.verify(&credentials.username, &credentials.password)
@@ -449,6 +468,7 @@ async fn login(
     if session.cycle_id().await.is_err() || session.insert(USER_KEY, id).await.is_err() {
         return json_error(
             StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
             "session_unavailable",
             "the session store failed",
         );
@@ -457,14 +477,7 @@ async fn login(
 }
 
 /// `POST /logout`: ends the session.
-async fn logout(session: Session, headers: HeaderMap) -> axum::response::Response {
-    if cross_site(&headers) {
-        return json_error(
-            StatusCode::FORBIDDEN,
-            "cross_origin",
-            "cross-site sign-out refused",
-        );
-    }
+async fn logout(session: Session) -> axum::response::Response {
     let _ = session.flush().await;
     Redirect::to("/").into_response()
 }

@@ -1,11 +1,14 @@
 //! The checks a request passes before anyone is asked who the user is: no personal access
-//! token on it, from the application's own origin, and JSON where it has a body.
+//! token on it, from the application's own origin (tower-http's CSRF protection, and a
+//! rule of our own for reads), and JSON where it has a body.
 
 use http::{
-    HeaderMap, HeaderValue, Uri,
-    header::{AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN},
+    HeaderMap,
+    header::{AUTHORIZATION, CONTENT_TYPE, ORIGIN},
     request::Parts,
 };
+use tower_http::csrf::{Csrf, CsrfLayer};
+use tower_layer::Layer;
 
 use crate::record::admission;
 
@@ -40,87 +43,78 @@ fn is_bearer(value: &[u8]) -> bool {
             .is_none_or(|b| b.is_ascii_whitespace())
 }
 
-/// Whether the request comes from the application's own origin (or one it allows).
-///
-/// `Sec-Fetch-Site` decides where a browser sent it: only `same-origin` passes. A browser
-/// that does not send it sends `Origin` on every state-changing request, whose host must
-/// then be the request's `Host`. An origin in `allowed` passes either way. A request
-/// with neither header is no browser's: it passes a safe method, and is refused a
-/// state-changing one (`state_changing`), which fails closed.
-pub(crate) fn same_origin(
-    headers: &HeaderMap,
-    uri: &Uri,
-    allowed: &[String],
-    state_changing: bool,
-) -> bool {
-    let (Some(origin), Some(fetch_site)) =
-        (single(headers, ORIGIN), single(headers, SEC_FETCH_SITE))
-    else {
-        // The same header twice: no browser sends that.
-        return false;
-    };
-    let origin = match origin {
-        Some(v) => match v.to_str() {
-            Ok(s) => Some(s),
-            Err(_) => return false,
-        },
-        None => None,
-    };
-    if let Some(origin) = origin.and_then(normalize_origin)
-        && allowed.contains(&origin)
+/// Where a request may come from. A request that changes something passes tower-http's
+/// [`CsrfLayer`] (Go's cross-origin protection: `Sec-Fetch-Site`, else `Origin` against
+/// the request's host, and the allowed origins); a read of the API must not come from
+/// another site's page where the browser says it does (`Sec-Fetch-Site`), unless from an
+/// allowed origin.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SameOrigin {
+    /// The allowed origins, as a browser writes them in `Origin`.
+    allowed: Vec<String>,
+    csrf: CsrfLayer,
+}
+
+impl SameOrigin {
+    /// Allows `origins` besides the request's own, each brought to the form a browser
+    /// sends (see [`normalize_origin`]); `Err` names the first that is not an origin.
+    pub(crate) fn new<I>(origins: I) -> Result<Self, String>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
     {
-        return true;
+        let mut allowed = Vec::new();
+        let mut csrf = CsrfLayer::new();
+        for origin in origins {
+            let given = origin.as_ref();
+            let origin = normalize_origin(given).ok_or_else(|| given.to_owned())?;
+            csrf = csrf
+                .add_trusted_origin(&origin)
+                .map_err(|_| given.to_owned())?;
+            allowed.push(origin);
+        }
+        Ok(Self { allowed, csrf })
     }
-    match (fetch_site, origin) {
-        (Some(site), _) => site.as_bytes() == b"same-origin",
-        (None, Some(origin)) => origin_is_host(origin, headers, uri),
-        (None, None) => !state_changing,
-    }
-}
 
-/// `Some(None)` when the header is absent, `Some(Some(v))` when present once, `None` when
-/// repeated.
-fn single(
-    headers: &HeaderMap,
-    name: impl http::header::AsHeaderName,
-) -> Option<Option<&HeaderValue>> {
-    let mut all = headers.get_all(name).iter();
-    let first = all.next();
-    if all.next().is_some() {
-        return None;
+    /// The allowed origins, as compared.
+    pub(crate) fn allowed(&self) -> &[String] {
+        &self.allowed
     }
-    Some(first)
-}
 
-/// Whether `origin`'s host and port are the request's own (`Host`, or the URI's
-/// authority in HTTP/2). The scheme is not compared: a server behind a TLS-terminating
-/// proxy sees plain HTTP, and the port tells the schemes apart on one host anyway.
-fn origin_is_host(origin: &str, headers: &HeaderMap, uri: &Uri) -> bool {
-    let Some(origin) = normalize_origin(origin) else {
-        return false;
-    };
-    let host = match headers.get(HOST) {
-        Some(h) => match h.to_str() {
-            Ok(h) => h.to_ascii_lowercase(),
-            Err(_) => return false,
-        },
-        None => match uri.authority() {
-            Some(a) => a.as_str().to_ascii_lowercase(),
-            None => return false,
-        },
-    };
-    let Some((scheme, authority)) = origin.split_once("://") else {
-        return false;
-    };
-    let default_port = if scheme == "https" { ":443" } else { ":80" };
-    let host = host.strip_suffix(default_port).unwrap_or(&host);
-    authority == host
+    /// `inner` behind tower-http's check: a refused request is answered 403 with the
+    /// [`ProtectionError`](tower_http::csrf::ProtectionError) in the response's
+    /// extensions, and `inner` never sees it.
+    pub(crate) fn guard<S>(&self, inner: S) -> Csrf<S> {
+        self.csrf.layer(inner)
+    }
+
+    /// Whether a read comes from another site's page: `Sec-Fetch-Site` is there and
+    /// neither `same-origin` nor `none` (the person typed the address), and `Origin` is
+    /// none of the allowed ones.
+    ///
+    /// tower-http checks only requests that change something. A read is refused too,
+    /// because the answer is the user's data: a page of another site that includes the
+    /// API as a script or image gets the bytes into its own process in browsers without
+    /// cross-origin read blocking, or times and sizes them. The page's own script always
+    /// reads from its own origin, so this costs it nothing.
+    pub(crate) fn cross_site_read(&self, headers: &HeaderMap) -> bool {
+        let cross_site = headers
+            .get(SEC_FETCH_SITE)
+            .is_some_and(|site| !matches!(site.as_bytes(), b"same-origin" | b"none" | b""));
+        let allowed = headers.get(ORIGIN).is_some_and(|origin| {
+            self.allowed
+                .iter()
+                .any(|allowed| allowed.as_bytes() == origin.as_bytes())
+        });
+        cross_site && !allowed
+    }
 }
 
 /// `"HTTPS://App.Example:443"` → `"https://app.example"`: lowercase, the default port
-/// dropped; `None` unless it is an HTTP(S) origin with a host, an optional port and
-/// nothing else (`"null"` included).
-pub(crate) fn normalize_origin(origin: &str) -> Option<String> {
+/// dropped, as a browser writes `Origin` (tower-http compares it byte for byte); `None`
+/// unless it is an HTTP(S) origin with a host, an optional port and nothing else
+/// (`"null"` included).
+fn normalize_origin(origin: &str) -> Option<String> {
     let lower = origin.to_ascii_lowercase();
     let (scheme, authority) = lower.split_once("://")?;
     let default_port = match scheme {
@@ -172,6 +166,8 @@ pub(crate) fn body_kind(headers: &HeaderMap) -> Body {
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+
     use super::*;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -185,10 +181,6 @@ mod tests {
         h
     }
 
-    fn uri() -> Uri {
-        Uri::from_static("/tokens")
-    }
-
     #[test]
     fn bearer_in_any_case_is_a_token() {
         for v in ["Bearer x", "bearer x", "BEARER", "  Bearer\tx"] {
@@ -200,63 +192,50 @@ mod tests {
     }
 
     #[test]
-    fn sec_fetch_site_decides_when_present() {
-        let allowed = [];
-        let same = headers(&[("sec-fetch-site", "same-origin"), ("host", "a.example")]);
-        assert!(same_origin(&same, &uri(), &allowed, true));
-        for site in ["cross-site", "same-site", "none", "SAME-ORIGIN"] {
-            let h = headers(&[
-                ("sec-fetch-site", site),
-                ("origin", "http://a.example"),
-                ("host", "a.example"),
-            ]);
-            assert!(!same_origin(&h, &uri(), &allowed, true), "{site}");
-        }
-    }
-
-    #[test]
-    fn origin_is_compared_with_host_without_sec_fetch_site() {
-        let allowed = [];
-        let ok = headers(&[
-            ("origin", "http://127.0.0.1:3000"),
-            ("host", "127.0.0.1:3000"),
-        ]);
-        assert!(same_origin(&ok, &uri(), &allowed, true));
-        let default_port = headers(&[("origin", "https://A.example"), ("host", "a.example:443")]);
-        assert!(same_origin(&default_port, &uri(), &allowed, true));
-        for origin in [
-            "http://evil.example",
-            "http://127.0.0.1:3001",
+    fn allowed_origins_are_kept_as_browsers_write_them() {
+        let guard =
+            SameOrigin::new(["HTTPS://Front.Example:443", "http://127.0.0.1:8080"]).unwrap();
+        assert_eq!(
+            guard.allowed(),
+            ["https://front.example", "http://127.0.0.1:8080"]
+        );
+        for bad in [
+            "front.example",
+            "https://front.example/",
+            "https://user@front.example",
+            "ftp://front.example",
             "null",
-            "http://127.0.0.1:3000/path",
-            "http://user@127.0.0.1:3000",
+            "https://",
         ] {
-            let h = headers(&[("origin", origin), ("host", "127.0.0.1:3000")]);
-            assert!(!same_origin(&h, &uri(), &allowed, true), "{origin}");
+            assert_eq!(SameOrigin::new([bad]).unwrap_err(), bad);
         }
     }
 
     #[test]
-    fn allowed_origins_pass_and_repeats_fail() {
-        let allowed = [normalize_origin("https://front.example").unwrap()];
-        let h = headers(&[
-            ("origin", "https://front.example"),
+    fn reads_from_another_site_are_refused_unless_allowed() {
+        let guard = SameOrigin::new(["https://front.example"]).unwrap();
+        for site in ["cross-site", "same-site", "SAME-ORIGIN", "nonsense"] {
+            let h = headers(&[("sec-fetch-site", site)]);
+            assert!(guard.cross_site_read(&h), "{site}");
+        }
+        for site in ["same-origin", "none", ""] {
+            let h = headers(&[("sec-fetch-site", site)]);
+            assert!(!guard.cross_site_read(&h), "{site:?}");
+        }
+        // Without Sec-Fetch-Site (an older browser, or no browser): not refused here.
+        assert!(!guard.cross_site_read(&headers(&[])));
+        assert!(!guard.cross_site_read(&headers(&[("origin", "https://evil.example")])));
+        // An allowed origin reads from another site; another origin does not.
+        let front = headers(&[
             ("sec-fetch-site", "same-site"),
-            ("host", "api.example"),
-        ]);
-        assert!(same_origin(&h, &uri(), &allowed, true));
-        let twice = headers(&[
-            ("origin", "https://front.example"),
             ("origin", "https://front.example"),
         ]);
-        assert!(!same_origin(&twice, &uri(), &allowed, true));
-    }
-
-    #[test]
-    fn no_browser_headers_pass_only_safe_methods() {
-        let h = headers(&[("host", "a.example")]);
-        assert!(same_origin(&h, &uri(), &[], false));
-        assert!(!same_origin(&h, &uri(), &[], true));
+        assert!(!guard.cross_site_read(&front));
+        let evil = headers(&[
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "https://evil.example"),
+        ]);
+        assert!(guard.cross_site_read(&evil));
     }
 
     #[test]

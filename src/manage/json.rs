@@ -1,8 +1,10 @@
-//! What the API reads and writes: the token and scope views (never the hash), and the
-//! creation request, checked field by field so that a 422 names every problem.
+//! What the API reads and writes: the token and scope views (never the hash), the
+//! creation request, checked field by field so that a 422 names every problem, and the
+//! refusals, one row per case.
 
+use http::StatusCode;
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::{
@@ -89,6 +91,145 @@ impl Problem {
             field,
             message: message.into(),
         }
+    }
+}
+
+/// Why the API refused a request: one row per case, each deciding the status, the broad
+/// class (`error`) and the precise reason (`code`) in one place. The same three keys as
+/// [`Rejection::to_json`](crate::reject::Rejection::to_json), so an application serving
+/// both answers in one dialect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    NotFound,
+    TokenNotFound,
+    MethodNotAllowed,
+    TokenNotAccepted,
+    CrossOrigin,
+    UnsupportedMediaType,
+    NotSignedIn,
+    PayloadTooLarge,
+    MalformedBody,
+    MalformedJson,
+    InvalidInput,
+    StoreUnavailable,
+    Internal,
+}
+
+impl Refusal {
+    #[cfg(test)]
+    pub(crate) const ALL: [Self; 13] = [
+        Self::NotFound,
+        Self::TokenNotFound,
+        Self::MethodNotAllowed,
+        Self::TokenNotAccepted,
+        Self::CrossOrigin,
+        Self::UnsupportedMediaType,
+        Self::NotSignedIn,
+        Self::PayloadTooLarge,
+        Self::MalformedBody,
+        Self::MalformedJson,
+        Self::InvalidInput,
+        Self::StoreUnavailable,
+        Self::Internal,
+    ];
+
+    /// `(status, error, code, message)`: the message is the default one, which some
+    /// callers make more precise.
+    pub(crate) fn row(self) -> (StatusCode, &'static str, &'static str, &'static str) {
+        use StatusCode as S;
+        match self {
+            Self::NotFound => (S::NOT_FOUND, "not_found", "not_found", "no such page"),
+            Self::TokenNotFound => (
+                S::NOT_FOUND,
+                "not_found",
+                "token_not_found",
+                "you have no token with this id",
+            ),
+            Self::MethodNotAllowed => (
+                S::METHOD_NOT_ALLOWED,
+                "invalid_request",
+                "method_not_allowed",
+                "this path does not take this method",
+            ),
+            Self::TokenNotAccepted => (
+                S::FORBIDDEN,
+                "forbidden",
+                "token_not_accepted",
+                "a personal access token cannot manage tokens: sign in instead",
+            ),
+            Self::CrossOrigin => (
+                S::FORBIDDEN,
+                "forbidden",
+                "cross_origin",
+                "the request does not come from this application's own pages",
+            ),
+            Self::UnsupportedMediaType => (
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request",
+                "unsupported_media_type",
+                "send the request as application/json",
+            ),
+            Self::NotSignedIn => (
+                S::UNAUTHORIZED,
+                "unauthenticated",
+                "not_signed_in",
+                "sign in to manage your tokens",
+            ),
+            Self::PayloadTooLarge => (
+                S::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                "payload_too_large",
+                "the body is too large",
+            ),
+            Self::MalformedBody => (
+                S::BAD_REQUEST,
+                "invalid_request",
+                "malformed_body",
+                "the request body could not be read",
+            ),
+            Self::MalformedJson => (
+                S::BAD_REQUEST,
+                "invalid_request",
+                "malformed_json",
+                "the body is not JSON",
+            ),
+            Self::InvalidInput => (
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                "invalid_input",
+                "the token was not created: see problems",
+            ),
+            Self::StoreUnavailable => (
+                S::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "store_unavailable",
+                "the token store is unavailable; try again",
+            ),
+            Self::Internal => (
+                S::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal",
+                "internal error",
+            ),
+        }
+    }
+
+    pub(crate) fn status(self) -> StatusCode {
+        self.row().0
+    }
+
+    /// `{"error", "code", "message"}`, and `problems` when given (a 422).
+    pub(crate) fn body(self, message: Option<&str>, problems: Option<&[Problem]>) -> String {
+        let (_, error, code, default) = self.row();
+        let mut body = json!({
+            "error": error,
+            "code": code,
+            "message": message.unwrap_or(default),
+        });
+        if let Some(problems) = problems {
+            body["problems"] = json!(problems);
+        }
+        body.to_string()
     }
 }
 
@@ -263,6 +404,42 @@ mod tests {
 
     fn fields(problems: &[Problem]) -> Vec<&str> {
         problems.iter().map(|p| p.field).collect()
+    }
+
+    #[test]
+    fn every_refusal_has_its_own_code_and_a_class() {
+        let mut codes = std::collections::HashSet::new();
+        for refusal in Refusal::ALL {
+            let (status, error, code, message) = refusal.row();
+            assert!(
+                status.is_client_error() || status.is_server_error(),
+                "{refusal:?}"
+            );
+            assert!(codes.insert(code), "{code} twice");
+            for word in [error, code] {
+                assert!(
+                    !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                    "{word:?}"
+                );
+            }
+            assert!(!message.is_empty());
+            let body: Value = serde_json::from_str(&refusal.body(None, None)).unwrap();
+            assert_eq!(
+                body,
+                json!({"error": error, "code": code, "message": message})
+            );
+        }
+        let body =
+            Refusal::InvalidInput.body(None, Some(&[Problem::new("name", "a name is required")]));
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            body["problems"],
+            json!([{"field": "name", "message": "a name is required"}])
+        );
+        let body: Value =
+            serde_json::from_str(&Refusal::MalformedJson.body(Some("not JSON: EOF"), None))
+                .unwrap();
+        assert_eq!(body["message"], "not JSON: EOF");
     }
 
     #[test]

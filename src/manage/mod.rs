@@ -6,7 +6,7 @@
 //! use axum::{Router, body::Body, middleware::map_request};
 //! use http::{Request, StatusCode};
 //! use tower::ServiceExt;
-//! use tower_pat::{MemoryStore, Tokens, manage::{Manage, SignedIn}, scope::ScopeRegistry};
+//! use tower_pat::{MemoryStore, Tokens, manage::{TokenPage, SignedIn}, scope::ScopeRegistry};
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let registry = ScopeRegistry::new()
@@ -16,7 +16,7 @@
 //! let tokens = Tokens::new(MemoryStore::<i64>::new(), registry);
 //!
 //! let app = Router::new()
-//!     .nest_service("/settings/tokens", Manage::new(tokens.clone(), "/settings/tokens"))
+//!     .nest_service("/settings/tokens", TokenPage::new(tokens.clone(), "/settings/tokens"))
 //!     // Stands in for the application's sign-in, which puts the user there.
 //!     .layer(map_request(|mut req: Request<Body>| async move {
 //!         req.extensions_mut().insert(SignedIn(7_i64));
@@ -39,7 +39,11 @@
 //!     .header("sec-fetch-site", "cross-site")
 //!     .body(Body::from(r#"{"name":"evil"}"#))
 //!     .unwrap();
-//! assert_eq!(app.oneshot(req).await.unwrap().status(), StatusCode::FORBIDDEN);
+//! let res = app.oneshot(req).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::FORBIDDEN);
+//! let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
+//! let refusal: serde_json::Value = serde_json::from_slice(&body).unwrap();
+//! assert_eq!((&refusal["error"], &refusal["code"]), (&"forbidden".into(), &"cross_origin".into()));
 //! assert_eq!(tokens.list(&7).await.unwrap().len(), 1);
 //! # });
 //! ```
@@ -63,21 +67,32 @@
 //! `scopes` may be empty or absent (the registry's defaults); `expires_in_days` may be
 //! absent (the facade's default lifetime). Times are RFC 3339, UTC.
 //!
-//! Refusals are JSON `{"error", "message"}` (the page itself answers a signed-out user
-//! with a short HTML page, or a redirect to [`sign_in_url`](Manage::sign_in_url)):
+//! Refusals are JSON `{"error", "code", "message"}`, the three keys of
+//! [`Rejection::to_json`](crate::reject::Rejection::to_json), so an application that
+//! answers its API's refusals with that gets one dialect from both: `error` is a broad
+//! class a client can branch on, `code` the precise reason, both stable; `message` is for
+//! people and may change. (The page itself answers a signed-out user with a short HTML
+//! page, or a redirect to [`sign_in_url`](TokenPage::sign_in_url).)
 //!
-//! | case | status | `error` |
-//! |---|---|---|
-//! | unknown path | 404 | `not_found` |
-//! | method the path does not take | 405, with `Allow` | `method_not_allowed` |
-//! | a personal access token on the request | 403 | `token_not_accepted` |
-//! | another site's request (`Sec-Fetch-Site` / `Origin`) | 403 | `cross_origin` |
-//! | a body that is not `application/json` | 415 | `unsupported_media_type` |
-//! | nobody signed in | 401 | `not_signed_in` |
-//! | body over [`body_limit`](Manage::body_limit) | 413 | `payload_too_large` |
-//! | not JSON | 400 | `malformed_json` |
-//! | empty or over-long name, undefined scope, expiry above the maximum… | 422, with `"problems": [{"field", "message"}]`, one per problem | `invalid_input` |
-//! | the store failed | 503 | `store_unavailable` |
+//! | case | status | `error` | `code` |
+//! |---|---|---|---|
+//! | unknown path | 404 | `not_found` | `not_found` |
+//! | a token id the user does not have (unknown, another user's, malformed) | 404 | `not_found` | `token_not_found` |
+//! | method the path does not take | 405, with `Allow` | `invalid_request` | `method_not_allowed` |
+//! | a body that is not `application/json` | 415 | `invalid_request` | `unsupported_media_type` |
+//! | body over [`body_limit`](TokenPage::body_limit) | 413 | `invalid_request` | `payload_too_large` |
+//! | a body that cannot be read | 400 | `invalid_request` | `malformed_body` |
+//! | not JSON | 400 | `invalid_request` | `malformed_json` |
+//! | empty or over-long name, undefined scope, expiry above the maximum… | 422, with `"problems": [{"field", "message"}]`, one per problem | `invalid_request` | `invalid_input` |
+//! | nobody signed in | 401 | `unauthenticated` | `not_signed_in` |
+//! | a personal access token on the request | 403 | `forbidden` | `token_not_accepted` |
+//! | another site's request (`Sec-Fetch-Site` / `Origin`) | 403 | `forbidden` | `cross_origin` |
+//! | the store failed | 503 | `store_unavailable` | `store_unavailable` |
+//! | the system failed (no randomness, say) | 500 | `internal` | `internal` |
+//!
+//! `invalid_request` and `store_unavailable` mean what they mean in
+//! [`Rejection::to_json`](crate::reject::Rejection::to_json); the page adds `not_found`,
+//! `unauthenticated`, `forbidden` and `internal`.
 //!
 //! Every answer carries `Cache-Control: no-store` and `X-Content-Type-Options: nosniff`;
 //! the page carries a strict `Content-Security-Policy` (scripts, styles and requests from
@@ -87,7 +102,7 @@
 //!
 //! The application's sign-in decides: by default the service reads a [`SignedIn<U>`]
 //! from the request's extensions, which the application's middleware puts there;
-//! [`current_user`](Manage::current_user) takes a function instead (reading a
+//! [`current_user`](TokenPage::current_user) takes a function instead (reading a
 //! tower-sessions `Session`, say). Nobody signed in: 401.
 //!
 //! A personal access token is never an identity here: a request carrying one (an
@@ -98,12 +113,30 @@
 //!
 //! # Cross-site requests
 //!
-//! The API is meant for the page, on the application's own origin. Its requests must
-//! come from that origin: `Sec-Fetch-Site: same-origin`, or, from a browser that does
-//! not send `Sec-Fetch-Site`, an `Origin` whose host is the request's `Host`. An origin
-//! named in [`allowed_origins`](Manage::allowed_origins) is accepted too. A state-changing
-//! request (`POST`, `DELETE`) with neither header is refused, and its body must be
-//! `application/json`, which no HTML form can send. No CSRF token is needed.
+//! The API is meant for the page, on the application's own origin. No CSRF token is
+//! needed:
+//!
+//! - A request that changes something (`POST`, `DELETE`) passes tower-http's
+//!   [`CsrfLayer`](tower_http::csrf::CsrfLayer), Go's cross-origin protection:
+//!   `Sec-Fetch-Site: same-origin` or `none` passes, any other `Sec-Fetch-Site` is
+//!   refused; without it, an `Origin` must name the request's own host (byte for byte,
+//!   the port included). An origin named in
+//!   [`allowed_origins`](TokenPage::allowed_origins) passes either way. A request with
+//!   neither header passes, because it is no browser's on another site's behalf: what a
+//!   browser sends across sites unasked is a form, and the body must be
+//!   `application/json`, which no form can send; a JSON body or a `DELETE` from another
+//!   site waits for a CORS preflight the page never grants.
+//! - A read of the API (`GET` or `HEAD` of `scopes`, `tokens`) is refused when
+//!   `Sec-Fetch-Site` says another site's page sent it (anything but `same-origin` or
+//!   `none`), unless from an allowed origin: the answer is the user's data, which
+//!   another site's `<script src>` would otherwise pull into its own process in browsers
+//!   without cross-origin read blocking. The page itself and its assets open from
+//!   anywhere (a link from another site).
+//!
+//! Both refusals are 403 `cross_origin`; tower-http's
+//! [`ProtectionError`](tower_http::csrf::ProtectionError) rides in the response's
+//! extensions for the layers around the service. A proxy in front must pass `Host` and
+//! `Origin` through unchanged, or list the public origin in `allowed_origins`.
 //!
 //! # The session cookie
 //!
@@ -123,6 +156,7 @@
 
 use std::{error::Error, fmt, future::Future, sync::Arc};
 
+use futures_util::future::BoxFuture;
 use http::request::Parts;
 
 use crate::{lifecycle::Tokens, store::ManageTokens};
@@ -132,7 +166,7 @@ mod json;
 mod page;
 mod service;
 
-pub use service::{ManageBody, ResponseFuture};
+pub use service::{PageBody, ResponseFuture};
 
 /// The longest request body the API reads unless configured: 16 KiB.
 pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
@@ -141,42 +175,40 @@ pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
 pub const DEFAULT_TITLE: &str = "Personal access tokens";
 
 /// The signed-in user, as the application's sign-in puts it into a request's extensions
-/// for [`Manage`] to find (unless [`Manage::current_user`] says otherwise).
+/// for [`TokenPage`] to find (unless [`TokenPage::current_user`] says otherwise).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedIn<U>(pub U);
 
-pub(crate) type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-type UserFn<U> = Arc<dyn Fn(&Parts) -> BoxFuture<Option<U>> + Send + Sync>;
+type UserFn<U> = Arc<dyn Fn(&Parts) -> BoxFuture<'static, Option<U>> + Send + Sync>;
 
 /// The token page and its JSON API over a [`Tokens`] facade: a
 /// `tower::Service<http::Request<B>>` for any request body `B`, answering
-/// [`ManageBody`]. See the [module documentation](self) for the routes and the rules.
+/// [`PageBody`]. See the [module documentation](self) for the routes and the rules.
 ///
 /// Cheap to clone.
-pub struct Manage<St: ManageTokens> {
+pub struct TokenPage<St: ManageTokens> {
     pub(crate) tokens: Tokens<St>,
-    pub(crate) config: Arc<Config<St::UserId>>,
+    pub(crate) options: Arc<PageOptions<St::UserId>>,
 }
 
-pub(crate) struct Config<U> {
+pub(crate) struct PageOptions<U> {
     pub(crate) base: String,
     pub(crate) title: String,
     pub(crate) user: UserFn<U>,
-    pub(crate) allowed_origins: Vec<String>,
+    pub(crate) same_origin: guard::SameOrigin,
     pub(crate) body_limit: usize,
     pub(crate) example_url: Option<String>,
     pub(crate) sign_in_url: Option<String>,
     pub(crate) links: Vec<(String, String)>,
 }
 
-impl<U> Clone for Config<U> {
+impl<U> Clone for PageOptions<U> {
     fn clone(&self) -> Self {
         Self {
             base: self.base.clone(),
             title: self.title.clone(),
             user: Arc::clone(&self.user),
-            allowed_origins: self.allowed_origins.clone(),
+            same_origin: self.same_origin.clone(),
             body_limit: self.body_limit,
             example_url: self.example_url.clone(),
             sign_in_url: self.sign_in_url.clone(),
@@ -185,27 +217,27 @@ impl<U> Clone for Config<U> {
     }
 }
 
-impl<St: ManageTokens> Clone for Manage<St> {
+impl<St: ManageTokens> Clone for TokenPage<St> {
     fn clone(&self) -> Self {
         Self {
             tokens: self.tokens.clone(),
-            config: Arc::clone(&self.config),
+            options: Arc::clone(&self.options),
         }
     }
 }
 
-impl<St: ManageTokens> fmt::Debug for Manage<St> {
+impl<St: ManageTokens> fmt::Debug for TokenPage<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Manage")
-            .field("base_path", &self.config.base_or_root())
-            .field("title", &self.config.title)
-            .field("allowed_origins", &self.config.allowed_origins)
-            .field("body_limit", &self.config.body_limit)
+        f.debug_struct("TokenPage")
+            .field("base_path", &self.options.base_or_root())
+            .field("title", &self.options.title)
+            .field("allowed_origins", &self.options.same_origin.allowed())
+            .field("body_limit", &self.options.body_limit)
             .finish_non_exhaustive()
     }
 }
 
-impl<U> Config<U> {
+impl<U> PageOptions<U> {
     /// The base path as the page's URLs start with it: `""` for the root.
     pub(crate) fn prefix(&self) -> &str {
         &self.base
@@ -220,7 +252,7 @@ impl<U> Config<U> {
     }
 }
 
-impl<St: ManageTokens> Manage<St> {
+impl<St: ManageTokens> TokenPage<St> {
     /// The page and API for the tokens of `tokens`, mounted at `base_path` (where the
     /// browser reaches it: `"/settings/tokens"`, or `"/"` at the root), reading the user
     /// from a [`SignedIn<U>`] extension.
@@ -238,12 +270,12 @@ impl<St: ManageTokens> Manage<St> {
     ///
     /// # Errors
     ///
-    /// [`InvalidConfig`] naming `base_path` when it does not start with `/`, has an empty
+    /// [`InvalidPageOption::BasePath`] naming `base_path` when it does not start with `/`, has an empty
     /// or `.`/`..` segment, or a character other than ASCII letters, digits, `-`, `.`,
     /// `_`, `~` and `/`. A trailing `/` is dropped.
-    pub fn try_new(tokens: Tokens<St>, base_path: &str) -> Result<Self, InvalidConfig> {
-        let base =
-            normalize_base(base_path).ok_or_else(|| InvalidConfig::new("base path", base_path))?;
+    pub fn try_new(tokens: Tokens<St>, base_path: &str) -> Result<Self, InvalidPageOption> {
+        let base = normalize_base(base_path)
+            .ok_or_else(|| InvalidPageOption::BasePath(base_path.to_owned()))?;
         let user: UserFn<St::UserId> = Arc::new(|parts: &Parts| {
             let user = parts
                 .extensions
@@ -253,11 +285,11 @@ impl<St: ManageTokens> Manage<St> {
         });
         Ok(Self {
             tokens,
-            config: Arc::new(Config {
+            options: Arc::new(PageOptions {
                 base,
                 title: DEFAULT_TITLE.to_owned(),
                 user,
-                allowed_origins: Vec::new(),
+                same_origin: guard::SameOrigin::default(),
                 body_limit: DEFAULT_BODY_LIMIT,
                 example_url: None,
                 sign_in_url: None,
@@ -266,8 +298,8 @@ impl<St: ManageTokens> Manage<St> {
         })
     }
 
-    fn config_mut(&mut self) -> &mut Config<St::UserId> {
-        Arc::make_mut(&mut self.config)
+    fn options_mut(&mut self) -> &mut PageOptions<St::UserId> {
+        Arc::make_mut(&mut self.options)
     }
 
     /// Finds the signed-in user with `f` instead of the [`SignedIn<U>`] extension: `f`
@@ -276,14 +308,14 @@ impl<St: ManageTokens> Manage<St> {
     /// extensions first).
     ///
     /// ```
-    /// use tower_pat::{MemoryStore, Tokens, manage::Manage, scope::ScopeRegistry};
+    /// use tower_pat::{MemoryStore, Tokens, manage::TokenPage, scope::ScopeRegistry};
     ///
     /// /// What an application's sign-in middleware leaves in the extensions.
     /// #[derive(Clone)]
     /// struct CurrentUser { id: i64 }
     ///
     /// let tokens = Tokens::new(MemoryStore::<i64>::new(), ScopeRegistry::new());
-    /// let page = Manage::new(tokens, "/settings/tokens").current_user(|parts| {
+    /// let page = TokenPage::new(tokens, "/settings/tokens").current_user(|parts| {
     ///     let user = parts.extensions.get::<CurrentUser>().map(|u| u.id);
     ///     async move { user }
     /// });
@@ -293,11 +325,11 @@ impl<St: ManageTokens> Manage<St> {
     /// future; a session store that fails reads as nobody signed in:
     ///
     /// ```
-    /// # use tower_pat::{MemoryStore, Tokens, manage::Manage, scope::ScopeRegistry};
+    /// # use tower_pat::{MemoryStore, Tokens, manage::TokenPage, scope::ScopeRegistry};
     /// # let tokens = Tokens::new(MemoryStore::<i64>::new(), ScopeRegistry::new());
     /// use tower_sessions::Session;
     ///
-    /// let page = Manage::new(tokens, "/settings/tokens").current_user(|parts| {
+    /// let page = TokenPage::new(tokens, "/settings/tokens").current_user(|parts| {
     ///     let session = parts.extensions.get::<Session>().cloned();
     ///     async move { session?.get::<i64>("user_id").await.ok().flatten() }
     /// });
@@ -307,19 +339,23 @@ impl<St: ManageTokens> Manage<St> {
         F: Fn(&Parts) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Option<St::UserId>> + Send + 'static,
     {
-        self.config_mut().user = Arc::new(move |parts: &Parts| Box::pin(f(parts)));
+        self.options_mut().user = Arc::new(move |parts: &Parts| Box::pin(f(parts)));
         self
     }
 
     /// The page's title (default [`DEFAULT_TITLE`]).
     pub fn title(mut self, title: impl Into<String>) -> Self {
-        self.config_mut().title = title.into();
+        self.options_mut().title = title.into();
         self
     }
 
     /// Origins, besides the request's own host, whose pages may call the API (a front
-    /// end on another host, or a proxy that rewrites `Host`): `scheme://host[:port]`,
-    /// compared case-insensitively.
+    /// end on another host, or a proxy that rewrites `Host`): `scheme://host[:port]`.
+    /// Each is kept as a browser writes it in `Origin` (lowercase, without the scheme's
+    /// default port: `HTTPS://Front.Example:443` is `https://front.example`) and compared
+    /// with the request's `Origin` byte for byte, as tower-http's
+    /// [`CsrfLayer::add_trusted_origin`](tower_http::csrf::CsrfLayer::add_trusted_origin)
+    /// does. Replaces the origins allowed before.
     ///
     /// # Panics
     ///
@@ -339,29 +375,22 @@ impl<St: ManageTokens> Manage<St> {
     ///
     /// # Errors
     ///
-    /// [`InvalidConfig`] naming the first origin that is not `http://` or `https://`
+    /// [`InvalidPageOption::Origin`] naming the first origin that is not `http://` or `https://`
     /// followed by a host and an optional port, with no path.
-    pub fn try_allowed_origins<I>(mut self, origins: I) -> Result<Self, InvalidConfig>
+    pub fn try_allowed_origins<I>(mut self, origins: I) -> Result<Self, InvalidPageOption>
     where
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let mut parsed = Vec::new();
-        for origin in origins {
-            let origin = origin.as_ref();
-            parsed.push(
-                guard::normalize_origin(origin)
-                    .ok_or_else(|| InvalidConfig::new("origin", origin))?,
-            );
-        }
-        self.config_mut().allowed_origins = parsed;
+        self.options_mut().same_origin =
+            guard::SameOrigin::new(origins).map_err(InvalidPageOption::Origin)?;
         Ok(self)
     }
 
     /// The longest request body read (default [`DEFAULT_BODY_LIMIT`]); a longer one is
     /// answered 413 before it is parsed.
     pub fn body_limit(mut self, bytes: usize) -> Self {
-        self.config_mut().body_limit = bytes;
+        self.options_mut().body_limit = bytes;
         self
     }
 
@@ -369,21 +398,21 @@ impl<St: ManageTokens> Manage<St> {
     /// under a token just created (`/api/user`, say; a path is made absolute with the
     /// page's origin).
     pub fn example_url(mut self, url: impl Into<String>) -> Self {
-        self.config_mut().example_url = Some(url.into());
+        self.options_mut().example_url = Some(url.into());
         self
     }
 
     /// Where the page sends a browser nobody is signed in on (a 303 redirect); without
     /// it, the page answers 401 with a short HTML page.
     pub fn sign_in_url(mut self, url: impl Into<String>) -> Self {
-        self.config_mut().sign_in_url = Some(url.into());
+        self.options_mut().sign_in_url = Some(url.into());
         self
     }
 
     /// Adds a link to the page's header (back to the application, say), in the order
     /// added.
     pub fn link(mut self, label: impl Into<String>, href: impl Into<String>) -> Self {
-        self.config_mut().links.push((label.into(), href.into()));
+        self.options_mut().links.push((label.into(), href.into()));
         self
     }
 
@@ -412,40 +441,33 @@ fn normalize_base(path: &str) -> Option<String> {
     clean.then(|| format!("/{rest}"))
 }
 
-/// A [`Manage`] option that was refused; the message names it.
+/// A [`TokenPage`] option that was refused: which option, and the value given, which the
+/// message names.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InvalidConfig {
-    what: &'static str,
-    value: String,
+#[non_exhaustive]
+pub enum InvalidPageOption {
+    /// The base path of [`TokenPage::try_new`] is not a clean absolute path.
+    BasePath(String),
+    /// An origin of [`TokenPage::try_allowed_origins`] is not `http(s)://host[:port]`.
+    Origin(String),
 }
 
-impl InvalidConfig {
-    fn new(what: &'static str, value: &str) -> Self {
-        Self {
-            what,
-            value: value.to_owned(),
-        }
-    }
-}
-
-impl fmt::Display for InvalidConfig {
+impl fmt::Display for InvalidPageOption {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.what {
-            "origin" => write!(
+        match self {
+            Self::BasePath(path) => write!(
                 f,
-                "invalid origin {:?}: expected http:// or https:// followed by a host and an optional port, nothing more",
-                self.value
+                "invalid base path {path:?}: expected an absolute path of ASCII letters, digits, '-', '.', '_', '~' and '/'"
             ),
-            what => write!(
+            Self::Origin(origin) => write!(
                 f,
-                "invalid {what} {:?}: expected an absolute path of ASCII letters, digits, '-', '.', '_', '~' and '/'",
-                self.value
+                "invalid origin {origin:?}: expected http:// or https:// followed by a host and an optional port, nothing more"
             ),
         }
     }
 }
 
-impl Error for InvalidConfig {}
+impl Error for InvalidPageOption {}
 
 #[cfg(test)]
 mod tests {
@@ -472,13 +494,41 @@ mod tests {
     }
 
     #[test]
-    fn bad_options_name_themselves() {
+    fn a_bad_base_path_is_named() {
         let tokens = Tokens::new(MemoryStore::<i64>::new(), ScopeRegistry::new());
-        let err = Manage::try_new(tokens.clone(), "tokens").unwrap_err();
-        assert!(err.to_string().contains("\"tokens\""), "{err}");
-        let err = Manage::new(tokens, "/t")
-            .try_allowed_origins(["https://ok.example", "https://x.example/path"])
-            .unwrap_err();
-        assert!(err.to_string().contains("https://x.example/path"), "{err}");
+        for bad in ["tokens", "/a/../b", "/a b"] {
+            let err = TokenPage::try_new(tokens.clone(), bad).unwrap_err();
+            assert_eq!(err, InvalidPageOption::BasePath(bad.to_owned()));
+            let message = err.to_string();
+            assert!(
+                message.starts_with(&format!(
+                    "invalid base path {bad:?}: expected an absolute path"
+                )),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_origin_is_named() {
+        let tokens = Tokens::new(MemoryStore::<i64>::new(), ScopeRegistry::new());
+        for bad in [
+            "https://x.example/path",
+            "ftp://x.example",
+            "null",
+            "https://",
+        ] {
+            let err = TokenPage::new(tokens.clone(), "/t")
+                .try_allowed_origins(["https://ok.example", bad])
+                .unwrap_err();
+            assert_eq!(err, InvalidPageOption::Origin(bad.to_owned()));
+            let message = err.to_string();
+            assert!(
+                message.starts_with(&format!(
+                    "invalid origin {bad:?}: expected http:// or https://"
+                )),
+                "{message}"
+            );
+        }
     }
 }

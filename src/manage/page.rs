@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use time::Duration;
 
-use super::Config;
+use super::PageOptions;
 use crate::{lifecycle::DEFAULT_LIFETIME, scope::ScopeRegistry};
 
 pub(crate) const STYLESHEET: &str = include_str!("assets/page.css");
@@ -95,37 +95,41 @@ fn head(out: &mut String, title: &str, prefix: &str, script: bool) {
     out.push_str("</head>\n");
 }
 
-fn links<U>(out: &mut String, config: &Config<U>) {
-    if config.links.is_empty() {
+fn links<U>(out: &mut String, options: &PageOptions<U>) {
+    if options.links.is_empty() {
         return;
     }
     out.push_str("<nav class=\"tp-nav\">");
-    for (label, href) in &config.links {
+    for (label, href) in &options.links {
         let _ = write!(out, "<a href=\"{}\">{}</a>", escape(href), escape(label));
     }
     out.push_str("</nav>\n");
 }
 
 /// The page for a signed-in user.
-pub(crate) fn render<U>(config: &Config<U>, registry: &ScopeRegistry, expiry: &Expiry) -> String {
-    let prefix = config.prefix();
+pub(crate) fn render<U>(
+    options: &PageOptions<U>,
+    registry: &ScopeRegistry,
+    expiry: &Expiry,
+) -> String {
+    let prefix = options.prefix();
     let mut out = String::with_capacity(8 * 1024);
-    head(&mut out, &config.title, prefix, true);
+    head(&mut out, &options.title, prefix, true);
     let _ = write!(
         out,
         "<body>\n<main class=\"tp\" id=\"tp\" data-api=\"{api}\" data-example-url=\"{example}\" \
 data-sign-in-url=\"{sign_in}\">\n",
         api = escape(prefix),
-        example = escape(config.example_url.as_deref().unwrap_or_default()),
-        sign_in = escape(config.sign_in_url.as_deref().unwrap_or_default()),
+        example = escape(options.example_url.as_deref().unwrap_or_default()),
+        sign_in = escape(options.sign_in_url.as_deref().unwrap_or_default()),
     );
-    links(&mut out, config);
+    links(&mut out, options);
     let _ = write!(
         out,
         "<header class=\"tp-header\">\n<h1>{title}</h1>\n<p class=\"tp-lead\">Personal access \
 tokens let scripts and tools call the API as you, limited to the scopes you choose. Treat them \
 like passwords.</p>\n</header>\n",
-        title = escape(&config.title),
+        title = escape(&options.title),
     );
     out.push_str(
         "<p class=\"tp-notice\" id=\"tp-notice\" role=\"status\" hidden></p>\n\
@@ -222,16 +226,16 @@ autocomplete=\"off\" placeholder=\"What is this token for?\"></label>",
 }
 
 /// What a browser nobody is signed in on gets when there is no sign-in URL to send it to.
-pub(crate) fn signed_out<U>(config: &Config<U>) -> String {
+pub(crate) fn signed_out<U>(options: &PageOptions<U>) -> String {
     let mut out = String::with_capacity(1024);
-    head(&mut out, &config.title, config.prefix(), false);
+    head(&mut out, &options.title, options.prefix(), false);
     out.push_str("<body>\n<main class=\"tp\">\n");
-    links(&mut out, config);
+    links(&mut out, options);
     let _ = write!(
         out,
         "<section class=\"tp-card\"><h1>{}</h1><p>Sign in to manage your tokens.</p></section>\n\
 </main>\n</body>\n</html>\n",
-        escape(&config.title)
+        escape(&options.title)
     );
     out
 }

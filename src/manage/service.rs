@@ -1,4 +1,4 @@
-//! [`Manage`] as a `tower::Service`: routing, the checks in order, and the answers.
+//! [`TokenPage`] as a `tower::Service`: routing, the checks in order, and the answers.
 
 use std::{
     convert::Infallible,
@@ -10,6 +10,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use http::{
     HeaderValue, Method, Request, Response, StatusCode,
     header::{self, HeaderName},
@@ -19,12 +20,13 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use serde::Serialize;
 use serde_json::json;
 use time::Duration;
+use tower_http::csrf::ProtectionError;
 use tower_service::Service;
 
 use super::{
-    BoxFuture, Manage,
+    TokenPage,
     guard::{self, Body},
-    json::{self, Problem, TokenView},
+    json::{self, Problem, Refusal, TokenView},
     page::{self, Expiry},
 };
 use crate::{
@@ -33,16 +35,16 @@ use crate::{
     store::{ManageTokens, StoreError},
 };
 
-/// The body of every answer of [`Manage`]: the whole body at once.
-pub type ManageBody = Full<Bytes>;
+/// The body of every answer of [`TokenPage`]: the whole body at once.
+pub type PageBody = Full<Bytes>;
 
-/// The future [`Manage`] answers with; it never fails.
+/// The future [`TokenPage`] answers with; it never fails.
 pub struct ResponseFuture {
-    inner: BoxFuture<Response<ManageBody>>,
+    inner: BoxFuture<'static, Response<PageBody>>,
 }
 
 impl Future for ResponseFuture {
-    type Output = Result<Response<ManageBody>, Infallible>;
+    type Output = Result<Response<PageBody>, Infallible>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.inner.as_mut().poll(cx).map(Ok)
@@ -55,14 +57,14 @@ impl fmt::Debug for ResponseFuture {
     }
 }
 
-impl<St, B> Service<Request<B>> for Manage<St>
+impl<St, B> Service<Request<B>> for TokenPage<St>
 where
     St: ManageTokens,
     B: http_body::Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn Error + Send + Sync>>,
 {
-    type Response = Response<ManageBody>;
+    type Response = Response<PageBody>;
     type Error = Infallible;
     type Future = ResponseFuture;
 
@@ -132,8 +134,36 @@ impl Route {
     }
 }
 
-impl<St: ManageTokens> Manage<St> {
-    async fn answer<B>(self, req: Request<B>) -> Response<ManageBody>
+/// What the page does behind tower-http's CSRF check, as the service the check wraps.
+struct Checked<St: ManageTokens> {
+    page: TokenPage<St>,
+    route: Route,
+}
+
+impl<St, B> Service<Request<B>> for Checked<St>
+where
+    St: ManageTokens,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn Error + Send + Sync>>,
+{
+    type Response = Response<PageBody>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<PageBody>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let page = self.page.clone();
+        let route = self.route.clone();
+        Box::pin(async move { Ok(page.checked(route, req).await) })
+    }
+}
+
+impl<St: ManageTokens> TokenPage<St> {
+    async fn answer<B>(self, req: Request<B>) -> Response<PageBody>
     where
         B: http_body::Body + Send + 'static,
         B::Data: Send,
@@ -141,12 +171,11 @@ impl<St: ManageTokens> Manage<St> {
     {
         let (parts, body) = req.into_parts();
         let Some(route) = Route::of(parts.uri.path()) else {
-            return refusal(StatusCode::NOT_FOUND, "not_found", "no such page");
+            return refuse(Refusal::NotFound);
         };
         if !route.allows(&parts.method) {
-            let mut res = refusal(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+            let mut res = refuse_with(
+                Refusal::MethodNotAllowed,
                 &format!("this path takes {}", route.allow()),
             );
             res.headers_mut()
@@ -154,27 +183,40 @@ impl<St: ManageTokens> Manage<St> {
             return res;
         }
         if guard::carries_token(&parts) {
-            return refusal(
-                StatusCode::FORBIDDEN,
-                "token_not_accepted",
-                "a personal access token cannot manage tokens: sign in instead",
-            );
+            return refuse(Refusal::TokenNotAccepted);
         }
-        let state_changing = !matches!(parts.method, Method::GET | Method::HEAD);
-        if route.is_api()
-            && !guard::same_origin(
-                &parts.headers,
-                &parts.uri,
-                &self.config.allowed_origins,
-                state_changing,
-            )
-        {
-            return refusal(
-                StatusCode::FORBIDDEN,
-                "cross_origin",
-                "the request does not come from this application's own pages",
-            );
+        let read = matches!(parts.method, Method::GET | Method::HEAD);
+        if read && route.is_api() && self.options.same_origin.cross_site_read(&parts.headers) {
+            return refuse(Refusal::CrossOrigin);
         }
+
+        // tower-http's CSRF check decides on everything else; the page shapes its refusal.
+        let same_origin = self.options.same_origin.clone();
+        let mut guarded = same_origin.guard(Checked { page: self, route });
+        let req = Request::from_parts(parts, body);
+        let Ok(()) =
+            std::future::poll_fn(|cx| Service::<Request<B>>::poll_ready(&mut guarded, cx)).await;
+        let Ok(res) = guarded.call(req).await;
+        match res.extensions().get::<ProtectionError>().cloned() {
+            Some(refused) => {
+                tracing::debug!(reason = %refused, "token page: a cross-origin request was refused");
+                let mut res = refuse(Refusal::CrossOrigin);
+                res.extensions_mut().insert(refused);
+                res
+            }
+            None => res,
+        }
+    }
+
+    /// The rest of the way, for a request tower-http's check let through: the assets,
+    /// the media type, the user, and the answer.
+    async fn checked<B>(self, route: Route, req: Request<B>) -> Response<PageBody>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn Error + Send + Sync>>,
+    {
+        let (parts, body) = req.into_parts();
         match route {
             Route::Stylesheet => return asset(page::STYLESHEET, "text/css; charset=utf-8"),
             Route::Script => return asset(page::SCRIPT, "text/javascript; charset=utf-8"),
@@ -187,21 +229,13 @@ impl<St: ManageTokens> Manage<St> {
             _ => false,
         };
         if refused_media {
-            return refusal(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send the request as application/json",
-            );
+            return refuse(Refusal::UnsupportedMediaType);
         }
 
-        let Some(user) = (self.config.user)(&parts).await else {
+        let Some(user) = (self.options.user)(&parts).await else {
             return match route {
                 Route::Page => self.signed_out(),
-                _ => refusal(
-                    StatusCode::UNAUTHORIZED,
-                    "not_signed_in",
-                    "sign in to manage your tokens",
-                ),
+                _ => refuse(Refusal::NotSignedIn),
             };
         };
 
@@ -212,9 +246,7 @@ impl<St: ManageTokens> Manage<St> {
             (Route::Tokens, Method::DELETE) => self.revoke_all(&user).await,
             (Route::Tokens, _) => self.list(&user).await,
             (Route::Token(id), _) => self.revoke(&user, &id).await,
-            (Route::Stylesheet | Route::Script, _) => {
-                refusal(StatusCode::NOT_FOUND, "not_found", "no such page")
-            }
+            (Route::Stylesheet | Route::Script, _) => refuse(Refusal::NotFound),
         }
     }
 
@@ -225,14 +257,14 @@ impl<St: ManageTokens> Manage<St> {
         )
     }
 
-    fn page(&self) -> Response<ManageBody> {
-        let html = page::render(&self.config, self.tokens.registry(), &self.expiry());
+    fn page(&self) -> Response<PageBody> {
+        let html = page::render(&self.options, self.tokens.registry(), &self.expiry());
         html_response(StatusCode::OK, html)
     }
 
-    fn signed_out(&self) -> Response<ManageBody> {
+    fn signed_out(&self) -> Response<PageBody> {
         match self
-            .config
+            .options
             .sign_in_url
             .as_deref()
             .and_then(|url| HeaderValue::from_str(url).ok())
@@ -242,11 +274,11 @@ impl<St: ManageTokens> Manage<St> {
                 res.headers_mut().insert(header::LOCATION, location);
                 res
             }
-            None => html_response(StatusCode::UNAUTHORIZED, page::signed_out(&self.config)),
+            None => html_response(StatusCode::UNAUTHORIZED, page::signed_out(&self.options)),
         }
     }
 
-    async fn list(&self, user: &St::UserId) -> Response<ManageBody> {
+    async fn list(&self, user: &St::UserId) -> Response<PageBody> {
         match self.tokens.list(user).await {
             Ok(records) => {
                 let now = self.tokens.shared_clock().now();
@@ -258,17 +290,16 @@ impl<St: ManageTokens> Manage<St> {
         }
     }
 
-    async fn create<B>(&self, user: St::UserId, parts: &Parts, body: B) -> Response<ManageBody>
+    async fn create<B>(&self, user: St::UserId, parts: &Parts, body: B) -> Response<PageBody>
     where
         B: http_body::Body + Send + 'static,
         B::Data: Send,
         B::Error: Into<Box<dyn Error + Send + Sync>>,
     {
-        let limit = self.config.body_limit;
+        let limit = self.options.body_limit;
         let too_large = || {
-            refusal(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+            refuse_with(
+                Refusal::PayloadTooLarge,
                 &format!("the body may be at most {limit} bytes"),
             )
         };
@@ -284,19 +315,14 @@ impl<St: ManageTokens> Manage<St> {
             Ok(collected) => collected.to_bytes(),
             Err(e) if e.is::<LengthLimitError>() => return too_large(),
             Err(_) => {
-                return refusal(
-                    StatusCode::BAD_REQUEST,
-                    "malformed_body",
-                    "the request body could not be read",
-                );
+                return refuse(Refusal::MalformedBody);
             }
         };
         let value: serde_json::Value = match serde_json::from_slice(&bytes) {
             Ok(v) => v,
             Err(e) => {
-                return refusal(
-                    StatusCode::BAD_REQUEST,
-                    "malformed_json",
+                return refuse_with(
+                    Refusal::MalformedJson,
                     &format!("the body is not JSON: {e}"),
                 );
             }
@@ -329,19 +355,19 @@ impl<St: ManageTokens> Manage<St> {
         }
     }
 
-    async fn revoke(&self, user: &St::UserId, id: &str) -> Response<ManageBody> {
+    async fn revoke(&self, user: &St::UserId, id: &str) -> Response<PageBody> {
         // Malformed, unknown and another user's: one answer, so ids cannot be probed.
         let Ok(id) = id.parse::<TokenId>() else {
-            return no_such_token();
+            return refuse(Refusal::TokenNotFound);
         };
         match self.tokens.revoke(user, id).await {
             Ok(_) => respond(StatusCode::NO_CONTENT, "application/json", Bytes::new()),
-            Err(TokenError::NotFound(_)) => no_such_token(),
+            Err(TokenError::NotFound(_)) => refuse(Refusal::TokenNotFound),
             Err(e) => failure(&e),
         }
     }
 
-    async fn revoke_all(&self, user: &St::UserId) -> Response<ManageBody> {
+    async fn revoke_all(&self, user: &St::UserId) -> Response<PageBody> {
         match self.tokens.revoke_all(user).await {
             Ok(count) => ok_json(StatusCode::OK, &json!({ "revoked": count })),
             Err(e) => failure(&e),
@@ -349,20 +375,12 @@ impl<St: ManageTokens> Manage<St> {
     }
 }
 
-fn no_such_token() -> Response<ManageBody> {
-    refusal(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "you have no token with this id",
-    )
-}
-
 /// An answer with the headers every answer carries.
 fn respond(
     status: StatusCode,
     content_type: &'static str,
     body: impl Into<Bytes>,
-) -> Response<ManageBody> {
+) -> Response<PageBody> {
     let mut res = Response::new(Full::new(body.into()));
     *res.status_mut() = status;
     let h = res.headers_mut();
@@ -379,7 +397,7 @@ fn respond(
     res
 }
 
-fn html_response(status: StatusCode, html: String) -> Response<ManageBody> {
+fn html_response(status: StatusCode, html: String) -> Response<PageBody> {
     let mut res = respond(status, "text/html; charset=utf-8", html);
     let h = res.headers_mut();
     h.insert(
@@ -394,62 +412,62 @@ fn html_response(status: StatusCode, html: String) -> Response<ManageBody> {
     res
 }
 
-fn asset(text: &'static str, content_type: &'static str) -> Response<ManageBody> {
+fn asset(text: &'static str, content_type: &'static str) -> Response<PageBody> {
     respond(StatusCode::OK, content_type, text)
 }
 
-fn ok_json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<ManageBody> {
+fn ok_json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<PageBody> {
     match serde_json::to_vec(value) {
         Ok(body) => respond(status, "application/json", body),
         Err(e) => {
             tracing::error!(error = %e, "token page: an answer could not be written as JSON");
-            refusal(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            )
+            refuse(Refusal::Internal)
         }
     }
 }
 
-/// `{"error": code, "message": message}`.
-fn refusal(status: StatusCode, code: &str, message: &str) -> Response<ManageBody> {
-    let body = json!({ "error": code, "message": message }).to_string();
-    respond(status, "application/json", body)
+/// A refusal with its row's message.
+fn refuse(refusal: Refusal) -> Response<PageBody> {
+    respond(
+        refusal.status(),
+        "application/json",
+        refusal.body(None, None),
+    )
 }
 
-fn invalid(problems: &[Problem]) -> Response<ManageBody> {
-    let body = json!({
-        "error": "invalid_input",
-        "message": "the token was not created: see problems",
-        "problems": problems,
-    })
-    .to_string();
-    respond(StatusCode::UNPROCESSABLE_ENTITY, "application/json", body)
+/// A refusal with a more precise message than its row's.
+fn refuse_with(refusal: Refusal, message: &str) -> Response<PageBody> {
+    respond(
+        refusal.status(),
+        "application/json",
+        refusal.body(Some(message), None),
+    )
+}
+
+/// 422, naming every problem.
+fn invalid(problems: &[Problem]) -> Response<PageBody> {
+    let refusal = Refusal::InvalidInput;
+    respond(
+        refusal.status(),
+        "application/json",
+        refusal.body(None, Some(problems)),
+    )
 }
 
 /// The store or the system failed: logged, and answered without detail.
-fn failure(e: &TokenError) -> Response<ManageBody> {
+fn failure(e: &TokenError) -> Response<PageBody> {
     match e {
         TokenError::Store(e) => store_failure(e),
         e => {
             tracing::error!(error = %e, "token page: a token could not be created");
-            refusal(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            )
+            refuse(Refusal::Internal)
         }
     }
 }
 
-fn store_failure(e: &StoreError) -> Response<ManageBody> {
+fn store_failure(e: &StoreError) -> Response<PageBody> {
     tracing::warn!(error = %e, "token page: the token store failed");
-    refusal(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "store_unavailable",
-        "the token store is unavailable; try again",
-    )
+    refuse(Refusal::StoreUnavailable)
 }
 
 #[cfg(test)]

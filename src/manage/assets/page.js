@@ -71,8 +71,9 @@
     return b;
   }
 
-  // One call to the API. Resolves to {status, data}; status 0 when the server could not
-  // be reached.
+  // One call to the API. Resolves to {status, data, refusal}: status 0 when the server
+  // could not be reached; refusal the API's {error, code, message} when it refused, else
+  // null. A refusal's code says why; its message is for the person at the page.
   function request(method, path, body) {
     var init = {
       method: method,
@@ -86,30 +87,47 @@
     }
     return fetch(api + path, init).then(
       function (res) {
-        if (res.status === 401) {
-          signedOut();
-        }
         if (res.status === 204) {
-          return { status: res.status, data: null };
+          return answer(res.status, null);
         }
         return res.json().then(
           function (data) {
-            return { status: res.status, data: data };
+            return answer(res.status, data);
           },
           function () {
-            return { status: res.status, data: null };
+            return answer(res.status, null);
           }
         );
       },
       function () {
-        return { status: 0, data: null };
+        return answer(0, null);
       }
     );
   }
 
+  function answer(status, data) {
+    var refused =
+      status >= 400 &&
+      data !== null &&
+      typeof data === 'object' &&
+      typeof data.error === 'string' &&
+      typeof data.code === 'string'
+        ? data
+        : null;
+    var r = { status: status, data: data, refusal: refused };
+    if (isSignedOut(r)) {
+      signedOut();
+    }
+    return r;
+  }
+
+  function isSignedOut(r) {
+    return r.refusal !== null && r.refusal.code === 'not_signed_in';
+  }
+
   function message(r) {
-    if (r.data && typeof r.data.message === 'string') {
-      return r.data.message;
+    if (r.refusal && typeof r.refusal.message === 'string') {
+      return r.refusal.message;
     }
     if (r.status === 0) {
       return 'the server could not be reached';
@@ -230,7 +248,7 @@
       request('DELETE', '/tokens/' + encodeURIComponent(token.id)).then(function (r) {
         if (r.status === 204) {
           notice('Revoked \u201c' + token.name + '\u201d. It no longer works.');
-        } else if (r.status !== 401) {
+        } else if (!isSignedOut(r)) {
           notice('The token could not be revoked: ' + message(r), true);
         }
         return load();
@@ -264,7 +282,7 @@
     return request('GET', '/tokens').then(function (r) {
       if (r.status === 200 && Array.isArray(r.data)) {
         render(r.data);
-      } else if (r.status !== 401) {
+      } else if (!isSignedOut(r)) {
         ui.loading.hidden = false;
         ui.loading.textContent = 'Your tokens could not be loaded: ' + message(r);
       }
@@ -363,13 +381,13 @@
         reveal(r.data);
         return load();
       }
-      if (r.status === 422 && r.data && Array.isArray(r.data.problems)) {
+      if (r.refusal && r.refusal.code === 'invalid_input' && Array.isArray(r.refusal.problems)) {
         showErrors(
-          r.data.problems.map(function (p) {
+          r.refusal.problems.map(function (p) {
             return p.message;
           })
         );
-      } else if (r.status !== 401) {
+      } else if (!isSignedOut(r)) {
         showErrors(['The token was not created: ' + message(r)]);
       }
       return undefined;
@@ -408,7 +426,7 @@
       if (r.status === 200 && r.data) {
         var n = r.data.revoked;
         notice(n === 1 ? 'Revoked 1 token.' : 'Revoked ' + n + ' tokens.');
-      } else if (r.status !== 401) {
+      } else if (!isSignedOut(r)) {
         notice('The tokens could not be revoked: ' + message(r), true);
       }
       return load();
