@@ -27,7 +27,7 @@ use tower_pat::{
     AccessToken, CreateToken, ManageTokens, MemoryStore, TokenStore, Tokens, async_trait,
     clock::ManualClock,
     record::{TokenId, TokenRecord},
-    store::{CachedStore, CachedStoreBuilder, Found, Revoked, StoreError},
+    store::{CachedStore, CachedStoreBuilder, Revoked, StoreError},
     token::TokenHash,
 };
 
@@ -420,7 +420,7 @@ impl ReadThenWait {
 impl TokenStore for ReadThenWait {
     type UserId = i64;
 
-    async fn find(&self, hash: &TokenHash) -> Result<Found<i64>, StoreError> {
+    async fn find(&self, hash: &TokenHash) -> Result<Option<Arc<TokenRecord<i64>>>, StoreError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let found = self.inner.find(hash).await;
         tokio::time::sleep(self.wait).await;

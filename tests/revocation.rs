@@ -28,7 +28,10 @@ use http::StatusCode;
 use sqlx::{AssertSqlSafe, postgres::PgListener};
 use tower_pat::{
     ManageTokens, PostgresStore, Tokens,
-    store::{CachedStore, postgres::LISTENER_APPLICATION_NAME},
+    store::{
+        CachedStore,
+        postgres::{LISTENER_APPLICATION_NAME, RevocationListener},
+    },
 };
 
 /// Long enough that only a notification (or a cleared cache) can explain a refusal.
@@ -158,27 +161,17 @@ async fn a_revocation_on_one_instance_is_seen_by_the_other() {
     .await;
 }
 
-/// The pid of the listening backend on `channel` (B is the only instance listening).
-async fn listener_pid(pool: &sqlx::PgPool, channel: &str) -> i32 {
-    let started = Instant::now();
-    loop {
-        let pid: Option<i32> = sqlx::query_scalar(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND query LIKE '%' || $2 || '%'",
-        )
-        .bind(LISTENER_APPLICATION_NAME)
-        .bind(channel)
-        .fetch_optional(pool)
-        .await
-        .unwrap();
-        if let Some(pid) = pid {
-            return pid;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "no listener on {channel}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// The listening backend's pid, checked against the server's list of listeners.
+async fn listener_pid(pool: &sqlx::PgPool, listening: &RevocationListener) -> i32 {
+    let pid = listening.backend_pid().expect("listening");
+    let name: String =
+        sqlx::query_scalar("SELECT application_name FROM pg_stat_activity WHERE pid = $1")
+            .bind(pid)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(name, LISTENER_APPLICATION_NAME);
+    pid
 }
 
 // On the test's own thread, so the log capture sees the listener's warning.
@@ -231,7 +224,7 @@ async fn losing_the_listening_connection_clears_the_cache() {
         );
 
         // Kill B's listening backend.
-        let pid = listener_pid(a.postgres.pool(), b.postgres.channel()).await;
+        let pid = listener_pid(a.postgres.pool(), &listening).await;
         let killed = Instant::now();
         let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
             .bind(pid)
