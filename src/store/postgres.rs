@@ -426,15 +426,15 @@ const SCHEMES: [&str; 2] = ["postgres", "postgresql"];
 /// `url` as connection options, or an error that says what is wrong with it (never
 /// showing the URL itself: it may hold a password).
 fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
-    let scheme = url.split_once(':').map(|(scheme, _)| scheme);
-    match scheme {
-        Some(scheme) if SCHEMES.iter().any(|s| scheme.eq_ignore_ascii_case(s)) => {}
-        Some(scheme) if is_scheme(scheme) => {
+    match url.split_once(':') {
+        Some((scheme, _)) if SCHEMES.iter().any(|s| scheme.eq_ignore_ascii_case(s)) => {}
+        Some((scheme, rest)) if is_scheme(scheme) => {
+            let slashes = if rest.starts_with("//") { "//" } else { "" };
             return Err(StoreError::with_kind(
                 StoreErrorKind::Backend,
                 format!(
-                    "unsupported URL scheme `{scheme}://`: PostgresStore accepts `postgres://` \
-                     and `postgresql://` URLs"
+                    "unsupported URL scheme `{scheme}:{slashes}`: PostgresStore accepts \
+                     `postgres://` and `postgresql://` URLs"
                 ),
             ));
         }
