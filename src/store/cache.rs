@@ -41,16 +41,41 @@
 //! `revoke`, `revoke_all`, `delete` and `prune` through the cache (and so through
 //! [`Tokens`](crate::Tokens), rotation included) evict what they change at once, by token
 //! id and by user. A revocation made elsewhere (another instance, an admin tool) reaches
-//! this cache only through an [`Evictor`]: [`PostgresStore::listen`] wires one to
-//! PostgreSQL's notifications; an application with a bus of its own (Redis, NATS) calls
-//! it itself. **Where no notification reaches the cache, a revoked token keeps working
+//! this cache only through an [`Evictor`], driven by a bus: [`PostgresStore::listen`]
+//! wires one to PostgreSQL's notifications; an application with a bus of its own (Redis,
+//! NATS) drives it itself. **Where no bus reaches the cache, a revoked token keeps working
 //! for up to the TTL.**
 //!
 //! A lookup that began before an eviction never puts its (possibly stale) answer into the
 //! cache after it: every eviction moves an epoch, and a load stores its answer only if
 //! the epoch has not moved since it began.
 //!
+//! # Pausing: what a bus must do
+//!
+//! A bus can only vouch for the cache while it is connected. [`Evictor::pause`] clears the
+//! cache and returns a [`PauseGuard`]; while any guard lives the cache keeps nothing, so
+//! every request asks the store (slower, never stale), and a lookup that began before or
+//! during the pause never stores its answer. Pauses are counted, so two buses pause
+//! independently. A bus implementation:
+//!
+//! - evicts what it hears ([`Evictor::evict_token`], [`Evictor::evict_user`], or
+//!   [`Evictor::evict_all`] for a message it cannot read);
+//! - pauses whenever it cannot prove it is connected: from its start until it is
+//!   subscribed, when its connection drops, and when it has been silent for longer than a
+//!   revoked token may keep working (a partition drops nothing, it just goes quiet: only
+//!   a heartbeat that must come back notices it);
+//! - drops the guard once it is subscribed again and has evicted or cleared what it may
+//!   have missed (the pause cleared everything and kept nothing since, so dropping it
+//!   after resubscribing is enough);
+//! - holds a [`WeakEvictor`] and waits on [`WeakEvictor::closed`] beside the bus, so it
+//!   ends when the application drops the cache.
+//!
+//! [`PostgresStore::listen`] does all of this, with a heartbeat every quarter of its
+//! staleness bound (2 s by default, [`ListenOptions`]): a token revoked on another
+//! instance is refused here within the bound, partition or not.
+//!
 //! [`PostgresStore::listen`]: crate::PostgresStore::listen
+//! [`ListenOptions`]: crate::store::postgres::ListenOptions
 
 use std::{
     collections::HashMap,
