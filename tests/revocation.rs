@@ -6,8 +6,9 @@
 //! written here that stops forwarding without closing: B refuses a token A revoked
 //! meanwhile within the staleness bound, asks the store for everything while cut off, and
 //! uses its cache again once the proxy forwards. Someone floods the channel with junk: the
-//! cache is cleared at most once a second and one warning is logged. Also: what the
-//! notifications carry.
+//! cache is cleared at most once a second and one warning is logged. A stopped listener
+//! leaves the cache in use and closes its connection; one dropped with its runtime leaves
+//! the cache paused. Also: what the notifications carry.
 //!
 //! Skipped, saying so, without `TOWER_PAT_POSTGRES_URL`.
 
@@ -272,6 +273,18 @@ async fn losing_the_listening_connection_clears_the_cache() {
             logs.text().contains("lost its connection"),
             "{}",
             logs.text()
+        );
+        // B listens again (the cache was paused from the loss until a heartbeat came back
+        // over the new connection), and the token B kept serving is cached again.
+        let evictor = b.store.evictor();
+        let lost = Instant::now();
+        while evictor.is_paused() {
+            assert!(lost.elapsed() < Duration::from_secs(10), "still paused");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            b.http.status(kept[9].token.expose_secret()).await,
+            StatusCode::OK
         );
         // The others were asked for again (the cache was cleared), and still work.
         let before = b.store_calls();
@@ -678,6 +691,67 @@ async fn a_flood_of_junk_notifications_clears_the_cache_at_most_once_a_second_an
         // Well-formed ids are still evicted one by one.
         b.tokens.revoke(&1, created.record.id).await.unwrap();
         until_refused(&b.http, token, Duration::from_secs(5)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stopped_listener_leaves_the_cache_in_use_and_ends_its_connection() {
+    with_postgres(|url, table| async move {
+        let b = instance(&url, &table).await;
+        let listening = b.postgres.listen(b.store.evictor()).await.unwrap();
+        let pid = listener_pid(b.postgres.pool(), &listening).await;
+        listening.stop();
+        let stopped = Instant::now();
+        loop {
+            let alive: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)")
+                    .bind(pid)
+                    .fetch_one(b.postgres.pool())
+                    .await
+                    .unwrap();
+            if !alive {
+                break;
+            }
+            assert!(
+                stopped.elapsed() < Duration::from_secs(10),
+                "the listening connection is still open"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!b.store.evictor().is_paused());
+        let created = b.tokens.create(1, "t", ["orders:read"]).await.unwrap();
+        let token = created.token.expose_secret();
+        assert_eq!(next(&b, token).await, (StatusCode::OK, 1));
+        assert_eq!(next(&b, token).await, (StatusCode::OK, 0));
+    })
+    .await;
+}
+
+/// A listener whose runtime shuts down while the cache lives on leaves the cache paused:
+/// nothing vouches for it any more.
+#[tokio::test]
+async fn a_listener_dropped_with_its_runtime_leaves_the_cache_paused() {
+    with_postgres(|url, table| async move {
+        let cache = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let cache = runtime.block_on(async {
+                let postgres = PostgresStore::<i64>::new(pg_pool(&url).await).with_table(&table);
+                postgres.migrate().await.unwrap();
+                let cache = CachedStore::new(postgres.clone());
+                postgres.listen(cache.evictor()).await.unwrap();
+                assert!(!cache.evictor().is_paused());
+                cache
+            });
+            drop(runtime);
+            cache
+        })
+        .join()
+        .unwrap();
+        assert!(cache.evictor().is_paused());
     })
     .await;
 }

@@ -28,13 +28,14 @@ use std::{
     pin::{Pin, pin},
     str::FromStr,
     sync::{
-        Arc,
-        atomic::{AtomicI32, AtomicU64, Ordering},
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering},
     },
-    task::Poll,
+    task::{Context, Poll, Waker},
     time::Duration,
 };
 
+use futures_util::FutureExt;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgNotification, PgPoolOptions};
 use time::OffsetDateTime;
 use tokio::time::{Instant, sleep, sleep_until, timeout, timeout_at};
@@ -183,7 +184,7 @@ impl<U: PostgresUserId> PostgresStore<U> {
             channel: self.channel().to_owned(),
             options,
             cache: evictor.downgrade(),
-            stats: Arc::default(),
+            shared: Arc::default(),
             junk: Junk::default(),
         };
         drop(evictor);
@@ -206,53 +207,90 @@ impl<U: PostgresUserId> PostgresStore<U> {
                 ));
             }
         };
-        let stats = Arc::clone(&relay.stats);
-        let task = tokio::spawn(relay.run(first));
-        Ok(RevocationListener {
-            abort: task.abort_handle(),
-            stats,
-        })
+        let shared = Arc::clone(&relay.shared);
+        // Made here, not in the task: a task dropped before it first ran drops it too.
+        let sentinel = FailClosed {
+            cache: relay.cache.clone(),
+            armed: true,
+        };
+        tokio::spawn(relay.run(first, sentinel));
+        Ok(RevocationListener { shared })
     }
 }
 
 /// The listening that [`PostgresStore::listen`] started. Dropping this handle does not
 /// stop it: it runs as long as the cache does.
+///
+/// If it ends any other way than the cache being dropped or [`stop`](Self::stop) (it
+/// panicked, or the Tokio runtime running it shut down while the cache lives on), it
+/// leaves the cache paused for good: nothing vouches for it any more.
 #[derive(Debug)]
 pub struct RevocationListener {
-    abort: tokio::task::AbortHandle,
-    stats: Arc<Stats>,
+    shared: Arc<Shared>,
 }
 
+/// What the handle and the task share.
 #[derive(Debug, Default)]
-struct Stats {
+struct Shared {
     losses: AtomicU64,
     malformed: AtomicU64,
     /// The server process of the connection listening now; 0 while there is none.
     backend_pid: AtomicI32,
+    stopped: AtomicBool,
+    /// The task's waker, woken by [`RevocationListener::stop`].
+    stop_waker: Mutex<Option<Waker>>,
+}
+
+impl Shared {
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        let waker = self
+            .stop_waker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    fn poll_stopped(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        *self
+            .stop_waker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
+        if self.stopped.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
 }
 
 impl RevocationListener {
     /// Stops listening (the cache then sees only the revocations made through it, and
     /// its TTL bounds the rest). A pause the listener holds ends with it.
     pub fn stop(&self) {
-        self.abort.abort();
+        self.shared.stop();
     }
 
     /// How many times the connection was lost or went silent past the staleness bound
     /// (each time the cache was paused until the listener heard a heartbeat again).
     pub fn losses(&self) -> u64 {
-        self.stats.losses.load(Ordering::Acquire)
+        self.shared.losses.load(Ordering::Acquire)
     }
 
     /// How many notifications on the channel were not lists of token ids.
     pub fn malformed(&self) -> u64 {
-        self.stats.malformed.load(Ordering::Acquire)
+        self.shared.malformed.load(Ordering::Acquire)
     }
 
     /// The server process (`pg_stat_activity.pid`) of the connection listening now, if
     /// one is: to tell it from the others of [`LISTENER_APPLICATION_NAME`].
     pub fn backend_pid(&self) -> Option<i32> {
-        Some(self.stats.backend_pid.load(Ordering::Acquire)).filter(|pid| *pid != 0)
+        Some(self.shared.backend_pid.load(Ordering::Acquire)).filter(|pid| *pid != 0)
     }
 }
 
@@ -262,7 +300,7 @@ struct Relay<U> {
     channel: String,
     options: ListenOptions,
     cache: WeakEvictor<U>,
-    stats: Arc<Stats>,
+    shared: Arc<Shared>,
     junk: Junk,
 }
 
@@ -283,15 +321,15 @@ struct Subscription {
 
 /// Why the listening stopped.
 enum Ended {
-    /// The cache is gone.
-    Closed,
+    /// The cache is gone, or the listener was stopped.
+    Done,
     /// The connection failed or stayed silent.
     Lost(String),
 }
 
 /// What one wait brought.
 enum Event {
-    Closed,
+    Done,
     Message(Result<Option<PgNotification>, sqlx::Error>),
     Timer,
 }
@@ -303,16 +341,29 @@ enum Payload {
 }
 
 impl<U: UserId> Relay<U> {
-    async fn run(mut self, mut subscription: Subscription) {
-        let _fail_closed = FailClosed(self.cache.clone());
-        let mut closed = self.cache.closed();
+    /// Listens until the cache is gone or the listener is stopped; pauses the cache for
+    /// good if it ends otherwise.
+    async fn run(self, subscription: Subscription, mut sentinel: FailClosed<U>) {
+        let listening = AssertUnwindSafe(self.listen(subscription)).catch_unwind();
+        if listening.await.is_ok() {
+            sentinel.armed = false;
+        } else {
+            tracing::error!("the revocation listener panicked");
+        }
+    }
+
+    async fn listen(mut self, mut subscription: Subscription) {
+        let mut ends = Ends {
+            closed: self.cache.closed(),
+            shared: Arc::clone(&self.shared),
+        };
         loop {
-            let why = match self.relay(&mut subscription, &mut closed).await {
-                Ended::Closed => return,
+            let why = match self.relay(&mut subscription, &mut ends).await {
+                Ended::Done => return,
                 Ended::Lost(why) => why,
             };
-            self.stats.losses.fetch_add(1, Ordering::AcqRel);
-            self.stats.backend_pid.store(0, Ordering::Release);
+            self.shared.losses.fetch_add(1, Ordering::AcqRel);
+            self.shared.backend_pid.store(0, Ordering::Release);
             let Some(evictor) = self.cache.upgrade() else {
                 return;
             };
@@ -328,7 +379,7 @@ impl<U: UserId> Relay<U> {
             // Dropping it sends `UNLISTEN` on the old connection in the background; that
             // connection's pool is its own, so nothing waits for it.
             drop(subscription);
-            let Some(fresh) = self.reconnect(&mut closed, previous).await else {
+            let Some(fresh) = self.reconnect(&mut ends, previous).await else {
                 return;
             };
             subscription = fresh;
@@ -340,9 +391,9 @@ impl<U: UserId> Relay<U> {
         }
     }
 
-    /// Hands notifications to the cache and sends heartbeats until the cache is gone or
-    /// the connection is lost.
-    async fn relay(&mut self, subscription: &mut Subscription, closed: &mut Closed<U>) -> Ended {
+    /// Hands notifications to the cache and sends heartbeats until the cache is gone, the
+    /// listener is stopped, or the connection is lost.
+    async fn relay(&mut self, subscription: &mut Subscription, ends: &mut Ends<U>) -> Ended {
         let bound = self.options.bound;
         let interval = self.options.heartbeat_interval();
         let mut outstanding: Option<(String, Instant)> = None;
@@ -353,7 +404,7 @@ impl<U: UserId> Relay<U> {
                 return Ended::Lost(format!("no heartbeat came back within {bound:?}"));
             }
             if self.junk.clear_due(now) && !self.clear() {
-                return Ended::Closed;
+                return Ended::Done;
             }
             let next_beat = subscription.proven + interval;
             if outstanding.is_none() && now >= next_beat {
@@ -383,9 +434,9 @@ impl<U: UserId> Relay<U> {
             if let Some(at) = self.junk.clear_at {
                 wake = wake.min(at);
             }
-            let event = next_event(&mut subscription.listener, closed, wake).await;
+            let event = next_event(&mut subscription.listener, ends, wake).await;
             let note = match event {
-                Event::Closed => return Ended::Closed,
+                Event::Done => return Ended::Done,
                 Event::Timer => continue,
                 Event::Message(Ok(Some(note))) => note,
                 Event::Message(Ok(None)) => return Ended::Lost("the connection closed".into()),
@@ -401,7 +452,7 @@ impl<U: UserId> Relay<U> {
                 continue;
             }
             if !self.deliver(&note) {
-                return Ended::Closed;
+                return Ended::Done;
             }
         }
     }
@@ -422,7 +473,7 @@ impl<U: UserId> Relay<U> {
                 }
             }
             Payload::Junk { len } => {
-                self.stats.malformed.fetch_add(1, Ordering::AcqRel);
+                self.shared.malformed.fetch_add(1, Ordering::AcqRel);
                 let now = Instant::now();
                 if self.junk.clear_now(now) {
                     evictor.evict_all();
@@ -456,10 +507,10 @@ impl<U: UserId> Relay<U> {
     }
 
     /// Listens again, waiting longer after each failure (up to [`MAX_BACKOFF`]); `None`
-    /// once the cache is gone.
+    /// once the cache is gone or the listener is stopped.
     async fn reconnect(
         &mut self,
-        closed: &mut Closed<U>,
+        ends: &mut Ends<U>,
         previous: Option<(i32, OffsetDateTime)>,
     ) -> Option<Subscription> {
         let mut wait = Duration::from_millis(50);
@@ -467,7 +518,7 @@ impl<U: UserId> Relay<U> {
         let mut warned_at: Option<Instant> = None;
         loop {
             let attempt = timeout(DEFAULT_CONNECT_TIMEOUT, self.subscribe(previous));
-            let error = match or_closed(closed, attempt).await? {
+            let error = match until_end(ends, attempt).await? {
                 Ok(Ok(subscription)) => return Some(subscription),
                 Ok(Err(error)) => error.to_string(),
                 Err(_) => format!("no answer within {DEFAULT_CONNECT_TIMEOUT:?}"),
@@ -484,7 +535,7 @@ impl<U: UserId> Relay<U> {
                      paused (logged at most once a minute)"
                 );
             }
-            or_closed(closed, sleep(wait)).await?;
+            until_end(ends, sleep(wait)).await?;
             wait = (wait * 2).min(MAX_BACKOFF);
         }
     }
@@ -558,7 +609,7 @@ impl<U: UserId> Relay<U> {
                 if note.payload() == payload {
                     subscription.proven = sent;
                     let pid = subscription.backend.map_or(0, |(pid, _)| pid);
-                    self.stats.backend_pid.store(pid, Ordering::Release);
+                    self.shared.backend_pid.store(pid, Ordering::Release);
                     return Ok(subscription);
                 }
             } else {
@@ -591,14 +642,29 @@ async fn send_heartbeat(
     Ok(())
 }
 
-/// Waits for a notification, the cache to go, or `wake`, whichever comes first. Dropping
+/// What ends the listening: the cache going, or [`RevocationListener::stop`].
+struct Ends<U> {
+    closed: Closed<U>,
+    shared: Arc<Shared>,
+}
+
+impl<U> Ends<U> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if Pin::new(&mut self.closed).poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        self.shared.poll_stopped(cx)
+    }
+}
+
+/// Waits for a notification, the end, or `wake`, whichever comes first. Dropping
 /// `try_recv` when another comes first is safe: see the module documentation.
-async fn next_event<U>(listener: &mut PgListener, closed: &mut Closed<U>, wake: Instant) -> Event {
+async fn next_event<U>(listener: &mut PgListener, ends: &mut Ends<U>, wake: Instant) -> Event {
     let mut recv = pin!(listener.try_recv());
     let mut timer = pin!(sleep_until(wake));
     poll_fn(|cx| {
-        if Pin::new(&mut *closed).poll(cx).is_ready() {
-            return Poll::Ready(Event::Closed);
+        if ends.poll(cx).is_ready() {
+            return Poll::Ready(Event::Done);
         }
         if let Poll::Ready(message) = recv.as_mut().poll(cx) {
             return Poll::Ready(Event::Message(message));
@@ -611,11 +677,11 @@ async fn next_event<U>(listener: &mut PgListener, closed: &mut Closed<U>, wake: 
     .await
 }
 
-/// `fut`'s output, or `None` if the cache goes first.
-async fn or_closed<U, F: Future>(closed: &mut Closed<U>, fut: F) -> Option<F::Output> {
+/// `fut`'s output, or `None` if the listening ends first.
+async fn until_end<U, F: Future>(ends: &mut Ends<U>, fut: F) -> Option<F::Output> {
     let mut fut = pin!(fut);
     poll_fn(|cx| {
-        if Pin::new(&mut *closed).poll(cx).is_ready() {
+        if ends.poll(cx).is_ready() {
             return Poll::Ready(None);
         }
         fut.as_mut().poll(cx).map(Some)
@@ -694,19 +760,25 @@ impl Junk {
     }
 }
 
-/// Pauses the cache for good if the listening task panics: without it, the cache would go
-/// on serving what no listener can vouch for.
-struct FailClosed<U: UserId>(WeakEvictor<U>);
+/// Pauses the cache for good unless disarmed (the listening ended as it should): a task
+/// that panicked, or that its runtime dropped while the cache lives on, would otherwise
+/// leave the cache serving what nothing vouches for.
+struct FailClosed<U: UserId> {
+    cache: WeakEvictor<U>,
+    armed: bool,
+}
 
 impl<U: UserId> Drop for FailClosed<U> {
     fn drop(&mut self) {
-        if std::thread::panicking()
-            && let Some(evictor) = self.0.upgrade()
+        if self.armed
+            && let Some(evictor) = self.cache.upgrade()
         {
+            // The guard only holds a weak handle: forgetting it leaks no cache.
             std::mem::forget(evictor.pause());
-            tracing::error!(
-                "the revocation listener failed: the token cache keeps nothing from now on \
-                 (every request asks the database)"
+            tracing::warn!(
+                "the revocation listener ended without being stopped (it panicked, or its \
+                 runtime shut down): the token cache keeps nothing from now on (every request \
+                 asks the database)"
             );
         }
     }
