@@ -193,7 +193,8 @@ pub struct CachedStore<St: TokenStore> {
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let store = CachedStore::new(MemoryStore::<i64>::new());
-/// let tokens = Tokens::new(store.clone(), ScopeRegistry::new().scope("orders:read", "See orders"));
+/// let registry = ScopeRegistry::new().scope("orders:read", "See orders");
+/// let tokens = Tokens::new(store.clone(), registry);
 /// let token = tokens.create(7, "cli", ["orders:read"]).await.unwrap().record;
 /// let evictor = store.evictor();
 /// let (bus, events) = mpsc::channel();
@@ -205,7 +206,8 @@ pub struct CachedStore<St: TokenStore> {
 /// }
 /// assert!(evictor.is_paused());
 /// // Another instance revokes the token while this one cannot hear it.
-/// store.inner().revoke(&7, token.id, tower_pat::time::OffsetDateTime::now_utc()).await.unwrap();
+/// let now = tower_pat::time::OffsetDateTime::now_utc();
+/// store.inner().revoke(&7, token.id, now).await.unwrap();
 ///
 /// bus.send(Bus::Reconnected).unwrap();
 /// bus.send(Bus::UserRevoked(8)).unwrap();

@@ -444,7 +444,7 @@ impl<U: UserId> Relay<U> {
             };
             if note.channel() == subscription.heartbeat {
                 if let Some((payload, sent)) = &outstanding
-                    && note.payload() == payload.as_str()
+                    && payload_of(&note) == Some(payload.as_str())
                 {
                     subscription.proven = *sent;
                     outstanding = None;
@@ -462,10 +462,7 @@ impl<U: UserId> Relay<U> {
         let Some(evictor) = self.cache.upgrade() else {
             return false;
         };
-        // sqlx panics on a payload that is not UTF-8 (possible on a `SQL_ASCII` server):
-        // that is someone else's notification, not a reason to stop listening.
-        let payload = catch_unwind(AssertUnwindSafe(|| Payload::parse(note.payload())))
-            .unwrap_or(Payload::Junk { len: 0 });
+        let payload = payload_of(note).map_or(Payload::Junk { len: 0 }, Payload::parse);
         match payload {
             Payload::Ids(ids) => {
                 for id in ids {
@@ -606,7 +603,7 @@ impl<U: UserId> Relay<U> {
                 )));
             };
             if note.channel() == subscription.heartbeat {
-                if note.payload() == payload {
+                if payload_of(&note) == Some(payload.as_str()) {
                     subscription.proven = sent;
                     let pid = subscription.backend.map_or(0, |(pid, _)| pid);
                     self.shared.backend_pid.store(pid, Ordering::Release);
@@ -687,6 +684,12 @@ async fn until_end<U, F: Future>(ends: &mut Ends<U>, fut: F) -> Option<F::Output
         fut.as_mut().poll(cx).map(Some)
     })
     .await
+}
+
+/// The payload of `note`, unless it is not UTF-8: sqlx panics on that (possible on a
+/// `SQL_ASCII` server), and someone else's notification is no reason to stop listening.
+fn payload_of(note: &PgNotification) -> Option<&str> {
+    catch_unwind(AssertUnwindSafe(|| note.payload())).ok()
 }
 
 fn random_u64() -> Result<u64, sqlx::Error> {

@@ -179,9 +179,12 @@ impl<U> PostgresStore<U> {
     /// use tower_pat::PostgresStore;
     ///
     /// # async fn run() -> Result<(), tower_pat::store::StoreError> {
-    /// let store =
-    ///     PostgresStore::<i64>::connect_with("postgres://app@db.internal/app", Duration::from_secs(20))
-    ///         .await?;
+    /// // A database that may take a while to come up.
+    /// let store = PostgresStore::<i64>::connect_with(
+    ///     "postgres://app@db.internal/app",
+    ///     Duration::from_secs(20),
+    /// )
+    /// .await?;
     /// # Ok(()) }
     /// ```
     ///
@@ -191,9 +194,10 @@ impl<U> PostgresStore<U> {
     ///
     /// [`StoreError`] at once when `url` is not a PostgreSQL URL (naming its scheme and
     /// the accepted ones) or does not parse; when the database cannot be reached within
-    /// `timeout` ([`StoreErrorKind::Timeout`]), or refuses the connection for another
-    /// reason (a wrong password, a missing database). Each names the host and port (or
-    /// the socket), never the password.
+    /// `timeout` ([`StoreErrorKind::Timeout`]: refused, or no answer), or refuses the
+    /// connection for another reason (a wrong password, a missing database). These name
+    /// the host and port (or the socket) and say why. No error shows the URL or the
+    /// password.
     pub async fn connect_with(url: &str, timeout: Duration) -> Result<Self, StoreError> {
         let options = connect_options(url)?;
         let place = place(&options);
@@ -488,7 +492,7 @@ async fn reach(
     loop {
         match tokio::time::timeout_at(deadline, PgConnection::connect_with(options)).await {
             Ok(Ok(connection)) => {
-                let _ = connection.close().await;
+                let _ = tokio::time::timeout_at(deadline, connection.close()).await;
                 return Ok(());
             }
             Ok(Err(sqlx::Error::Io(error)))
