@@ -3,8 +3,10 @@
 //! a cold miss, an unknown token and concurrent misses cost in store calls, that errors
 //! are never kept, that every change through the cache evicts at once, that a lookup
 //! begun before an eviction never brings the evicted record back, and that the TTL is the
-//! bound where no eviction comes. The same cache passes the conformance kit over every
-//! shipped store.
+//! bound where no eviction comes. A bus of the application's own (a hub over loopback,
+//! written here) that disconnects pauses the cache: every request asks the store, and a
+//! token revoked in the gap stays refused once the bus is back. The same cache passes the
+//! conformance kit over every shipped store.
 
 #![cfg(feature = "cache")]
 
@@ -27,7 +29,9 @@ use tower_pat::{
     AccessToken, CreateToken, ManageTokens, MemoryStore, TokenStore, Tokens, async_trait,
     clock::ManualClock,
     record::{TokenId, TokenRecord},
-    store::{CachedStore, CachedStoreBuilder, Lookup, Revoked, StoreError},
+    store::{
+        CachedStore, CachedStoreBuilder, Lookup, PauseGuard, Revoked, StoreError, WeakEvictor,
+    },
     token::TokenHash,
 };
 
@@ -483,6 +487,201 @@ async fn a_lookup_begun_before_a_revocation_does_not_bring_the_token_back() {
     // It began before the revocation, so it may pass; it must not be kept.
     assert_eq!(early.await.unwrap(), StatusCode::OK);
     assert_eq!(http.status(&token).await, StatusCode::UNAUTHORIZED);
+}
+
+/// A bus written for the test, over loopback: subscribers connect, are told `ready`, then
+/// get every published line. While down it drops its subscribers and every connection
+/// (what a Redis or NATS failover looks like to a subscriber); what is published then is
+/// lost.
+struct Hub {
+    addr: SocketAddr,
+    lines: tokio::sync::broadcast::Sender<String>,
+    up: tokio::sync::watch::Sender<bool>,
+}
+
+impl Hub {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (lines, _) = tokio::sync::broadcast::channel::<String>(64);
+        let (up, _) = tokio::sync::watch::channel(true);
+        let (published, state) = (lines.clone(), up.subscribe());
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                if !*state.borrow() {
+                    continue;
+                }
+                let (mut lines, mut state) = (published.subscribe(), state.clone());
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    if stream.write_all(b"ready\n").await.is_err() {
+                        return;
+                    }
+                    loop {
+                        tokio::select! {
+                            line = lines.recv() => {
+                                let Ok(line) = line else { return };
+                                if stream.write_all(format!("{line}\n").as_bytes()).await.is_err() {
+                                    return;
+                                }
+                            }
+                            changed = state.changed() => {
+                                if changed.is_err() || !*state.borrow() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self { addr, lines, up }
+    }
+
+    /// Sends `line` to the subscribers connected now, if any.
+    fn publish(&self, line: String) {
+        let _ = self.lines.send(line);
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+/// What an application writes for its own bus: evict what the bus says; pause the cache
+/// whenever it is not connected (from the start until the bus says `ready`, and from a
+/// lost connection until it is subscribed again); end when the cache is dropped.
+async fn subscriber(cache: WeakEvictor<i64>, hub: SocketAddr) {
+    use tokio::io::AsyncBufReadExt;
+    let mut closed = cache.closed();
+    let Some(evictor) = cache.upgrade() else {
+        return;
+    };
+    let mut paused: Option<PauseGuard<i64>> = Some(evictor.pause());
+    drop(evictor);
+    loop {
+        let connected = tokio::select! {
+            () = &mut closed => return,
+            stream = tokio::net::TcpStream::connect(hub) => stream,
+        };
+        if let Ok(stream) = connected {
+            let mut lines = tokio::io::BufReader::new(stream).lines();
+            loop {
+                let line = tokio::select! {
+                    () = &mut closed => return,
+                    line = lines.next_line() => line,
+                };
+                let Some(evictor) = cache.upgrade() else {
+                    return;
+                };
+                match line {
+                    Ok(Some(line)) if line == "ready" => paused = None,
+                    Ok(Some(line)) => match line.strip_prefix("revoked ").map(str::parse) {
+                        Some(Ok(id)) => evictor.evict_token(id),
+                        _ => evictor.evict_all(),
+                    },
+                    Ok(None) | Err(_) => {
+                        paused.get_or_insert_with(|| evictor.pause());
+                        break;
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            () = &mut closed => return,
+            () = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
+}
+
+/// Waits (a bounded time) until `done` holds.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < Duration::from_secs(10), "never: {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_bus_that_disconnects_pauses_the_cache_and_a_token_revoked_in_the_gap_stays_refused() {
+    let (tokens, store) = cached(CachedStore::builder().ttl(Duration::from_secs(3600)));
+    let http = KeepAlive::new(serve(&tokens).await, "/orders");
+    let hub = Hub::start().await;
+    let evictor = store.evictor();
+    let bus = tokio::spawn(subscriber(evictor.downgrade(), hub.addr));
+    eventually("subscribed", || !evictor.is_paused()).await;
+
+    let gone = tokens.create(1, "gone", ["orders:read"]).await.unwrap();
+    let kept = tokens.create(2, "kept", ["orders:read"]).await.unwrap();
+    let (gone_token, kept_token) = (gone.token.expose_secret(), kept.token.expose_secret());
+    for token in [gone_token, kept_token] {
+        assert_eq!(next(&http, &store, token).await, (StatusCode::OK, 1));
+        assert_eq!(next(&http, &store, token).await, (StatusCode::OK, 0));
+    }
+
+    // The bus goes down; `gone` is revoked elsewhere meanwhile, and its message is lost.
+    hub.set_up(false);
+    eventually("paused", || evictor.is_paused()).await;
+    store
+        .inner()
+        .inner()
+        .revoke(&1, gone.record.id, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    hub.publish(format!("revoked {}", gone.record.id));
+    // Paused: every request asks the store.
+    for _ in 0..20 {
+        assert_eq!(next(&http, &store, kept_token).await, (StatusCode::OK, 1));
+    }
+    assert_eq!(
+        next(&http, &store, gone_token).await,
+        (StatusCode::UNAUTHORIZED, 1)
+    );
+
+    // The bus is back: the token revoked in the gap stays refused, the cache is used again.
+    hub.set_up(true);
+    eventually("resumed", || !evictor.is_paused()).await;
+    assert_eq!(
+        next(&http, &store, gone_token).await,
+        (StatusCode::UNAUTHORIZED, 1)
+    );
+    assert_eq!(
+        next(&http, &store, gone_token).await,
+        (StatusCode::UNAUTHORIZED, 0)
+    );
+    assert_eq!(next(&http, &store, kept_token).await, (StatusCode::OK, 1));
+    assert_eq!(next(&http, &store, kept_token).await, (StatusCode::OK, 0));
+
+    // And what it carries evicts again.
+    store
+        .inner()
+        .inner()
+        .revoke(&2, kept.record.id, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    hub.publish(format!("revoked {}", kept.record.id));
+    let started = Instant::now();
+    while http.status(kept_token).await == StatusCode::OK {
+        assert!(started.elapsed() < Duration::from_secs(10), "never evicted");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(!bus.is_finished());
+}
+
+#[tokio::test]
+async fn a_bus_task_ends_when_the_cache_is_dropped() {
+    let store = CachedStore::new(MemoryStore::<i64>::new());
+    let hub = Hub::start().await;
+    let bus = tokio::spawn(subscriber(store.evictor().downgrade(), hub.addr));
+    let evictor = store.evictor();
+    eventually("subscribed", || !evictor.is_paused()).await;
+    drop((store, evictor));
+    tokio::time::timeout(Duration::from_secs(10), bus)
+        .await
+        .expect("the bus task ends with the cache")
+        .unwrap();
 }
 
 #[cfg(feature = "test-kit")]

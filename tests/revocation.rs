@@ -2,7 +2,13 @@
 //! loopback server) over one PostgreSQL table, both caches warm. A revokes; how long until
 //! B refuses the token, over many revocations. Then B's listening connection is killed
 //! with `pg_terminate_backend` while tokens are revoked behind its back: B clears its
-//! cache, refuses them, and keeps serving. Also: what the notifications carry.
+//! cache, refuses them, and keeps serving. B's listening connection goes through a proxy
+//! written here that stops forwarding without closing: B refuses a token A revoked
+//! meanwhile within the staleness bound, asks the store for everything while cut off, and
+//! uses its cache again once the proxy forwards. Someone floods the channel with junk: the
+//! cache is cleared at most once a second and one warning is logged. A stopped listener
+//! leaves the cache in use and closes its connection; one dropped with its runtime leaves
+//! the cache paused. Also: what the notifications carry.
 //!
 //! Skipped, saying so, without `TOWER_PAT_POSTGRES_URL`.
 
@@ -11,6 +17,7 @@
 mod common;
 
 use std::{
+    net::SocketAddr,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -25,14 +32,34 @@ use common::{
     registry,
 };
 use http::StatusCode;
-use sqlx::{AssertSqlSafe, postgres::PgListener};
+use sqlx::{
+    AssertSqlSafe,
+    postgres::{PgConnectOptions, PgListener},
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{
+        TcpListener, TcpStream,
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+    },
+    sync::watch,
+};
 use tower_pat::{
     ManageTokens, PostgresStore, Tokens,
-    store::{CachedStore, postgres::LISTENER_APPLICATION_NAME},
+    store::{
+        CachedStore,
+        postgres::{
+            DEFAULT_STALENESS_BOUND, LISTENER_APPLICATION_NAME, ListenOptions, RevocationListener,
+        },
+    },
 };
 
 /// Long enough that only a notification (or a cleared cache) can explain a refusal.
 const TTL: Duration = Duration::from_secs(3600);
+
+/// What a stalled listener may take beyond its staleness bound to refuse a revoked token:
+/// the timer firing, and a request reaching the store.
+const MARGIN: Duration = Duration::from_millis(500);
 
 type Cached = CachedStore<Faulty<PostgresStore<i64>>>;
 
@@ -158,27 +185,17 @@ async fn a_revocation_on_one_instance_is_seen_by_the_other() {
     .await;
 }
 
-/// The pid of the listening backend on `channel` (B is the only instance listening).
-async fn listener_pid(pool: &sqlx::PgPool, channel: &str) -> i32 {
-    let started = Instant::now();
-    loop {
-        let pid: Option<i32> = sqlx::query_scalar(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND query LIKE '%' || $2 || '%'",
-        )
-        .bind(LISTENER_APPLICATION_NAME)
-        .bind(channel)
-        .fetch_optional(pool)
-        .await
-        .unwrap();
-        if let Some(pid) = pid {
-            return pid;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "no listener on {channel}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// The listening backend's pid, checked against the server's list of listeners.
+async fn listener_pid(pool: &sqlx::PgPool, listening: &RevocationListener) -> i32 {
+    let pid = listening.backend_pid().expect("listening");
+    let name: String =
+        sqlx::query_scalar("SELECT application_name FROM pg_stat_activity WHERE pid = $1")
+            .bind(pid)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(name, LISTENER_APPLICATION_NAME);
+    pid
 }
 
 // On the test's own thread, so the log capture sees the listener's warning.
@@ -231,7 +248,7 @@ async fn losing_the_listening_connection_clears_the_cache() {
         );
 
         // Kill B's listening backend.
-        let pid = listener_pid(a.postgres.pool(), b.postgres.channel()).await;
+        let pid = listener_pid(a.postgres.pool(), &listening).await;
         let killed = Instant::now();
         let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
             .bind(pid)
@@ -256,6 +273,18 @@ async fn losing_the_listening_connection_clears_the_cache() {
             logs.text().contains("lost its connection"),
             "{}",
             logs.text()
+        );
+        // B listens again (the cache was paused from the loss until a heartbeat came back
+        // over the new connection), and the token B kept serving is cached again.
+        let evictor = b.store.evictor();
+        let lost = Instant::now();
+        while evictor.is_paused() {
+            assert!(lost.elapsed() < Duration::from_secs(10), "still paused");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            b.http.status(kept[9].token.expose_secret()).await,
+            StatusCode::OK
         );
         // The others were asked for again (the cache was cleared), and still work.
         let before = b.store_calls();
@@ -368,6 +397,361 @@ async fn notifications_carry_the_changed_ids_in_batches_under_the_payload_limit(
             .expect("a notification")
             .unwrap();
         assert_eq!(note.payload(), last.record.id.to_string());
+    })
+    .await;
+}
+
+/// A TCP proxy to the PostgreSQL server, written for the test, that can stop forwarding
+/// without closing anything: what a partition or a stuck middlebox looks like from the
+/// client (the connection stays open, nothing arrives).
+struct Proxy {
+    addr: SocketAddr,
+    forwarding: watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (forwarding, gate) = watch::channel(true);
+        tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let gate = gate.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (from_client, to_client) = client.into_split();
+                    let (from_server, to_server) = server.into_split();
+                    tokio::join!(
+                        pipe(from_client, to_server, gate.clone()),
+                        pipe(from_server, to_client, gate),
+                    );
+                });
+            }
+        });
+        Self { addr, forwarding }
+    }
+
+    /// Stops forwarding: bytes in flight and bytes to come are held, connections stay
+    /// open, new ones are accepted (and held too).
+    fn stall(&self) {
+        self.forwarding.send_replace(false);
+    }
+
+    fn resume(&self) {
+        self.forwarding.send_replace(true);
+    }
+}
+
+/// Copies `from` to `to` while the gate is open; holds what it read while it is shut.
+async fn pipe(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut gate: watch::Receiver<bool>) {
+    let mut buf = vec![0; 16 * 1024];
+    loop {
+        if gate.wait_for(|open| *open).await.is_err() {
+            return;
+        }
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => {
+                let _ = to.shutdown().await;
+                return;
+            }
+            Ok(n) => n,
+        };
+        if gate.wait_for(|open| *open).await.is_err() {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The PostgreSQL server's address, from its URL.
+async fn server_addr(url: &str) -> SocketAddr {
+    let options: PgConnectOptions = url.parse().unwrap();
+    tokio::net::lookup_host((options.get_host(), options.get_port()))
+        .await
+        .unwrap()
+        .next()
+        .expect("an address for the server")
+}
+
+/// The status of a request for `token`, and how many store calls it made.
+async fn next(instance: &Instance, token: &str) -> (StatusCode, usize) {
+    let before = instance.store_calls();
+    let status = instance.http.status(token).await;
+    (status, instance.store_calls() - before)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_cut_off_by_a_silent_proxy_pauses_the_cache_within_the_bound() {
+    with_postgres(|url, table| async move {
+        let a = instance(&url, &table).await;
+        let b = instance(&url, &table).await;
+        let _listening_a = a.postgres.listen(a.store.evictor()).await.unwrap();
+        // B answers requests over its own pool, straight to the server; only its
+        // listening connection goes through the proxy.
+        let proxy = Proxy::start(server_addr(&url).await).await;
+        let options = url
+            .parse::<PgConnectOptions>()
+            .unwrap()
+            .host("127.0.0.1")
+            .port(proxy.addr.port());
+        let through_proxy = PostgresStore::<i64>::new(
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect_lazy_with(options),
+        )
+        .with_table(&table);
+        let bound = DEFAULT_STALENESS_BOUND;
+        let listening = through_proxy.listen(b.store.evictor()).await.unwrap();
+
+        let mut created = Vec::new();
+        for user in 1..=4 {
+            created.push(a.tokens.create(user, "t", ["orders:read"]).await.unwrap());
+        }
+        let [revoked, kept, later, unused] = &created[..] else {
+            unreachable!()
+        };
+        for t in &created {
+            let token = t.token.expose_secret();
+            assert_eq!(b.http.status(token).await, StatusCode::OK);
+            assert_eq!(
+                next(&b, token).await,
+                (StatusCode::OK, 0),
+                "B's cache is warm"
+            );
+        }
+
+        // Cut off: A revokes a token B has cached; the notification is held by the proxy.
+        proxy.stall();
+        let stalled = Instant::now();
+        a.tokens
+            .revoke(&revoked.record.user_id, revoked.record.id)
+            .await
+            .unwrap();
+        until_refused(
+            &b.http,
+            revoked.token.expose_secret(),
+            bound + Duration::from_secs(5),
+        )
+        .await;
+        let refused_after = stalled.elapsed();
+        eprintln!(
+            "stalled listener: the revoked token was refused {refused_after:?} after the stall \
+             began (bound {bound:?})"
+        );
+        assert!(
+            refused_after <= bound + MARGIN,
+            "refused {refused_after:?} after the stall, bound {bound:?}"
+        );
+        assert_eq!(listening.losses(), 1);
+        // Paused: every request asks the store.
+        let kept_token = kept.token.expose_secret();
+        for _ in 0..10 {
+            assert_eq!(next(&b, kept_token).await, (StatusCode::OK, 1));
+        }
+
+        // The proxy forwards again: the listener reconnects and the cache is used again.
+        proxy.resume();
+        let resumed = Instant::now();
+        loop {
+            assert_eq!(b.http.status(kept_token).await, StatusCode::OK);
+            if next(&b, kept_token).await == (StatusCode::OK, 0) {
+                break;
+            }
+            assert!(
+                resumed.elapsed() < Duration::from_secs(30),
+                "the cache is still paused {:?} after the proxy resumed",
+                resumed.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        eprintln!(
+            "stalled listener: the cache was in use again {:?} after the proxy resumed",
+            resumed.elapsed()
+        );
+        assert!(listening.backend_pid().is_some());
+        // What B cached since comes from after the reconnection: a revocation reaches it
+        // by notification again, well before the bound.
+        let later_token = later.token.expose_secret();
+        assert_eq!(b.http.status(later_token).await, StatusCode::OK);
+        assert_eq!(next(&b, later_token).await, (StatusCode::OK, 0));
+        a.tokens
+            .revoke(&later.record.user_id, later.record.id)
+            .await
+            .unwrap();
+        let heard = until_refused(&b.http, later_token, Duration::from_secs(5)).await;
+        assert!(heard < bound, "{heard:?}");
+        for t in [revoked, later] {
+            assert_eq!(
+                b.http.status(t.token.expose_secret()).await,
+                StatusCode::UNAUTHORIZED
+            );
+        }
+        assert_eq!(
+            b.http.status(unused.token.expose_secret()).await,
+            StatusCode::OK
+        );
+        assert_eq!(listening.losses(), 1);
+    })
+    .await;
+}
+
+// On the test's own thread, so the log capture sees the listener's warnings.
+#[tokio::test]
+async fn a_flood_of_junk_notifications_clears_the_cache_at_most_once_a_second_and_warns_once() {
+    with_postgres(|url, table| async move {
+        let logs = common::LogCapture::start();
+        let b = instance(&url, &table).await;
+        let bound = Duration::from_millis(800);
+        let listening = b
+            .postgres
+            .listen_with(
+                b.store.evictor(),
+                ListenOptions::new().staleness_bound(bound),
+            )
+            .await
+            .unwrap();
+        let created = b.tokens.create(1, "t", ["orders:read"]).await.unwrap();
+        let token = created.token.expose_secret();
+        assert_eq!(next(&b, token).await, (StatusCode::OK, 1));
+
+        // Heartbeats (every 200 ms here) are not junk, and keep the cache in use.
+        tokio::time::sleep(bound * 2).await;
+        assert_eq!(next(&b, token).await, (StatusCode::OK, 0));
+        assert_eq!(listening.malformed(), 0);
+        assert_eq!(listening.losses(), 0);
+        assert!(!logs.text().contains("WARN"), "{}", logs.text());
+
+        // Someone else floods the channel, while requests go on.
+        let flooding = Arc::new(AtomicBool::new(true));
+        let flood = tokio::spawn({
+            let (pool, channel) = (pg_pool(&url).await, b.postgres.channel().to_owned());
+            let flooding = Arc::clone(&flooding);
+            async move {
+                let mut sent = 0_u64;
+                while flooding.load(Ordering::Acquire) {
+                    sqlx::query(
+                        "SELECT pg_notify($1, 'junk ' || g) FROM generate_series(1, 200) AS g",
+                    )
+                    .bind(&channel)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                    sent += 200;
+                }
+                sent
+            }
+        });
+        let before = b.store_calls();
+        let started = Instant::now();
+        let mut requests = 0_usize;
+        while started.elapsed() < Duration::from_secs(3) {
+            assert_eq!(b.http.status(token).await, StatusCode::OK);
+            requests += 1;
+        }
+        flooding.store(false, Ordering::Release);
+        let sent = flood.await.unwrap();
+        let elapsed = started.elapsed();
+        let calls = b.store_calls() - before;
+        let text = logs.text();
+        let junk_warnings = text
+            .lines()
+            .filter(|line| line.contains("WARN") && line.contains("not a list of token ids"))
+            .count();
+        let warnings = text.lines().filter(|line| line.contains("WARN")).count();
+        eprintln!(
+            "junk flood: {sent} notifications sent, {} read by the listener, in {elapsed:?}; \
+             {requests} requests made {calls} store calls; {junk_warnings} warning line(s), \
+             {warnings} in all",
+            listening.malformed()
+        );
+        assert!(
+            listening.malformed() >= 1000,
+            "the flood reached the listener: {} read",
+            listening.malformed()
+        );
+        assert!(requests >= 100, "requests went on: {requests}");
+        // One clear at the first junk, then at most one a second.
+        let clears = elapsed.as_secs() as usize + 2;
+        assert!(calls >= 1, "junk clears the cache");
+        assert!(
+            calls <= clears,
+            "{calls} store calls for {requests} requests in {elapsed:?} (at most {clears})"
+        );
+        assert_eq!(junk_warnings, 1, "{text}");
+        assert_eq!(warnings, 1, "{text}");
+        assert_eq!(listening.losses(), 0);
+
+        // Well-formed ids are still evicted one by one.
+        b.tokens.revoke(&1, created.record.id).await.unwrap();
+        until_refused(&b.http, token, Duration::from_secs(5)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stopped_listener_leaves_the_cache_in_use_and_ends_its_connection() {
+    with_postgres(|url, table| async move {
+        let b = instance(&url, &table).await;
+        let listening = b.postgres.listen(b.store.evictor()).await.unwrap();
+        let pid = listener_pid(b.postgres.pool(), &listening).await;
+        listening.stop();
+        let stopped = Instant::now();
+        loop {
+            let alive: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)")
+                    .bind(pid)
+                    .fetch_one(b.postgres.pool())
+                    .await
+                    .unwrap();
+            if !alive {
+                break;
+            }
+            assert!(
+                stopped.elapsed() < Duration::from_secs(10),
+                "the listening connection is still open"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!b.store.evictor().is_paused());
+        let created = b.tokens.create(1, "t", ["orders:read"]).await.unwrap();
+        let token = created.token.expose_secret();
+        assert_eq!(next(&b, token).await, (StatusCode::OK, 1));
+        assert_eq!(next(&b, token).await, (StatusCode::OK, 0));
+    })
+    .await;
+}
+
+/// A listener whose runtime shuts down while the cache lives on leaves the cache paused:
+/// nothing vouches for it any more.
+#[tokio::test]
+async fn a_listener_dropped_with_its_runtime_leaves_the_cache_paused() {
+    with_postgres(|url, table| async move {
+        let cache = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let cache = runtime.block_on(async {
+                let postgres = PostgresStore::<i64>::new(pg_pool(&url).await).with_table(&table);
+                postgres.migrate().await.unwrap();
+                let cache = CachedStore::new(postgres.clone());
+                postgres.listen(cache.evictor()).await.unwrap();
+                assert!(!cache.evictor().is_paused());
+                cache
+            });
+            drop(runtime);
+            cache
+        })
+        .join()
+        .unwrap();
+        assert!(cache.evictor().is_paused());
     })
     .await;
 }

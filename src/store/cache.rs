@@ -41,16 +41,41 @@
 //! `revoke`, `revoke_all`, `delete` and `prune` through the cache (and so through
 //! [`Tokens`](crate::Tokens), rotation included) evict what they change at once, by token
 //! id and by user. A revocation made elsewhere (another instance, an admin tool) reaches
-//! this cache only through an [`Evictor`]: [`PostgresStore::listen`] wires one to
-//! PostgreSQL's notifications; an application with a bus of its own (Redis, NATS) calls
-//! it itself. **Where no notification reaches the cache, a revoked token keeps working
+//! this cache only through an [`Evictor`], driven by a bus: [`PostgresStore::listen`]
+//! wires one to PostgreSQL's notifications; an application with a bus of its own (Redis,
+//! NATS) drives it itself. **Where no bus reaches the cache, a revoked token keeps working
 //! for up to the TTL.**
 //!
 //! A lookup that began before an eviction never puts its (possibly stale) answer into the
 //! cache after it: every eviction moves an epoch, and a load stores its answer only if
 //! the epoch has not moved since it began.
 //!
+//! # Pausing: what a bus must do
+//!
+//! A bus can only vouch for the cache while it is connected. [`Evictor::pause`] clears the
+//! cache and returns a [`PauseGuard`]; while any guard lives the cache keeps nothing, so
+//! every request asks the store (slower, never stale), and a lookup that began before or
+//! during the pause never stores its answer. Pauses are counted, so two buses pause
+//! independently. A bus implementation:
+//!
+//! - evicts what it hears ([`Evictor::evict_token`], [`Evictor::evict_user`], or
+//!   [`Evictor::evict_all`] for a message it cannot read);
+//! - pauses whenever it cannot prove it is connected: from its start until it is
+//!   subscribed, when its connection drops, and when it has been silent for longer than a
+//!   revoked token may keep working (a partition drops nothing, it just goes quiet: only
+//!   a heartbeat that must come back notices it);
+//! - drops the guard once it is subscribed again and has evicted or cleared what it may
+//!   have missed (the pause cleared everything and kept nothing since, so dropping it
+//!   after resubscribing is enough);
+//! - holds a [`WeakEvictor`] and waits on [`WeakEvictor::closed`] beside the bus, so it
+//!   ends when the application drops the cache.
+//!
+//! [`PostgresStore::listen`] does all of this, with a heartbeat every quarter of its
+//! staleness bound (2 s by default, [`ListenOptions`]): a token revoked on another
+//! instance is refused here within the bound, partition or not.
+//!
 //! [`PostgresStore::listen`]: crate::PostgresStore::listen
+//! [`ListenOptions`]: crate::store::postgres::ListenOptions
 
 use std::{
     collections::HashMap,
@@ -62,18 +87,19 @@ use std::{
         Arc, Mutex, MutexGuard, PoisonError, Weak,
         atomic::{AtomicU64, AtomicUsize, Ordering},
     },
+    task::{Context, Poll, Waker},
     time::Duration,
 };
 
 use async_trait::async_trait;
 use futures_util::{
     FutureExt,
-    future::{Shared, WeakShared},
+    future::{BoxFuture, Shared, WeakShared},
 };
 use moka::sync::Cache;
 use time::OffsetDateTime;
 
-use super::{Found, ManageTokens, Revoked, StoreError, TokenStore};
+use super::{Lookup, ManageTokens, Revoked, StoreError, TokenStore};
 use crate::{
     hashers::PrefixState,
     record::{TokenId, TokenRecord, UserId},
@@ -101,9 +127,10 @@ pub const DEFAULT_MAX_NEGATIVE_ENTRIES: u64 = 10_000;
 const MIN_SWEEP: usize = 1024;
 
 type Record<U> = Arc<TokenRecord<U>>;
-type LoadOutput<U> = Result<Found<U>, Arc<StoreError>>;
-type Load<U> = Shared<Pin<Box<dyn Future<Output = LoadOutput<U>> + Send>>>;
-type WeakLoad<U> = WeakShared<Pin<Box<dyn Future<Output = LoadOutput<U>> + Send>>>;
+/// What a lookup found: the record, or `None` for "no such token".
+type LoadOutput<U> = Result<Option<Record<U>>, Arc<StoreError>>;
+type Load<U> = Shared<BoxFuture<'static, LoadOutput<U>>>;
+type WeakLoad<U> = WeakShared<BoxFuture<'static, LoadOutput<U>>>;
 
 /// A cache in front of a [`TokenStore`]: see the [module documentation](self).
 ///
@@ -115,56 +142,154 @@ pub struct CachedStore<St: TokenStore> {
 }
 
 /// A handle that evicts tokens from one [`CachedStore`]: hand it to whatever tells this
-/// instance about revocations made elsewhere. Cheap to clone.
+/// instance about revocations made elsewhere (a bus). Cheap to clone; it keeps the cache
+/// alive, so a task that should end with the cache holds a [`WeakEvictor`] instead.
 ///
-/// An application with a store and a bus of its own publishes revocations and, in each
-/// instance, evicts what it hears:
+/// # What a bus must do
+///
+/// - Evict what it hears: [`evict_token`](Self::evict_token),
+///   [`evict_user`](Self::evict_user), or [`evict_all`](Self::evict_all) for a message it
+///   cannot read.
+/// - [`pause`](Self::pause) the cache whenever it cannot prove that it is connected (the
+///   connection dropped, or has been silent for longer than you accept a revoked token to
+///   keep working). Pausing clears the cache, and while any [`PauseGuard`] lives the
+///   cache keeps nothing, so every request asks the store: slower, never stale.
+/// - Drop the guard once it is subscribed again (whatever is published from then on
+///   reaches it). Nothing was kept during the pause, so there is nothing left to evict.
+///
+/// An application with a bus of its own (Redis pub/sub, NATS, …), here a channel standing
+/// in for it:
 ///
 /// ```
-/// use tower_pat::{MemoryStore, TokenId, store::{CachedStore, Evictor}};
+/// use std::sync::mpsc;
+/// use tower_pat::{
+///     ManageTokens, MemoryStore, TokenId, TokenStore, Tokens,
+///     scope::ScopeRegistry,
+///     store::{CachedStore, Evictor, PauseGuard},
+/// };
 ///
-/// /// What the application's bus (Redis pub/sub, NATS, …) delivers.
-/// enum Revocation {
-///     Token(TokenId),
-///     User(i64),
+/// /// What the bus delivers to each instance.
+/// enum Bus {
+///     Revoked(TokenId),
+///     UserRevoked(i64),
+///     Disconnected,
+///     Reconnected,
 /// }
 ///
-/// fn on_message(evictor: &Evictor<i64>, message: Revocation) {
-///     match message {
-///         Revocation::Token(id) => evictor.evict_token(id),
-///         Revocation::User(user) => evictor.evict_user(&user),
+/// /// The subscriber of one instance.
+/// fn on_event(evictor: &Evictor<i64>, paused: &mut Option<PauseGuard<i64>>, event: Bus) {
+///     match event {
+///         Bus::Revoked(id) => evictor.evict_token(id),
+///         Bus::UserRevoked(user) => evictor.evict_user(&user),
+///         // Revocations may be missed from now on: keep nothing until the bus is back.
+///         Bus::Disconnected => {
+///             paused.get_or_insert_with(|| evictor.pause());
+///         }
+///         // Subscribed again: whatever is revoked from now on is heard.
+///         Bus::Reconnected => *paused = None,
 ///     }
 /// }
 ///
-/// /// The bus lost its connection: messages may have been missed.
-/// fn on_disconnect(evictor: &Evictor<i64>) {
-///     evictor.evict_all();
-/// }
-///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let store = CachedStore::new(MemoryStore::<i64>::new());
+/// let registry = ScopeRegistry::new().scope("orders:read", "See orders");
+/// let tokens = Tokens::new(store.clone(), registry);
+/// let token = tokens.create(7, "cli", ["orders:read"]).await.unwrap().record;
 /// let evictor = store.evictor();
-/// on_message(&evictor, Revocation::User(7));
-/// on_disconnect(&evictor);
+/// let (bus, events) = mpsc::channel();
+/// let mut paused = None;
+///
+/// bus.send(Bus::Disconnected).unwrap();
+/// for event in events.try_iter() {
+///     on_event(&evictor, &mut paused, event);
+/// }
+/// assert!(evictor.is_paused());
+/// // Another instance revokes the token while this one cannot hear it.
+/// let now = tower_pat::time::OffsetDateTime::now_utc();
+/// store.inner().revoke(&7, token.id, now).await.unwrap();
+///
+/// bus.send(Bus::Reconnected).unwrap();
+/// bus.send(Bus::UserRevoked(8)).unwrap();
+/// for event in events.try_iter() {
+///     on_event(&evictor, &mut paused, event);
+/// }
+/// assert!(!evictor.is_paused());
+/// // Nothing stale was kept: the store's answer, revoked, is what the layer sees.
+/// let found = store.find(&token.token_hash).await.unwrap().unwrap();
+/// assert!(found.revoked);
+/// # });
 /// ```
 pub struct Evictor<U> {
     core: Arc<Core<U>>,
 }
 
-/// An [`Evictor`] that does not keep the cache alive (for a listener task).
-#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-pub(crate) struct WeakEvictor<U> {
+/// An [`Evictor`] that does not keep the cache alive, for a task that should end when the
+/// cache is dropped: [`upgrade`](Self::upgrade) it for each message, and wait on
+/// [`closed`](Self::closed) beside the bus. From [`Evictor::downgrade`]; cheap to clone.
+///
+/// ```
+/// use tower_pat::{MemoryStore, TokenId, store::{CachedStore, WeakEvictor}};
+/// use tokio::sync::mpsc;
+///
+/// /// Evicts what the bus says until the bus or the cache is gone.
+/// async fn subscriber(cache: WeakEvictor<i64>, mut bus: mpsc::Receiver<TokenId>) {
+///     let mut closed = cache.closed();
+///     loop {
+///         tokio::select! {
+///             () = &mut closed => return,
+///             message = bus.recv() => {
+///                 let (Some(id), Some(evictor)) = (message, cache.upgrade()) else { return };
+///                 evictor.evict_token(id);
+///             }
+///         }
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let store = CachedStore::new(MemoryStore::<i64>::new());
+/// let (bus, messages) = mpsc::channel(16);
+/// let task = tokio::spawn(subscriber(store.evictor().downgrade(), messages));
+/// bus.send(TokenId::random().unwrap()).await.unwrap();
+///
+/// drop(store); // the last handle: the subscriber ends, though the bus is still open
+/// tokio::time::timeout(std::time::Duration::from_secs(5), task)
+///     .await
+///     .expect("the subscriber ends with the cache")
+///     .unwrap();
+/// assert!(bus.is_closed());
+/// # });
+/// ```
+pub struct WeakEvictor<U> {
     core: Weak<Core<U>>,
+}
+
+/// While it lives, the cache it came from ([`Evictor::pause`]) keeps nothing: every
+/// request asks the store. Dropping it resumes the cache (unless another guard still
+/// lives). It does not keep the cache alive.
+#[must_use = "the cache resumes as soon as the guard is dropped"]
+pub struct PauseGuard<U> {
+    core: Weak<Core<U>>,
+}
+
+/// A future that completes once the cache is gone (every [`CachedStore`] clone and
+/// [`Evictor`] of it dropped): from [`WeakEvictor::closed`]. It needs no runtime: the
+/// cache wakes it as it is dropped.
+#[must_use = "futures do nothing unless polled"]
+pub struct Closed<U> {
+    core: Weak<Core<U>>,
+    /// Where this future's waker is kept in the cache, once it was polled.
+    slot: Option<u64>,
 }
 
 /// The options of a [`CachedStore`] in front of a store of type `St`, from
 /// [`CachedStore::builder`].
 pub struct CachedStoreBuilder<St> {
-    options: Options,
+    options: CacheOptions,
     store: PhantomData<fn() -> St>,
 }
 
 #[derive(Clone, Debug)]
-struct Options {
+struct CacheOptions {
     ttl: Duration,
     negative_ttl: Duration,
     max_entries: u64,
@@ -191,7 +316,7 @@ impl<St> Clone for CachedStoreBuilder<St> {
 impl<St> Default for CachedStoreBuilder<St> {
     fn default() -> Self {
         Self {
-            options: Options {
+            options: CacheOptions {
                 ttl: DEFAULT_TTL,
                 negative_ttl: DEFAULT_NEGATIVE_TTL,
                 max_entries: DEFAULT_MAX_ENTRIES,
@@ -261,10 +386,10 @@ impl<St: TokenStore> CachedStoreBuilder<St> {
                 negative,
                 index: Mutex::new(Index::default()),
                 epoch: AtomicU64::new(0),
-                suspended: AtomicUsize::new(0),
+                pauses: AtomicUsize::new(0),
                 inflight: Mutex::new(HashMap::default()),
                 tickets: AtomicU64::new(0),
-                attached: Mutex::new(Vec::new()),
+                closers: Mutex::new(Closers::default()),
                 options,
             }),
         }
@@ -281,16 +406,34 @@ struct Core<U> {
     /// Moves (under `index`) with every eviction; a load stores its answer only if it has
     /// not moved since the load began.
     epoch: AtomicU64,
-    /// While above zero, nothing is stored (the notifications are not arriving).
-    suspended: AtomicUsize,
+    /// How many [`PauseGuard`]s live; while above zero nothing is stored (some bus cannot
+    /// prove that revocations reach the cache).
+    pauses: AtomicUsize,
     /// The loads under way, by hash: joined by concurrent misses.
     /// Std's keyed hash: a miss inserts the hash a client presented.
     inflight: Mutex<HashMap<TokenHash, Inflight<U>>>,
     tickets: AtomicU64,
-    /// Things that live as long as the cache (a listener task's abort handle).
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-    attached: Mutex<Vec<Box<dyn Send>>>,
-    options: Options,
+    /// The wakers of the [`Closed`] futures waiting for the cache to go, woken as it goes.
+    closers: Mutex<Closers>,
+    options: CacheOptions,
+}
+
+#[derive(Default)]
+struct Closers {
+    next: u64,
+    wakers: Vec<(u64, Waker)>,
+}
+
+impl<U> Drop for Core<U> {
+    fn drop(&mut self) {
+        let closers = self
+            .closers
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (_, waker) in closers.wakers.drain(..) {
+            waker.wake();
+        }
+    }
 }
 
 struct Inflight<U> {
@@ -363,7 +506,7 @@ impl<U: UserId> Index<U> {
 impl<U: UserId> Core<U> {
     /// What the cache knows about `hash`, without asking the store.
     #[inline]
-    fn cached(&self, hash: &TokenHash) -> Option<Found<U>> {
+    fn cached(&self, hash: &TokenHash) -> Option<Option<Record<U>>> {
         if let Some(record) = self.positive.get(hash) {
             return Some(Some(record));
         }
@@ -378,10 +521,10 @@ impl<U: UserId> Core<U> {
     }
 
     /// Stores the store's answer for `hash`, unless an eviction happened since the load
-    /// began (at `epoch`) or the cache is suspended.
-    fn remember(&self, hash: TokenHash, found: &Found<U>, epoch: u64) {
+    /// began (at `epoch`) or the cache is paused.
+    fn remember(&self, hash: TokenHash, found: &Option<Record<U>>, epoch: u64) {
         let mut index = lock(&self.index);
-        if self.epoch() != epoch || self.suspended.load(Ordering::Acquire) > 0 {
+        if self.epoch() != epoch || self.pauses.load(Ordering::Acquire) > 0 {
             return;
         }
         match found {
@@ -450,20 +593,27 @@ impl<U: UserId> Core<U> {
         self.negative.invalidate(hash);
     }
 
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-    fn suspend(&self) {
-        let _index = lock(&self.index);
-        self.suspended.fetch_add(1, Ordering::AcqRel);
+    /// Clears everything and keeps nothing until [`resume`](Self::resume): a load under
+    /// way (begun before, at an older epoch) stores nothing either.
+    fn pause(&self) {
+        let mut index = lock(&self.index);
+        self.pauses.fetch_add(1, Ordering::AcqRel);
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.positive.invalidate_all();
         self.negative.invalidate_all();
+        index.by_id.clear();
+        index.by_user.clear();
+        index.sweep_at = MIN_SWEEP;
     }
+}
 
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+impl<U> Core<U> {
+    /// Ends one pause. The epoch moves too: a load begun during the pause read the store
+    /// while revocations could be missed, and must not be kept after it.
     fn resume(&self) {
         let _index = lock(&self.index);
         let _ = self
-            .suspended
+            .pauses
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }
@@ -543,17 +693,16 @@ impl<St: TokenStore> CachedStore<St> {
         };
         let store = Arc::clone(&self.inner);
         let hash = *hash;
-        let fut: Pin<Box<dyn Future<Output = LoadOutput<St::UserId>> + Send>> =
-            Box::pin(async move {
-                let guard = guard;
-                match store.find(&hash).await {
-                    Ok(found) => {
-                        guard.core.remember(hash, &found, epoch);
-                        Ok(found)
-                    }
-                    Err(error) => Err(Arc::new(error)),
+        let fut: BoxFuture<'static, LoadOutput<St::UserId>> = Box::pin(async move {
+            let guard = guard;
+            match store.find(&hash).await {
+                Ok(found) => {
+                    guard.core.remember(hash, &found, epoch);
+                    Ok(found)
                 }
-            });
+                Err(error) => Err(Arc::new(error)),
+            }
+        });
         let load = fut.shared();
         if let Some(weak) = load.downgrade() {
             inflight.insert(
@@ -592,7 +741,7 @@ impl<St: TokenStore> fmt::Debug for CachedStore<St> {
 impl<St: TokenStore> TokenStore for CachedStore<St> {
     type UserId = St::UserId;
 
-    async fn find(&self, hash: &TokenHash) -> Result<Found<St::UserId>, StoreError> {
+    async fn find(&self, hash: &TokenHash) -> Lookup<St::UserId> {
         if let Some(found) = self.core.cached(hash) {
             return Ok(found);
         }
@@ -600,7 +749,7 @@ impl<St: TokenStore> TokenStore for CachedStore<St> {
     }
 
     #[inline]
-    fn find_ready(&self, hash: &TokenHash) -> Option<Result<Found<St::UserId>, StoreError>> {
+    fn find_ready(&self, hash: &TokenHash) -> Option<Lookup<St::UserId>> {
         if let Some(found) = self.core.cached(hash) {
             return Some(Ok(found));
         }
@@ -703,38 +852,125 @@ impl<U: UserId> Evictor<U> {
         self.core.evict_all();
     }
 
-    /// Forgets everything and keeps nothing until [`resume`](Self::resume): for while the
-    /// notifications cannot arrive.
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-    pub(crate) fn suspend(&self) {
-        self.core.suspend();
+    /// Clears the cache (records and unknown hashes) and keeps nothing while the guard
+    /// lives: for while this instance cannot prove that revocations reach it (its bus is
+    /// disconnected, or silent). Every request then asks the store. Pauses are counted:
+    /// two buses may each hold one, and the cache resumes when the last guard is dropped.
+    /// A lookup that began before the pause, or during it, never stores its answer.
+    pub fn pause(&self) -> PauseGuard<U> {
+        self.core.pause();
+        PauseGuard {
+            core: Arc::downgrade(&self.core),
+        }
     }
 
-    /// Keeps answers again after [`suspend`](Self::suspend).
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-    pub(crate) fn resume(&self) {
-        self.core.resume();
+    /// Whether a [`PauseGuard`] of this cache lives.
+    pub fn is_paused(&self) -> bool {
+        self.core.pauses.load(Ordering::Acquire) > 0
     }
 
-    /// Ties `value` (a listener task's abort handle) to the cache's life.
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-    pub(crate) fn attach(&self, value: Box<dyn Send>) {
-        lock(&self.core.attached).push(value);
-    }
-
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-    pub(crate) fn downgrade(&self) -> WeakEvictor<U> {
+    /// A handle that does not keep the cache alive: for a bus task that should end with
+    /// the cache.
+    pub fn downgrade(&self) -> WeakEvictor<U> {
         WeakEvictor {
             core: Arc::downgrade(&self.core),
         }
     }
 }
 
-#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 impl<U> WeakEvictor<U> {
     /// The evictor, while the cache lives.
-    pub(crate) fn upgrade(&self) -> Option<Evictor<U>> {
+    pub fn upgrade(&self) -> Option<Evictor<U>> {
         self.core.upgrade().map(|core| Evictor { core })
+    }
+
+    /// Completes once the cache is gone: select on it beside the bus, so the task ends
+    /// when the application drops its cache. Needs no runtime.
+    pub fn closed(&self) -> Closed<U> {
+        Closed {
+            core: Weak::clone(&self.core),
+            slot: None,
+        }
+    }
+
+    /// Whether the cache is gone.
+    pub fn is_closed(&self) -> bool {
+        self.core.strong_count() == 0
+    }
+}
+
+impl<U> Clone for WeakEvictor<U> {
+    fn clone(&self) -> Self {
+        Self {
+            core: Weak::clone(&self.core),
+        }
+    }
+}
+
+impl<U> fmt::Debug for WeakEvictor<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakEvictor")
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl<U> Drop for PauseGuard<U> {
+    fn drop(&mut self) {
+        if let Some(core) = self.core.upgrade() {
+            core.resume();
+        }
+    }
+}
+
+impl<U> fmt::Debug for PauseGuard<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PauseGuard").finish_non_exhaustive()
+    }
+}
+
+impl<U> Future for Closed<U> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(core) = self.core.upgrade() else {
+            return Poll::Ready(());
+        };
+        {
+            let mut closers = lock(&core.closers);
+            let closers = &mut *closers;
+            let kept = self
+                .slot
+                .and_then(|slot| closers.wakers.iter_mut().find(|(s, _)| *s == slot));
+            match kept {
+                Some((_, waker)) => waker.clone_from(cx.waker()),
+                None => {
+                    let slot = closers.next;
+                    closers.next += 1;
+                    closers.wakers.push((slot, cx.waker().clone()));
+                    self.slot = Some(slot);
+                }
+            }
+        }
+        // If this was the last strong handle, the cache goes here, and wakes this task.
+        drop(core);
+        Poll::Pending
+    }
+}
+
+impl<U> Drop for Closed<U> {
+    fn drop(&mut self) {
+        if let (Some(slot), Some(core)) = (self.slot, self.core.upgrade()) {
+            lock(&core.closers).wakers.retain(|(s, _)| *s != slot);
+        }
+    }
+}
+
+impl<U> fmt::Debug for Closed<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Closed")
+            .field("closed", &(self.core.strong_count() == 0))
+            .finish()
     }
 }
 
@@ -798,15 +1034,91 @@ mod tests {
     }
 
     #[test]
-    fn a_suspended_cache_keeps_nothing() {
+    fn a_paused_cache_keeps_nothing_until_the_last_guard_goes() {
         let store = CachedStore::new(MemoryStore::<i64>::new());
         let r = record(1, 7);
         block_on(store.inner().insert(r.clone())).unwrap();
-        store.evictor().suspend();
-        assert!(store.find_ready(&r.token_hash).unwrap().unwrap().is_some());
-        assert!(store.core.cached(&r.token_hash).is_none());
-        store.evictor().resume();
         assert!(store.find_ready(&r.token_hash).unwrap().unwrap().is_some());
         assert!(store.core.cached(&r.token_hash).is_some());
+        let evictor = store.evictor();
+        let first = evictor.pause();
+        assert!(store.core.cached(&r.token_hash).is_none(), "pausing clears");
+        assert!(lock(&store.core.index).by_id.is_empty());
+        let second = evictor.pause();
+        assert!(store.find_ready(&r.token_hash).unwrap().unwrap().is_some());
+        assert!(store.core.cached(&r.token_hash).is_none());
+        drop(first);
+        assert!(evictor.is_paused(), "the second bus still holds its guard");
+        assert!(store.find_ready(&r.token_hash).unwrap().unwrap().is_some());
+        assert!(store.core.cached(&r.token_hash).is_none());
+        drop(second);
+        assert!(!evictor.is_paused());
+        assert!(store.find_ready(&r.token_hash).unwrap().unwrap().is_some());
+        assert!(store.core.cached(&r.token_hash).is_some());
+    }
+
+    #[test]
+    fn a_load_that_began_before_or_during_a_pause_is_not_kept() {
+        let store = CachedStore::new(MemoryStore::<i64>::new());
+        let r = record(1, 7);
+        let found = Some(Arc::new(r.clone()));
+        let before = store.core.epoch();
+        let guard = store.evictor().pause();
+        let during = store.core.epoch();
+        drop(guard);
+        store.core.remember(r.token_hash, &found, before);
+        store.core.remember(r.token_hash, &found, during);
+        assert!(store.core.cached(&r.token_hash).is_none());
+    }
+
+    #[test]
+    fn a_guard_and_a_weak_evictor_do_not_keep_the_cache_alive() {
+        let store = CachedStore::new(MemoryStore::<i64>::new());
+        let weak = store.evictor().downgrade();
+        let guard = store.evictor().pause();
+        assert!(weak.upgrade().is_some());
+        drop(store);
+        assert!(weak.upgrade().is_none());
+        assert!(weak.is_closed());
+        drop(guard);
+    }
+
+    struct Flag(std::sync::atomic::AtomicBool);
+
+    impl std::task::Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn closed_is_woken_when_the_cache_goes_and_forgets_its_waker_when_dropped() {
+        let store = CachedStore::new(MemoryStore::<i64>::new());
+        let weak = store.evictor().downgrade();
+        let flag = Arc::new(Flag(std::sync::atomic::AtomicBool::new(false)));
+        let waker = Waker::from(Arc::clone(&flag));
+        let mut cx = Context::from_waker(&waker);
+
+        let mut closed = weak.closed();
+        let mut other = weak.closed();
+        for _ in 0..3 {
+            assert!(Pin::new(&mut closed).poll(&mut cx).is_pending());
+        }
+        assert!(Pin::new(&mut other).poll(&mut cx).is_pending());
+        assert_eq!(lock(&store.core.closers).wakers.len(), 2, "one slot each");
+        drop(other);
+        assert_eq!(lock(&store.core.closers).wakers.len(), 1);
+
+        let clone = store.clone();
+        drop(store);
+        assert!(
+            !flag.0.load(Ordering::SeqCst),
+            "a clone still holds the cache"
+        );
+        assert!(Pin::new(&mut closed).poll(&mut cx).is_pending());
+        drop(clone);
+        assert!(flag.0.load(Ordering::SeqCst), "woken as the cache went");
+        assert!(Pin::new(&mut closed).poll(&mut cx).is_ready());
+        assert!(Pin::new(&mut weak.closed()).poll(&mut cx).is_ready());
     }
 }

@@ -15,7 +15,7 @@
 //! use tower_pat::{
 //!     async_trait,
 //!     record::TokenRecord,
-//!     store::{StoreError, TokenStore},
+//!     store::{Lookup, TokenStore},
 //!     token::TokenHash,
 //! };
 //!
@@ -26,12 +26,10 @@
 //! impl TokenStore for MyTable {
 //!     type UserId = i64;
 //!
-//!     async fn find(
-//!         &self,
-//!         hash: &TokenHash,
-//!     ) -> Lookup<i64> {
+//!     async fn find(&self, hash: &TokenHash) -> Lookup<i64> {
 //!         // A real store runs `SELECT … WHERE token_hash = $1` here and maps a driver
-//!         // error with `StoreError::new(err)`, keeping it as the source.
+//!         // error with `StoreError::new(err)` (in `tower_pat::store`), keeping it as the
+//!         // source.
 //!         Ok(self.0.get(&hash.to_hex()).cloned().map(Arc::new))
 //!     }
 //! }
@@ -50,6 +48,8 @@ use crate::{
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub mod cache;
+#[cfg(all(feature = "cache", feature = "postgres"))]
+mod listener;
 pub mod memory;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -62,7 +62,7 @@ pub mod sqlite;
 
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
-pub use cache::{CachedStore, CachedStoreBuilder, Evictor};
+pub use cache::{CachedStore, CachedStoreBuilder, Closed, Evictor, PauseGuard, WeakEvictor};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -74,10 +74,6 @@ pub use sqlite::SqliteStore;
 /// The answer to a lookup by hash: the record, shared; `Ok(None)` when no token has that
 /// hash; `Err` when the store could not answer.
 pub type Lookup<U> = Result<Option<Arc<TokenRecord<U>>>, StoreError>;
-
-/// The record, shared, or `None`: private to the stores while the cache and the
-/// PostgreSQL store still name it.
-pub(crate) type Found<U> = Option<Arc<TokenRecord<U>>>;
 
 /// Resolves tokens: the one thing [`PatLayer`](crate::PatLayer) needs from a database.
 ///

@@ -46,33 +46,37 @@
 //!
 //! [`StoreErrorKind::Corrupt`]: super::StoreErrorKind::Corrupt
 
-use std::{fmt, marker::PhantomData, sync::Arc};
+use std::{fmt, marker::PhantomData, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use sqlx::{
-    AssertSqlSafe, Decode, Encode, Postgres, Row, SqlStr, Type, TypeInfo,
-    postgres::{PgArguments, PgPool, PgPoolOptions, PgRow},
+    AssertSqlSafe, Connection, Decode, Encode, Postgres, Row, SqlStr, Type, TypeInfo,
+    postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow},
 };
 use time::OffsetDateTime;
 
 #[cfg(feature = "cache")]
-use super::cache::{Evictor, WeakEvictor};
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub use super::listener::{
+    DEFAULT_STALENESS_BOUND, LISTENER_APPLICATION_NAME, ListenOptions, RevocationListener,
+};
 pub use super::sql::InvalidTableName;
 use super::{
-    Found, ManageTokens, Revoked, StoreError, TokenStore,
+    Lookup, ManageTokens, Revoked, StoreError, StoreErrorKind, TokenStore,
     sql::{self, Dialect, Table, check_type_name, optional, render, required, sql_store},
 };
 use crate::{
     record::{TokenId, TokenRecord, UserId},
     token::TokenHash,
 };
-#[cfg(feature = "cache")]
-use sqlx::postgres::{PgConnectOptions, PgListener};
-#[cfg(feature = "cache")]
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The migration, with `{table}` and `{user_id_type}` to fill in.
 const MIGRATION: &str = include_str!("../../migrations/postgres/0001_personal_access_tokens.sql");
+
+/// How long [`PostgresStore::connect`] waits for the database, unless told otherwise
+/// ([`PostgresStore::connect_with`]); also how long the revocation listener waits for
+/// each of its connections.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The table [`PostgresStore::new`] uses unless told otherwise.
 pub const DEFAULT_TABLE: &str = "personal_access_tokens";
@@ -151,19 +155,59 @@ sql_store! {
 }
 
 impl<U> PostgresStore<U> {
-    /// Connects a pool with sqlx's default options to `url`
-    /// (`postgres://user:password@host:port/database`).
+    /// Connects a pool to `url` (`postgres://user:password@host:port/database`, or
+    /// `postgresql://…`), waiting at most [`DEFAULT_CONNECT_TIMEOUT`] (5 s) for the
+    /// database: see [`connect_with`](Self::connect_with).
     ///
     /// Runs no migration: call [`migrate`](Self::migrate).
     ///
     /// # Errors
     ///
-    /// [`StoreError`] when the URL does not parse or the server cannot be reached.
+    /// As [`connect_with`](Self::connect_with).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, DEFAULT_CONNECT_TIMEOUT).await
+    }
+
+    /// Connects a pool to `url` (`postgres://user:password@host:port/database`, or
+    /// `postgresql://…`), waiting at most `timeout` for the database. A refused
+    /// connection is tried again until then (a database that is starting refuses
+    /// connections); the pool then gives up acquiring a connection after `timeout` too.
+    /// Otherwise sqlx's default pool options.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use tower_pat::PostgresStore;
+    ///
+    /// # async fn run() -> Result<(), tower_pat::store::StoreError> {
+    /// // A database that may take a while to come up.
+    /// let store = PostgresStore::<i64>::connect_with(
+    ///     "postgres://app@db.internal/app",
+    ///     Duration::from_secs(20),
+    /// )
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Runs no migration: call [`migrate`](Self::migrate).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] at once when `url` is not a PostgreSQL URL (naming its scheme and
+    /// the accepted ones) or does not parse; when the database cannot be reached within
+    /// `timeout` ([`StoreErrorKind::Timeout`]: refused, or no answer), or refuses the
+    /// connection for another reason (a wrong password, a missing database). These name
+    /// the host and port (or the socket) and say why. No error shows the URL or the
+    /// password.
+    pub async fn connect_with(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let options = connect_options(url)?;
+        let place = place(&options);
+        let deadline = tokio::time::Instant::now() + timeout;
+        reach(&options, &place, deadline, timeout).await?;
         let pool = PgPoolOptions::new()
-            .connect(url)
+            .acquire_timeout(timeout)
+            .connect_with(options)
             .await
-            .map_err(StoreError::new)?;
+            .map_err(|error| cannot_connect(&place, error))?;
         Ok(Self::new(pool))
     }
 
@@ -254,7 +298,7 @@ impl<U: PostgresUserId> PostgresStore<U> {
 impl<U: PostgresUserId> TokenStore for PostgresStore<U> {
     type UserId = U;
 
-    async fn find(&self, hash: &TokenHash) -> Result<Found<U>, StoreError> {
+    async fn find(&self, hash: &TokenHash) -> Lookup<U> {
         let query = sqlx::query(self.table.sql.find.clone()).bind(&hash.as_bytes()[..]);
         Ok(self.fetch_one_record(query).await?.map(Arc::new))
     }
@@ -380,200 +424,116 @@ impl<U: PostgresUserId> ManageTokens for PostgresStore<U> {
     }
 }
 
-#[cfg(feature = "cache")]
-#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
-impl<U: PostgresUserId> PostgresStore<U> {
-    /// Evicts from a [`CachedStore`](super::CachedStore) every token that any instance
-    /// sharing this database revokes, deletes or prunes: listens to
-    /// [`channel`](Self::channel) on a connection of its own and hands each notification
-    /// to `evictor`. Returns once it is listening; the listening runs on the Tokio runtime
-    /// until the cache is dropped (or [`RevocationListener::stop`]).
-    ///
-    /// When the connection drops, notifications sent meanwhile are lost: the listener
-    /// reconnects, clears the whole cache (so tokens revoked during the gap are asked for
-    /// again), logs a warning through `tracing`, and goes on. While it cannot reconnect,
-    /// the cache keeps nothing, so every request asks the store.
-    ///
-    /// ```no_run
-    /// use tower_pat::{PostgresStore, Tokens, scope::ScopeRegistry, store::CachedStore};
-    ///
-    /// # async fn run(pool: sqlx::PgPool, registry: ScopeRegistry) -> Result<(), tower_pat::store::StoreError> {
-    /// let postgres = PostgresStore::<i64>::new(pool);
-    /// let store = CachedStore::new(postgres.clone());
-    /// postgres.listen(store.evictor()).await?;
-    /// let tokens = Tokens::new(store, registry);
-    /// let layer = tokens.layer();
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`] when the first connection or its `LISTEN` fails.
-    pub async fn listen(&self, evictor: Evictor<U>) -> Result<RevocationListener, StoreError> {
-        let channel = self.channel().to_owned();
-        // One connection of its own, so it never takes one of the pool's; named, so an
-        // operator can tell it in `pg_stat_activity`.
-        let options = PgConnectOptions::clone(&self.pool.connect_options())
-            .application_name(LISTENER_APPLICATION_NAME);
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .min_connections(0)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_lazy_with(options);
-        let listener = subscribe(&pool, &channel).await.map_err(StoreError::new)?;
-        let losses = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(relay(
-            listener,
-            pool,
-            channel,
-            evictor.downgrade(),
-            Arc::clone(&losses),
-        ));
-        let abort = task.abort_handle();
-        evictor.attach(Box::new(AbortOnDrop(abort.clone())));
-        Ok(RevocationListener { abort, losses })
+/// The URL schemes [`PostgresStore::connect`] accepts.
+const SCHEMES: [&str; 2] = ["postgres", "postgresql"];
+
+/// `url` as connection options, or an error that says what is wrong with it (never
+/// showing the URL itself: it may hold a password).
+fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
+    match url.split_once(':') {
+        Some((scheme, _)) if SCHEMES.iter().any(|s| scheme.eq_ignore_ascii_case(s)) => {}
+        Some((scheme, rest)) if is_scheme(scheme) => {
+            let slashes = if rest.starts_with("//") { "//" } else { "" };
+            return Err(StoreError::with_kind(
+                StoreErrorKind::Backend,
+                format!(
+                    "unsupported URL scheme `{scheme}:{slashes}`: PostgresStore accepts \
+                     `postgres://` and `postgresql://` URLs"
+                ),
+            ));
+        }
+        _ => {
+            return Err(StoreError::with_kind(
+                StoreErrorKind::Backend,
+                "not a PostgreSQL URL: expected `postgres://user:password@host:port/database` \
+                 (or `postgresql://…`)",
+            ));
+        }
+    }
+    url.parse::<PgConnectOptions>().map_err(|error| {
+        StoreError::with_kind(
+            StoreErrorKind::Backend,
+            format!("invalid PostgreSQL URL: {error}"),
+        )
+        .with_source(error)
+    })
+}
+
+/// RFC 3986: a letter, then letters, digits, `+`, `-` and `.`.
+fn is_scheme(text: &str) -> bool {
+    text.len() <= 32
+        && text.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+}
+
+/// Where `options` connect to, for messages: `host:port`, or the Unix socket.
+fn place(options: &PgConnectOptions) -> String {
+    match options.get_socket() {
+        Some(socket) => format!("socket {}", socket.display()),
+        None if options.get_host().contains(':') => {
+            format!("[{}]:{}", options.get_host(), options.get_port())
+        }
+        None => format!("{}:{}", options.get_host(), options.get_port()),
     }
 }
 
-/// The `application_name` of the connection [`PostgresStore::listen`] opens.
-#[cfg(feature = "cache")]
-pub const LISTENER_APPLICATION_NAME: &str = "tower-pat revocation listener";
-
-/// The listening that [`PostgresStore::listen`] started. Dropping this handle does not
-/// stop it: it runs as long as the cache does.
-#[cfg(feature = "cache")]
-#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
-#[derive(Debug)]
-pub struct RevocationListener {
-    abort: tokio::task::AbortHandle,
-    losses: Arc<AtomicU64>,
-}
-
-#[cfg(feature = "cache")]
-impl RevocationListener {
-    /// Stops listening (the cache then sees only the revocations made through it, and
-    /// the TTL bounds the rest).
-    pub fn stop(&self) {
-        self.abort.abort();
-    }
-
-    /// How many times the connection was lost (each time the cache was cleared).
-    pub fn losses(&self) -> u64 {
-        self.losses.load(Ordering::Acquire)
-    }
-}
-
-#[cfg(feature = "cache")]
-#[derive(Debug)]
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-#[cfg(feature = "cache")]
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// A listener on `channel`, once the `LISTEN` has run.
-#[cfg(feature = "cache")]
-async fn subscribe(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(channel).await?;
-    Ok(listener)
-}
-
-/// Hands every notification to the cache until the cache is gone; see
-/// [`PostgresStore::listen`] for what a lost connection does.
-#[cfg(feature = "cache")]
-async fn relay<U: UserId>(
-    mut listener: PgListener,
-    pool: PgPool,
-    channel: String,
-    cache: WeakEvictor<U>,
-    losses: Arc<AtomicU64>,
-) {
+/// Opens (and closes) one connection before `deadline`, trying again while the server
+/// refuses, so that a failure says why.
+async fn reach(
+    options: &PgConnectOptions,
+    place: &str,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+) -> Result<(), StoreError> {
+    let mut backoff = Duration::from_millis(10);
+    let mut refused = None;
     loop {
-        let message = listener.try_recv().await;
-        let Some(evictor) = cache.upgrade() else {
-            return;
-        };
-        match message {
-            Ok(Some(notification)) => evict(&evictor, notification.payload()),
-            // sqlx has reconnected (and listens again) before it says so.
-            Ok(None) => {
-                losses.fetch_add(1, Ordering::AcqRel);
-                evictor.evict_all();
-                tracing::warn!(
-                    channel,
-                    "the revocation listener lost its connection and reconnected; \
-                     revocations made meanwhile may have been missed, so the token cache was cleared"
-                );
+        match tokio::time::timeout_at(deadline, PgConnection::connect_with(options)).await {
+            Ok(Ok(connection)) => {
+                let _ = tokio::time::timeout_at(deadline, connection.close()).await;
+                return Ok(());
             }
-            Err(error) => {
-                losses.fetch_add(1, Ordering::AcqRel);
-                evictor.suspend();
-                tracing::warn!(
-                    %error,
-                    channel,
-                    "the revocation listener lost its connection; the token cache is cleared \
-                     and keeps nothing until it reconnects"
-                );
-                drop(evictor);
-                // Its connection (if it still has one) goes back to the pool of one first.
-                drop(listener);
-                let Some(fresh) = resubscribe(&pool, &channel, &cache).await else {
-                    return;
-                };
-                listener = fresh;
-                let Some(evictor) = cache.upgrade() else {
-                    return;
-                };
-                evictor.resume();
-                tracing::info!(channel, "the revocation listener is listening again");
+            Ok(Err(sqlx::Error::Io(error)))
+                if error.kind() == std::io::ErrorKind::ConnectionRefused =>
+            {
+                refused = Some(error);
             }
+            Ok(Err(error)) => return Err(cannot_connect(place, error)),
+            Err(_) => break,
         }
+        if tokio::time::Instant::now() + backoff >= deadline {
+            break;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_millis(500));
     }
+    Err(match refused {
+        Some(error) => StoreError::with_kind(
+            StoreErrorKind::Timeout,
+            format!(
+                "cannot connect to PostgreSQL at {place}: connection refused (tried for {timeout:?}: is the port right, is the server running?)"
+            ),
+        )
+        .with_source(error),
+        None => StoreError::with_kind(
+            StoreErrorKind::Timeout,
+            format!("cannot connect to PostgreSQL at {place}: no answer within {timeout:?}"),
+        ),
+    })
 }
 
-/// Subscribes again, waiting longer after each failure (up to 5 s); `None` once the
-/// cache is gone.
-#[cfg(feature = "cache")]
-async fn resubscribe<U: UserId>(
-    pool: &PgPool,
-    channel: &str,
-    cache: &WeakEvictor<U>,
-) -> Option<PgListener> {
-    let mut wait = std::time::Duration::from_millis(100);
-    loop {
-        cache.upgrade()?;
-        match subscribe(pool, channel).await {
-            Ok(listener) => return Some(listener),
-            Err(error) => {
-                tracing::warn!(%error, channel, "the revocation listener cannot reconnect yet");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(std::time::Duration::from_secs(5));
-            }
-        }
-    }
-}
-
-/// Evicts the ids of one notification; a payload that is not a list of ids (someone
-/// else's use of the channel) clears the cache, to be safe.
-#[cfg(feature = "cache")]
-fn evict<U: UserId>(evictor: &Evictor<U>, payload: &str) {
-    for part in payload.split(' ').filter(|p| !p.is_empty()) {
-        match part.parse::<TokenId>() {
-            Ok(id) => evictor.evict_token(id),
-            Err(_) => {
-                tracing::warn!(
-                    "a notification on the revocation channel is not a list of token ids; the token cache was cleared"
-                );
-                evictor.evict_all();
-                return;
-            }
-        }
-    }
+fn cannot_connect(place: &str, error: sqlx::Error) -> StoreError {
+    let kind = match error {
+        sqlx::Error::PoolTimedOut => StoreErrorKind::Timeout,
+        _ => StoreErrorKind::Backend,
+    };
+    StoreError::with_kind(
+        kind,
+        format!("cannot connect to PostgreSQL at {place}: {error}"),
+    )
+    .with_source(error)
 }
 
 /// Runs a changing statement, which notifies the store's channel of what it changed, and

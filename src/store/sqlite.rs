@@ -59,7 +59,7 @@ use time::OffsetDateTime;
 
 pub use super::sql::InvalidTableName;
 use super::{
-    Lookup, ManageTokens, Revoked, StoreError, TokenStore,
+    Lookup, ManageTokens, Revoked, StoreError, StoreErrorKind, TokenStore,
     sql::{self, Dialect, Table, check_type_name, optional, render, required, sql_store},
 };
 use crate::{
@@ -140,15 +140,19 @@ sql_store! {
 impl<U> SqliteStore<U> {
     /// Opens the database file at `path`, creating it if missing, in WAL mode (readers do
     /// not wait for the writer). `":memory:"` opens a private in-memory database on a
-    /// pool of one connection that is never closed while the store lives.
+    /// pool of one connection that is never closed while the store lives. A `sqlite:`
+    /// URL without parameters (`sqlite://tokens.db`, `sqlite::memory:`) names the same
+    /// path.
     ///
     /// Runs no migration: call [`migrate`](Self::migrate).
     ///
     /// # Errors
     ///
-    /// [`StoreError`] when the file cannot be opened or created.
+    /// [`StoreError`] at once when `path` is another kind of URL (`postgres://…`: naming
+    /// its scheme), a `sqlite:` URL with parameters, or a file in a directory that does
+    /// not exist (naming it); when the file cannot be opened or created.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let path = path.as_ref();
+        let path = file_path(path.as_ref())?;
         let pool = if path == Path::new(":memory:") {
             SqlitePoolOptions::new()
                 .max_connections(1)
@@ -158,14 +162,65 @@ impl<U> SqliteStore<U> {
                 .connect_with(SqliteConnectOptions::new().in_memory(true))
                 .await
         } else {
+            if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty())
+                && !dir.is_dir()
+            {
+                return Err(StoreError::with_kind(
+                    StoreErrorKind::Backend,
+                    format!(
+                        "cannot open SQLite database {}: directory {} does not exist",
+                        path.display(),
+                        dir.display()
+                    ),
+                ));
+            }
             let options = SqliteConnectOptions::new()
                 .filename(path)
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal);
             SqlitePoolOptions::new().connect_with(options).await
         };
-        Ok(Self::new(pool.map_err(StoreError::new)?))
+        let pool = pool.map_err(|error| {
+            StoreError::with_kind(
+                StoreErrorKind::Backend,
+                format!("cannot open SQLite database {}: {error}", path.display()),
+            )
+            .with_source(error)
+        })?;
+        Ok(Self::new(pool))
     }
+}
+
+/// The file `path` names: itself, or the path of a `sqlite:` URL. Another URL is an error
+/// naming its scheme.
+fn file_path(path: &Path) -> Result<&Path, StoreError> {
+    let Some(text) = path.to_str() else {
+        return Ok(path);
+    };
+    let refuse = |message: String| Err(StoreError::with_kind(StoreErrorKind::Backend, message));
+    if let Some(rest) = text.strip_prefix("sqlite:") {
+        if rest.contains('?') {
+            return refuse(
+                "SqliteStore::open takes a path or a `sqlite:` URL without parameters; for \
+                 options, build a pool and use SqliteStore::new"
+                    .to_owned(),
+            );
+        }
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        return Ok(Path::new(rest));
+    }
+    if let Some((scheme, _)) = text.split_once("://")
+        && !scheme.is_empty()
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    {
+        return refuse(format!(
+            "SqliteStore::open takes a file path (or `:memory:`, or a `sqlite:` URL), not a \
+             `{scheme}://` URL"
+        ));
+    }
+    Ok(path)
 }
 
 impl<U: SqliteUserId> SqliteStore<U> {
