@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Counts the instructions one request of each `stack` bench case costs, under callgrind:
 # a figure that does not move with the load of a shared machine, as wall-clock time does.
-# Each case runs twice, N and 2N requests; the difference over N is one request, the setup
-# (filling the stores) cancelling out. Overhead is over `baseline` (an empty service).
+# Only the measured loop is counted (callgrind toggles collection on the case's closure),
+# on the thread that runs it, divided by N; the setup (filling the stores) and the
+# runtime's other threads are left out. Overhead is over `baseline` (an empty service).
 #
 #   scripts/count-instructions.sh                         # the default cases, N = 2000
 #   N=5000 scripts/count-instructions.sh hot_token floor
@@ -25,18 +26,18 @@ bin="$(cargo bench --all-features --bench stack --no-run --message-format=json 2
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 
-total() { # case requests -> instructions of the whole run
-    STACK_COUNT="$1" STACK_REQUESTS="$2" valgrind --tool=callgrind \
+count() { # case -> instructions of the measured loop, N requests
+    STACK_COUNT="$1" STACK_REQUESTS="$n" valgrind --tool=callgrind \
+        --collect-atstart=no --toggle-collect='*Case*new*closure*' --separate-threads=yes \
         --callgrind-out-file="$out/cg" "$bin" >/dev/null 2>"$out/log" ||
         { cat "$out/log"; exit 1; }
-    sed -n 's/^summary: *//p' "$out/cg"
+    cat "$out"/cg* | sed -n 's/^summary: *//p' | sort -n | tail -n 1
+    rm -f "$out"/cg*
 }
 
 declare -A per
 printf '%-18s %14s %12s\n' case instructions overhead
 for c in "${cases[@]}"; do
-    one="$(total "$c" "$n")"
-    two="$(total "$c" $((2 * n)))"
-    per[$c]=$(((two - one) / n))
+    per[$c]=$(($(count "$c") / n))
     printf '%-18s %14d %+12d\n' "$c" "${per[$c]}" $((per[$c] - per[baseline]))
 done

@@ -159,8 +159,10 @@ impl<St: ManageTokens> Tokens<St> {
     /// When `lifetime` is not positive (see [`try_expires_in`](Self::try_expires_in)).
     #[track_caller]
     pub fn expires_in(self, lifetime: Duration) -> Self {
-        self.try_expires_in(lifetime)
-            .unwrap_or_else(|e| panic!("{e}"))
+        match self.try_expires_in(lifetime) {
+            Ok(value) => value,
+            Err(e) => panic!("{e}"),
+        }
     }
 
     /// How long new tokens live unless a request says otherwise.
@@ -183,7 +185,10 @@ impl<St: ManageTokens> Tokens<St> {
     /// When `max` is not positive (see [`try_max_lifetime`](Self::try_max_lifetime)).
     #[track_caller]
     pub fn max_lifetime(self, max: Duration) -> Self {
-        self.try_max_lifetime(max).unwrap_or_else(|e| panic!("{e}"))
+        match self.try_max_lifetime(max) {
+            Ok(value) => value,
+            Err(e) => panic!("{e}"),
+        }
     }
 
     /// The longest lifetime a token may be created with.

@@ -60,8 +60,10 @@ pin_project! {
             #[pin]
             fut: S::Future,
         },
+        // Boxed, as the pending lookup is: the future a hot request carries stays the
+        // size of the inner service's.
         Done {
-            res: Option<S::Response>,
+            res: Option<Box<S::Response>>,
         },
     }
 }
@@ -81,7 +83,9 @@ where
     #[inline]
     pub(super) fn done(res: S::Response) -> Self {
         Self {
-            state: State::Done { res: Some(res) },
+            state: State::Done {
+                res: Some(Box::new(res)),
+            },
         }
     }
 
@@ -116,7 +120,7 @@ where
             let next = match this.state.as_mut().project() {
                 StateProj::Inner { fut } => return fut.poll(cx),
                 StateProj::Done { res } => {
-                    return Poll::Ready(Ok(res.take().expect("polled after completion")));
+                    return Poll::Ready(Ok(*res.take().expect("polled after completion")));
                 }
                 StateProj::Lookup { fut, pending } => {
                     let found = ready!(fut.as_mut().poll(cx));
@@ -135,7 +139,7 @@ where
                             }
                         }
                         Err(kind) => State::Done {
-                            res: Some(shared.reject(kind, &req)),
+                            res: Some(Box::new(shared.reject(kind, &req))),
                         },
                     }
                 }

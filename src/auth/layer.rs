@@ -145,7 +145,10 @@ impl<St> PatLayer<St> {
     /// (see [`try_realm`](Self::try_realm)).
     #[track_caller]
     pub fn realm(self, realm: &str) -> Self {
-        self.try_realm(realm).unwrap_or_else(|e| panic!("{e}"))
+        match self.try_realm(realm) {
+            Ok(value) => value,
+            Err(e) => panic!("{e}"),
+        }
     }
 
     /// The realm of the `WWW-Authenticate` challenge.

@@ -263,7 +263,10 @@ impl<St: ManageTokens> TokenPage<St> {
     /// and `/` (see [`try_new`](Self::try_new)).
     #[track_caller]
     pub fn new(tokens: Tokens<St>, base_path: &str) -> Self {
-        Self::try_new(tokens, base_path).unwrap_or_else(|e| panic!("{e}"))
+        match Self::try_new(tokens, base_path) {
+            Ok(value) => value,
+            Err(e) => panic!("{e}"),
+        }
     }
 
     /// The page and API for the tokens of `tokens`, mounted at `base_path`.
@@ -367,8 +370,10 @@ impl<St: ManageTokens> TokenPage<St> {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        self.try_allowed_origins(origins)
-            .unwrap_or_else(|e| panic!("{e}"))
+        match self.try_allowed_origins(origins) {
+            Ok(value) => value,
+            Err(e) => panic!("{e}"),
+        }
     }
 
     /// Origins, besides the request's own host, whose pages may call the API.

@@ -159,8 +159,10 @@ impl<St: ManageTokens> Tokens<St> {
     /// When a scope is undefined; the message names it.
     #[track_caller]
     pub fn require(&self, requirement: Requirement) -> RequireScopesLayer {
-        self.try_require(requirement)
-            .unwrap_or_else(|e| panic!("route requirement: {e}"))
+        match self.try_require(requirement) {
+            Ok(value) => value,
+            Err(e) => panic!("route requirement: {e}"),
+        }
     }
 
     /// A scope check requiring `requirement`, whose scopes must be defined in the

@@ -168,8 +168,10 @@ impl ScopeMapLayer {
     /// registry; the message names them (see [`try_route`](Self::try_route)).
     #[track_caller]
     pub fn route(self, path: &str, requirement: Requirement) -> Self {
-        self.try_route(path, requirement)
-            .unwrap_or_else(|e| panic!("{e}"))
+        match self.try_route(path, requirement) {
+            Ok(value) => value,
+            Err(e) => panic!("{e}"),
+        }
     }
 
     /// Maps `path` to `requirement`.
@@ -189,8 +191,10 @@ impl ScopeMapLayer {
     /// When the path is malformed or mapped already; the message names it.
     #[track_caller]
     pub fn authenticated(self, path: &str) -> Self {
-        self.try_authenticated(path)
-            .unwrap_or_else(|e| panic!("{e}"))
+        match self.try_authenticated(path) {
+            Ok(value) => value,
+            Err(e) => panic!("{e}"),
+        }
     }
 
     /// Maps `path` to "any valid token, whatever its scopes".
@@ -244,8 +248,10 @@ impl ScopeMapLayer {
     /// [`try_registry`](Self::try_registry)).
     #[track_caller]
     pub fn registry(self, registry: &ScopeRegistry) -> Self {
-        self.try_registry(registry)
-            .unwrap_or_else(|e| panic!("{e}"))
+        match self.try_registry(registry) {
+            Ok(value) => value,
+            Err(e) => panic!("{e}"),
+        }
     }
 
     /// Checks every requirement against `registry`, now and when mapped later.

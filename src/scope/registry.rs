@@ -27,8 +27,10 @@ impl ScopeRegistry {
     /// When `name` is not a valid scope, or is `*`; the message names it.
     #[track_caller]
     pub fn scope(self, name: &str, description: impl Into<String>) -> Self {
-        self.try_scope(name, description)
-            .unwrap_or_else(|e| panic!("{e}"))
+        match self.try_scope(name, description) {
+            Ok(value) => value,
+            Err(e) => panic!("{e}"),
+        }
     }
 
     /// Defines a scope with its description.
@@ -66,8 +68,10 @@ impl ScopeRegistry {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        self.try_default_scopes(names)
-            .unwrap_or_else(|e| panic!("{e}"))
+        match self.try_default_scopes(names) {
+            Ok(value) => value,
+            Err(e) => panic!("{e}"),
+        }
     }
 
     /// The scopes a token gets when it is created without any.

@@ -81,7 +81,10 @@ impl Requirement {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        Self::try_all(scopes).unwrap_or_else(|e| panic!("Requirement::all: {e}"))
+        match Self::try_all(scopes) {
+            Ok(value) => value,
+            Err(e) => panic!("Requirement::all: {e}"),
+        }
     }
 
     /// At least one of `scopes`.
@@ -95,7 +98,10 @@ impl Requirement {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        Self::try_any(scopes).unwrap_or_else(|e| panic!("Requirement::any: {e}"))
+        match Self::try_any(scopes) {
+            Ok(value) => value,
+            Err(e) => panic!("Requirement::any: {e}"),
+        }
     }
 
     /// Every scope of at least one of `sets`: `one_of([["repo:read", "repo:write"],
@@ -112,7 +118,10 @@ impl Requirement {
         J: IntoIterator,
         J::Item: AsRef<str>,
     {
-        Self::try_one_of(sets).unwrap_or_else(|e| panic!("Requirement::one_of: {e}"))
+        match Self::try_one_of(sets) {
+            Ok(value) => value,
+            Err(e) => panic!("Requirement::one_of: {e}"),
+        }
     }
 
     /// Every one of `scopes`.
