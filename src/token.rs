@@ -7,8 +7,10 @@
 //! - `random`: 33 base62 characters drawn uniformly from the operating system's CSPRNG
 //!   (33 × log2(62) ≈ 196 bits);
 //! - `checksum`: the CRC32 of the random part, as 6 base62 characters, so that a secret
-//!   scanner, or [`PatLayer`](crate::PatLayer), can reject a mistyped or made-up token
-//!   without asking the store (the scheme GitHub uses for its tokens).
+//!   scanner, or [`PatLayer`](crate::PatLayer), can reject a mistyped token, or noise,
+//!   without asking a database (the scheme GitHub uses for its tokens). The checksum is
+//!   public: anyone can make a checksum-valid token, and each such made-up token costs
+//!   one lookup in the store. It keeps typos away from the database; it is not a secret.
 //!
 //! Only the SHA-256 of a token ([`TokenHash`]) is ever stored. The plaintext lives in a
 //! [`PlaintextToken`], which redacts itself in `Debug` and `Display`.
@@ -117,7 +119,8 @@ impl TokenFormat {
     }
 
     /// Checks a presented token offline (length, prefix, charset, checksum) and returns
-    /// the hash to look up. The store is never asked about a token that fails.
+    /// the hash to look up. A token that fails is not worth looking up; one that passes
+    /// may still be made up (the checksum is public) and costs a lookup.
     ///
     /// # Errors
     ///
