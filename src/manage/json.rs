@@ -99,7 +99,7 @@ impl Problem {
 /// [`Rejection::to_json`](crate::reject::Rejection::to_json), so an application serving
 /// both answers in one dialect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Refusal {
+pub(crate) enum PageRejection {
     NotFound,
     TokenNotFound,
     MethodNotAllowed,
@@ -115,7 +115,7 @@ pub(crate) enum Refusal {
     Internal,
 }
 
-impl Refusal {
+impl PageRejection {
     #[cfg(test)]
     pub(crate) const ALL: [Self; 13] = [
         Self::NotFound,
@@ -409,7 +409,7 @@ mod tests {
     #[test]
     fn every_refusal_has_its_own_code_and_a_class() {
         let mut codes = std::collections::HashSet::new();
-        for refusal in Refusal::ALL {
+        for refusal in PageRejection::ALL {
             let (status, error, code, message) = refusal.row();
             assert!(
                 status.is_client_error() || status.is_server_error(),
@@ -429,15 +429,15 @@ mod tests {
                 json!({"error": error, "code": code, "message": message})
             );
         }
-        let body =
-            Refusal::InvalidInput.body(None, Some(&[Problem::new("name", "a name is required")]));
+        let body = PageRejection::InvalidInput
+            .body(None, Some(&[Problem::new("name", "a name is required")]));
         let body: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(
             body["problems"],
             json!([{"field": "name", "message": "a name is required"}])
         );
         let body: Value =
-            serde_json::from_str(&Refusal::MalformedJson.body(Some("not JSON: EOF"), None))
+            serde_json::from_str(&PageRejection::MalformedJson.body(Some("not JSON: EOF"), None))
                 .unwrap();
         assert_eq!(body["message"], "not JSON: EOF");
     }

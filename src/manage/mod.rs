@@ -67,7 +67,7 @@
 //! `scopes` may be empty or absent (the registry's defaults); `expires_in_days` may be
 //! absent (the facade's default lifetime). Times are RFC 3339, UTC.
 //!
-//! Refusals are JSON `{"error", "code", "message"}`, the three keys of
+//! Rejections are JSON `{"error", "code", "message"}`, the three keys of
 //! [`Rejection::to_json`](crate::reject::Rejection::to_json), so an application that
 //! answers its API's refusals with that gets one dialect from both: `error` is a broad
 //! class a client can branch on, `code` the precise reason, both stable; `message` is for

@@ -26,7 +26,7 @@ use tower_service::Service;
 use super::{
     TokenPage,
     guard::{self, Body},
-    json::{self, Problem, Refusal, TokenView},
+    json::{self, PageRejection, Problem, TokenView},
     page::{self, Expiry},
 };
 use crate::{
@@ -171,11 +171,11 @@ impl<St: ManageTokens> TokenPage<St> {
     {
         let (parts, body) = req.into_parts();
         let Some(route) = Route::of(parts.uri.path()) else {
-            return refuse(Refusal::NotFound);
+            return reject(PageRejection::NotFound);
         };
         if !route.allows(&parts.method) {
             let mut res = refuse_with(
-                Refusal::MethodNotAllowed,
+                PageRejection::MethodNotAllowed,
                 &format!("this path takes {}", route.allow()),
             );
             res.headers_mut()
@@ -183,11 +183,11 @@ impl<St: ManageTokens> TokenPage<St> {
             return res;
         }
         if guard::carries_token(&parts) {
-            return refuse(Refusal::TokenNotAccepted);
+            return reject(PageRejection::TokenNotAccepted);
         }
         let read = matches!(parts.method, Method::GET | Method::HEAD);
         if read && route.is_api() && self.options.same_origin.cross_site_read(&parts.headers) {
-            return refuse(Refusal::CrossOrigin);
+            return reject(PageRejection::CrossOrigin);
         }
 
         // tower-http's CSRF check decides on everything else; the page shapes its refusal.
@@ -200,7 +200,7 @@ impl<St: ManageTokens> TokenPage<St> {
         match res.extensions().get::<ProtectionError>().cloned() {
             Some(refused) => {
                 tracing::debug!(reason = %refused, "token page: a cross-origin request was refused");
-                let mut res = refuse(Refusal::CrossOrigin);
+                let mut res = reject(PageRejection::CrossOrigin);
                 res.extensions_mut().insert(refused);
                 res
             }
@@ -229,13 +229,13 @@ impl<St: ManageTokens> TokenPage<St> {
             _ => false,
         };
         if refused_media {
-            return refuse(Refusal::UnsupportedMediaType);
+            return reject(PageRejection::UnsupportedMediaType);
         }
 
         let Some(user) = (self.options.user)(&parts).await else {
             return match route {
                 Route::Page => self.signed_out(),
-                _ => refuse(Refusal::NotSignedIn),
+                _ => reject(PageRejection::NotSignedIn),
             };
         };
 
@@ -246,7 +246,7 @@ impl<St: ManageTokens> TokenPage<St> {
             (Route::Tokens, Method::DELETE) => self.revoke_all(&user).await,
             (Route::Tokens, _) => self.list(&user).await,
             (Route::Token(id), _) => self.revoke(&user, &id).await,
-            (Route::Stylesheet | Route::Script, _) => refuse(Refusal::NotFound),
+            (Route::Stylesheet | Route::Script, _) => reject(PageRejection::NotFound),
         }
     }
 
@@ -299,7 +299,7 @@ impl<St: ManageTokens> TokenPage<St> {
         let limit = self.options.body_limit;
         let too_large = || {
             refuse_with(
-                Refusal::PayloadTooLarge,
+                PageRejection::PayloadTooLarge,
                 &format!("the body may be at most {limit} bytes"),
             )
         };
@@ -315,14 +315,14 @@ impl<St: ManageTokens> TokenPage<St> {
             Ok(collected) => collected.to_bytes(),
             Err(e) if e.is::<LengthLimitError>() => return too_large(),
             Err(_) => {
-                return refuse(Refusal::MalformedBody);
+                return reject(PageRejection::MalformedBody);
             }
         };
         let value: serde_json::Value = match serde_json::from_slice(&bytes) {
             Ok(v) => v,
             Err(e) => {
                 return refuse_with(
-                    Refusal::MalformedJson,
+                    PageRejection::MalformedJson,
                     &format!("the body is not JSON: {e}"),
                 );
             }
@@ -358,11 +358,11 @@ impl<St: ManageTokens> TokenPage<St> {
     async fn revoke(&self, user: &St::UserId, id: &str) -> Response<PageBody> {
         // Malformed, unknown and another user's: one answer, so ids cannot be probed.
         let Ok(id) = id.parse::<TokenId>() else {
-            return refuse(Refusal::TokenNotFound);
+            return reject(PageRejection::TokenNotFound);
         };
         match self.tokens.revoke(user, id).await {
             Ok(_) => respond(StatusCode::NO_CONTENT, "application/json", Bytes::new()),
-            Err(TokenError::NotFound(_)) => refuse(Refusal::TokenNotFound),
+            Err(TokenError::NotFound(_)) => reject(PageRejection::TokenNotFound),
             Err(e) => failure(&e),
         }
     }
@@ -421,13 +421,13 @@ fn ok_json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Pag
         Ok(body) => respond(status, "application/json", body),
         Err(e) => {
             tracing::error!(error = %e, "token page: an answer could not be written as JSON");
-            refuse(Refusal::Internal)
+            reject(PageRejection::Internal)
         }
     }
 }
 
 /// A refusal with its row's message.
-fn refuse(refusal: Refusal) -> Response<PageBody> {
+fn reject(refusal: PageRejection) -> Response<PageBody> {
     respond(
         refusal.status(),
         "application/json",
@@ -436,7 +436,7 @@ fn refuse(refusal: Refusal) -> Response<PageBody> {
 }
 
 /// A refusal with a more precise message than its row's.
-fn refuse_with(refusal: Refusal, message: &str) -> Response<PageBody> {
+fn refuse_with(refusal: PageRejection, message: &str) -> Response<PageBody> {
     respond(
         refusal.status(),
         "application/json",
@@ -446,7 +446,7 @@ fn refuse_with(refusal: Refusal, message: &str) -> Response<PageBody> {
 
 /// 422, naming every problem.
 fn invalid(problems: &[Problem]) -> Response<PageBody> {
-    let refusal = Refusal::InvalidInput;
+    let refusal = PageRejection::InvalidInput;
     respond(
         refusal.status(),
         "application/json",
@@ -460,14 +460,14 @@ fn failure(e: &TokenError) -> Response<PageBody> {
         TokenError::Store(e) => store_failure(e),
         e => {
             tracing::error!(error = %e, "token page: a token could not be created");
-            refuse(Refusal::Internal)
+            reject(PageRejection::Internal)
         }
     }
 }
 
 fn store_failure(e: &StoreError) -> Response<PageBody> {
     tracing::warn!(error = %e, "token page: the token store failed");
-    refuse(Refusal::StoreUnavailable)
+    reject(PageRejection::StoreUnavailable)
 }
 
 #[cfg(test)]
