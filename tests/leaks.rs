@@ -411,6 +411,7 @@ async fn refusals_revoke_nothing_and_ask_the_store_nothing() {
     let not_json = format!("[{{\"token\": \"{token}\"");
     let bare_string = format!("[\"{token}\"]");
     let respaced = body.replace(',', ", ");
+    let long_id = "k".repeat(300);
     let signature_only = vec![good[1].clone()];
     let key_id_only = vec![good[0].clone()];
     let two_signatures = vec![good[0].clone(), good[1].clone(), good[1].clone()];
@@ -466,6 +467,13 @@ async fn refusals_revoke_nothing_and_ask_the_store_nothing() {
         (
             "unknown key id",
             unknown_key.headers(body.as_bytes()),
+            &body,
+            S::FORBIDDEN,
+            "unknown_key",
+        ),
+        (
+            "a key id no key could have",
+            vec![(KEY_IDENTIFIER_HEADER, long_id.clone()), good[1].clone()],
             &body,
             S::FORBIDDEN,
             "unknown_key",
@@ -534,6 +542,7 @@ async fn refusals_revoke_nothing_and_ask_the_store_nothing() {
     assert!(!app.tokens.list(&7).await.unwrap()[0].revoked);
     assert_eq!(app.api(&token).await, StatusCode::OK);
     assert!(logs().text().contains("refresh the KeySet"));
+    assert!(!logs().text().contains(&long_id));
     logs().assert_never_shown(&token);
 }
 
@@ -691,6 +700,12 @@ async fn the_key_document_is_read_and_replaced_at_runtime() {
 #[test]
 fn the_registered_pattern_matches_tokens_and_rejects_near_misses() {
     assert_eq!(DEFAULT_TOKEN_PATTERN, r"\bpat_[0-9A-Za-z]{39}\b");
+    // The README gives it to copy, exactly.
+    assert!(
+        include_str!("../README.md")
+            .lines()
+            .any(|l| l == DEFAULT_TOKEN_PATTERN)
+    );
     let pattern = Regex::new(DEFAULT_TOKEN_PATTERN).unwrap();
     let format = TokenFormat::default();
     for _ in 0..500 {

@@ -15,7 +15,7 @@ use p256::{
 use serde::Deserialize;
 
 /// The longest key identifier accepted, in bytes (GitHub's are 64 hex digits).
-const MAX_IDENTIFIER_LEN: usize = 256;
+pub(crate) const MAX_IDENTIFIER_LEN: usize = 256;
 
 /// The public keys that may sign a report, by `key_identifier`: the keys GitHub publishes
 /// at `https://api.github.com/meta/public_keys/secret_scanning`.

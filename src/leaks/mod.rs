@@ -102,7 +102,7 @@
 //! | case | status | `error` | `code` |
 //! |---|---|---|---|
 //! | not a `POST` | 405, with `Allow: POST` | `invalid_request` | `method_not_allowed` |
-//! | either header missing, empty or repeated | 400 | `invalid_request` | `missing_signature` |
+//! | either header missing, empty, repeated or not ASCII | 400 | `invalid_request` | `missing_signature` |
 //! | the signature is not base64 of a DER ECDSA signature | 400 | `invalid_request` | `malformed_signature` |
 //! | the key identifier names no key of the [`KeySet`] | 403 | `forbidden` | `unknown_key` |
 //! | body over [`body_limit`](LeakReports::body_limit) (by `Content-Length`, or as read) | 413 | `invalid_request` | `payload_too_large` |
@@ -130,7 +130,7 @@
 //!
 //! GitHub finds tokens by a regular expression the partner registers.
 //! [`DEFAULT_TOKEN_PATTERN`] is the one of the default format, and [`token_pattern`] gives
-//! it for any [`TokenFormat`](crate::token::TokenFormat); the checksum, which no regular
+//! it for any [`TokenFormat`]; the checksum, which no regular
 //! expression can check, is checked here.
 
 use std::{fmt, sync::Arc};

@@ -18,7 +18,7 @@ use tower_service::Service;
 
 use super::{
     KEY_IDENTIFIER_HEADER, LeakReports, SIGNATURE_HEADER,
-    keys::{decode_signature, verifies},
+    keys::{MAX_IDENTIFIER_LEN, decode_signature, verifies},
     report::{self, NotAReport},
 };
 use crate::store::ManageTokens;
@@ -95,8 +95,14 @@ impl<St: ManageTokens> LeakReports<St> {
             return refuse(Refusal::MalformedSignature);
         };
         let Some(key) = self.keys.get(key_id) else {
+            // Anyone can send the header: an identifier no key could have is not logged.
+            let key_identifier = if key_id.len() <= MAX_IDENTIFIER_LEN {
+                key_id
+            } else {
+                "(too long to be one)"
+            };
             tracing::warn!(
-                key_identifier = key_id,
+                key_identifier,
                 "GitHub secret scanning: a report names a key this service does not have; \
                  refresh the KeySet from GitHub's key document"
             );
