@@ -64,6 +64,7 @@
 //! | `cache` | `CachedStore`: a revocation-aware cache in front of any store (moka); with `postgres`, `PostgresStore::listen` evicts what other instances revoke |
 //! | `test-kit` | `testing::Conformance`: the suites a `TokenStore` (and `ManageTokens`) implementation should pass |
 //! | `manage` | `manage::TokenPage`: the token page and its JSON API, mounted behind the application's sign-in |
+//! | `leaks` | `leaks::LeakReports`: the endpoint GitHub's secret scanning reports leaked tokens to; the real ones are revoked |
 //!
 //! # Security
 //!
@@ -87,6 +88,9 @@ pub mod clock;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
 mod hashers;
+#[cfg(feature = "leaks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "leaks")))]
+pub mod leaks;
 pub mod lifecycle;
 #[cfg(feature = "manage")]
 #[cfg_attr(docsrs, doc(cfg(feature = "manage")))]
@@ -108,7 +112,8 @@ pub mod token;
     feature = "postgres",
     feature = "cache",
     feature = "test-kit",
-    feature = "manage"
+    feature = "manage",
+    feature = "leaks"
 ))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
