@@ -268,10 +268,11 @@ impl RedisBusBuilder {
     ///
     /// # Errors
     ///
-    /// [`StoreError`] at once when `url` is not a Redis URL (saying why); when the server
-    /// cannot be reached within the connect timeout ([`StoreErrorKind::Timeout`]), or
-    /// refuses the connection (a wrong password, say). These name the host and port (or
-    /// the socket), never the URL or the password.
+    /// [`StoreError`] at once when `url` is not a Redis URL (saying why), when nothing
+    /// listens there, or when the server turns the connection down (a wrong password,
+    /// say); [`StoreErrorKind::Timeout`] when the server does not answer within the
+    /// connect timeout. These name the host and port (or the socket), never the URL or
+    /// the password.
     pub async fn connect(self, url: &str) -> Result<RedisBus, StoreError> {
         let client = Client::open(url).map_err(|error| {
             StoreError::with_kind(
@@ -303,18 +304,22 @@ impl RedisBusBuilder {
             }),
         };
         let deadline = Instant::now() + bus.inner.options.connect_timeout;
-        match timeout_at(deadline, bus.inner.connection()).await {
-            Ok(Ok(_)) => Ok(bus),
-            Ok(Err(error)) => {
-                Err(cannot_connect(&bus.inner.place, &error.to_string()).with_source(error))
-            }
-            Err(_) => Err(StoreError::with_kind(
+        let no_answer = || {
+            StoreError::with_kind(
                 StoreErrorKind::Timeout,
                 format!(
                     "cannot connect to Redis at {}: no answer within {:?}",
                     bus.inner.place, bus.inner.options.connect_timeout
                 ),
-            )),
+            )
+        };
+        match timeout_at(deadline, bus.inner.connection()).await {
+            Ok(Ok(_)) => Ok(bus),
+            Ok(Err(error)) if error.is_timeout() => Err(no_answer().with_source(error)),
+            Ok(Err(error)) => {
+                Err(cannot_connect(&bus.inner.place, &error.to_string()).with_source(error))
+            }
+            Err(_) => Err(no_answer()),
         }
     }
 }
