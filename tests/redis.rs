@@ -292,8 +292,15 @@ async fn a_revocation_on_one_instance_is_seen_by_the_other() {
             Duration::from_secs(5),
         )
         .await;
-        // B asked the store again for each of them: evicted, not cleared.
         assert_eq!(listening_b.malformed(), 0);
+
+        // And the other way round: B revokes, A hears.
+        let from_b = b.tokens.create(11, "t", ["orders:read"]).await.unwrap();
+        let token = from_b.token.expose_secret();
+        assert_eq!(a.http.status(token).await, StatusCode::OK);
+        assert_eq!(next(&a, token).await, (StatusCode::OK, 0));
+        b.tokens.revoke(&11, from_b.record.id).await.unwrap();
+        until_refused(&a.http, token, Duration::from_secs(5)).await;
     })
     .await;
 }
