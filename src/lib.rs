@@ -62,6 +62,7 @@
 //! | `sqlite` | `SqliteStore`: tokens in an embedded SQLite database (sqlx, bundled SQLite) |
 //! | `postgres` | `PostgresStore`: one PostgreSQL database shared by many instances (sqlx) |
 //! | `cache` | `CachedStore`: a revocation-aware cache in front of any store (moka); with `postgres`, `PostgresStore::listen` evicts what other instances revoke |
+//! | `redis` | `RedisBus`: revocations reach every instance's `CachedStore` over Redis pub/sub, whatever the store |
 //! | `test-kit` | `testing::Conformance`: the suites a `TokenStore` (and `ManageTokens`) implementation should pass |
 //! | `manage` | `manage::TokenPage`: the token page and its JSON API, mounted behind the application's sign-in |
 //! | `leaks` | `leaks::LeakReports`: the endpoint GitHub's secret scanning reports leaked tokens to; the real ones are revoked |
@@ -111,6 +112,7 @@ pub mod token;
     feature = "sqlite",
     feature = "postgres",
     feature = "cache",
+    feature = "redis",
     feature = "test-kit",
     feature = "manage",
     feature = "leaks"

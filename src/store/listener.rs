@@ -23,15 +23,14 @@
 //! and never polls a listener again once it reported a loss: it subscribes anew.
 
 use std::{
-    future::{Future, poll_fn},
+    future::poll_fn,
     panic::{AssertUnwindSafe, catch_unwind},
-    pin::{Pin, pin},
-    str::FromStr,
+    pin::pin,
     sync::{
-        Arc, Mutex, PoisonError,
-        atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering},
+        Arc,
+        atomic::{AtomicI32, AtomicU64, Ordering},
     },
-    task::{Context, Poll, Waker},
+    task::Poll,
     time::Duration,
 };
 
@@ -42,7 +41,8 @@ use tokio::time::{Instant, sleep, sleep_until, timeout, timeout_at};
 
 use super::{
     StoreError,
-    cache::{Closed, Evictor, WeakEvictor},
+    bus::{Ends, FailClosed, Junk, MAX_BACKOFF, Stop, WARN_INTERVAL, parse_ids, until_end},
+    cache::{Evictor, WeakEvictor},
     postgres::{DEFAULT_CONNECT_TIMEOUT, PostgresStore, PostgresUserId},
 };
 use crate::record::{TokenId, UserId};
@@ -53,15 +53,6 @@ pub const LISTENER_APPLICATION_NAME: &str = "tower-pat revocation listener";
 /// How long a revocation made on another instance may go unheard at most, unless
 /// configured ([`ListenOptions::staleness_bound`]).
 pub const DEFAULT_STALENESS_BOUND: Duration = Duration::from_secs(2);
-
-/// Unreadable notifications clear the cache at most once per this.
-const JUNK_CLEAR_INTERVAL: Duration = Duration::from_secs(1);
-
-/// A warning that may repeat is logged at most once per this.
-const WARN_INTERVAL: Duration = Duration::from_secs(60);
-
-/// The longest wait between two attempts to listen again.
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// The options of [`PostgresStore::listen_with`].
 ///
@@ -212,6 +203,7 @@ impl<U: PostgresUserId> PostgresStore<U> {
         let sentinel = FailClosed {
             cache: relay.cache.clone(),
             armed: true,
+            listener: LISTENER_APPLICATION_NAME,
         };
         tokio::spawn(relay.run(first, sentinel));
         Ok(RevocationListener { shared })
@@ -236,44 +228,15 @@ struct Shared {
     malformed: AtomicU64,
     /// The server process of the connection listening now; 0 while there is none.
     backend_pid: AtomicI32,
-    stopped: AtomicBool,
-    /// The task's waker, woken by [`RevocationListener::stop`].
-    stop_waker: Mutex<Option<Waker>>,
-}
-
-impl Shared {
-    fn stop(&self) {
-        self.stopped.store(true, Ordering::Release);
-        let waker = self
-            .stop_waker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-    }
-
-    fn poll_stopped(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.stopped.load(Ordering::Acquire) {
-            return Poll::Ready(());
-        }
-        *self
-            .stop_waker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
-        if self.stopped.load(Ordering::Acquire) {
-            return Poll::Ready(());
-        }
-        Poll::Pending
-    }
+    /// Set by [`RevocationListener::stop`].
+    stop: Arc<Stop>,
 }
 
 impl RevocationListener {
     /// Stops listening (the cache then sees only the revocations made through it, and
     /// its TTL bounds the rest). A pause the listener holds ends with it.
     pub fn stop(&self) {
-        self.shared.stop();
+        self.shared.stop.stop();
     }
 
     /// How many times the connection was lost or went silent past the staleness bound
@@ -355,7 +318,7 @@ impl<U: UserId> Relay<U> {
     async fn listen(mut self, mut subscription: Subscription) {
         let mut ends = Ends {
             closed: self.cache.closed(),
-            shared: Arc::clone(&self.shared),
+            stop: Arc::clone(&self.shared.stop),
         };
         loop {
             let why = match self.relay(&mut subscription, &mut ends).await {
@@ -639,21 +602,6 @@ async fn send_heartbeat(
     Ok(())
 }
 
-/// What ends the listening: the cache going, or [`RevocationListener::stop`].
-struct Ends<U> {
-    closed: Closed<U>,
-    shared: Arc<Shared>,
-}
-
-impl<U> Ends<U> {
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if Pin::new(&mut self.closed).poll(cx).is_ready() {
-            return Poll::Ready(());
-        }
-        self.shared.poll_stopped(cx)
-    }
-}
-
 /// Waits for a notification, the end, or `wake`, whichever comes first. Dropping
 /// `try_recv` when another comes first is safe: see the module documentation.
 async fn next_event<U>(listener: &mut PgListener, ends: &mut Ends<U>, wake: Instant) -> Event {
@@ -674,18 +622,6 @@ async fn next_event<U>(listener: &mut PgListener, ends: &mut Ends<U>, wake: Inst
     .await
 }
 
-/// `fut`'s output, or `None` if the listening ends first.
-async fn until_end<U, F: Future>(ends: &mut Ends<U>, fut: F) -> Option<F::Output> {
-    let mut fut = pin!(fut);
-    poll_fn(|cx| {
-        if ends.poll(cx).is_ready() {
-            return Poll::Ready(None);
-        }
-        fut.as_mut().poll(cx).map(Some)
-    })
-    .await
-}
-
 /// The payload of `note`, unless it is not UTF-8: sqlx panics on that (possible on a
 /// `SQL_ASCII` server), and someone else's notification is no reason to stop listening.
 fn payload_of(note: &PgNotification) -> Option<&str> {
@@ -700,89 +636,9 @@ impl Payload {
     /// Token ids, space-separated, as the store's statements send them; anything else
     /// (nothing at all included) is junk.
     fn parse(payload: &str) -> Self {
-        let ids: Result<Vec<TokenId>, _> = payload
-            .split(' ')
-            .filter(|part| !part.is_empty())
-            .map(TokenId::from_str)
-            .collect();
-        match ids {
-            Ok(ids) if !ids.is_empty() => Self::Ids(ids),
-            _ => Self::Junk { len: payload.len() },
-        }
-    }
-}
-
-/// How unreadable notifications are rate-limited: a clear at most once per
-/// [`JUNK_CLEAR_INTERVAL`] (one owed clear at the end of it for those that came within),
-/// a warning at most once per [`WARN_INTERVAL`].
-#[derive(Debug, Default)]
-struct Junk {
-    cleared_at: Option<Instant>,
-    /// A clear owed to notifications that came too soon after the last one.
-    clear_at: Option<Instant>,
-    warned_at: Option<Instant>,
-    unlogged: u64,
-}
-
-impl Junk {
-    /// Whether an unreadable notification at `now` clears the cache now (else a clear is
-    /// owed at the end of the interval).
-    fn clear_now(&mut self, now: Instant) -> bool {
-        match self.cleared_at {
-            Some(at) if now - at < JUNK_CLEAR_INTERVAL => {
-                self.clear_at.get_or_insert(at + JUNK_CLEAR_INTERVAL);
-                false
-            }
-            _ => {
-                self.cleared_at = Some(now);
-                self.clear_at = None;
-                true
-            }
-        }
-    }
-
-    /// Whether the owed clear is due at `now`; if so it counts as done.
-    fn clear_due(&mut self, now: Instant) -> bool {
-        if self.clear_at.is_some_and(|at| at <= now) {
-            self.cleared_at = Some(now);
-            self.clear_at = None;
-            return true;
-        }
-        false
-    }
-
-    /// How many warnings were not logged since the last one, if a warning may be logged
-    /// at `now`.
-    fn warn(&mut self, now: Instant) -> Option<u64> {
-        if self.warned_at.is_some_and(|at| now - at < WARN_INTERVAL) {
-            self.unlogged += 1;
-            return None;
-        }
-        self.warned_at = Some(now);
-        Some(std::mem::take(&mut self.unlogged))
-    }
-}
-
-/// Pauses the cache for good unless disarmed (the listening ended as it should): a task
-/// that panicked, or that its runtime dropped while the cache lives on, would otherwise
-/// leave the cache serving what nothing vouches for.
-struct FailClosed<U: UserId> {
-    cache: WeakEvictor<U>,
-    armed: bool,
-}
-
-impl<U: UserId> Drop for FailClosed<U> {
-    fn drop(&mut self) {
-        if self.armed
-            && let Some(evictor) = self.cache.upgrade()
-        {
-            // The guard only holds a weak handle: forgetting it leaks no cache.
-            std::mem::forget(evictor.pause());
-            tracing::warn!(
-                "the revocation listener ended without being stopped (it panicked, or its \
-                 runtime shut down): the token cache keeps nothing from now on (every request \
-                 asks the database)"
-            );
+        match parse_ids(payload) {
+            Some(ids) => Self::Ids(ids),
+            None => Self::Junk { len: payload.len() },
         }
     }
 }
@@ -805,41 +661,5 @@ mod tests {
                 "{junk:?}"
             );
         }
-    }
-
-    #[test]
-    fn junk_clears_at_most_once_an_interval_and_warns_at_most_once_a_minute() {
-        let start = Instant::now();
-        let mut junk = Junk::default();
-        assert!(junk.clear_now(start));
-        assert_eq!(junk.warn(start), Some(0));
-        let mut clears = 1;
-        let mut warnings = 1;
-        // 10 a millisecond for 3 s.
-        for ms in 1..3000 {
-            let now = start + Duration::from_millis(ms);
-            if junk.clear_due(now) {
-                clears += 1;
-            }
-            for _ in 0..10 {
-                if junk.clear_now(now) {
-                    clears += 1;
-                }
-                if junk.warn(now).is_some() {
-                    warnings += 1;
-                }
-            }
-        }
-        assert_eq!(
-            clears, 3,
-            "one at the start, then one at the end of each second"
-        );
-        assert_eq!(warnings, 1);
-        assert_eq!(junk.warn(start + WARN_INTERVAL), Some(29_990));
-        // Quiet: the owed clear is done once, then nothing is owed.
-        let later = start + Duration::from_secs(10);
-        assert!(junk.clear_due(later));
-        assert!(!junk.clear_due(later + Duration::from_secs(5)));
-        assert!(junk.clear_now(later + Duration::from_secs(5)));
     }
 }
