@@ -15,8 +15,12 @@ use tower_pat::{
 /// Where the last panic was reported, as the panic hook saw it.
 static REPORTED: Mutex<Option<(String, u32)>> = Mutex::new(None);
 
+/// One panic at a time: the hook is the process's, and the tests run on several threads.
+static SERIAL: Mutex<()> = Mutex::new(());
+
 /// Runs `f`, which must panic, and returns the file and line the panic reported.
 fn panic_site(f: impl FnOnce()) -> (String, u32) {
+    let _one_at_a_time = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
     let previous = panic::take_hook();
     panic::set_hook(Box::new(|info| {
         let at = info.location().map(|l| (l.file().to_owned(), l.line()));
@@ -95,5 +99,51 @@ fn configuration_panics_point_at_the_caller() {
                 .route("/p.S/M", Requirement::all(["undefined"]))
                 .registry(tokens.registry()),
         )
+    });
+}
+
+#[cfg(feature = "manage")]
+#[test]
+fn the_token_page_reports_the_caller() {
+    use tower_pat::manage::TokenPage;
+    reports_caller("TokenPage::new", || {
+        drop(TokenPage::new(tokens(), "no-slash"))
+    });
+    reports_caller("TokenPage::allowed_origins", || {
+        drop(TokenPage::new(tokens(), "/t").allowed_origins(["ftp://x"]))
+    });
+}
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn sqlite_table_names_report_the_caller() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = rt
+        .block_on(tower_pat::SqliteStore::<i64>::open(":memory:"))
+        .unwrap();
+    reports_caller("SqliteStore::with_table", || drop(store.with_table("a b")));
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_options_report_the_caller() {
+    use tower_pat::store::postgres::ListenOptions;
+    reports_caller("ListenOptions::staleness_bound", || {
+        drop(ListenOptions::new().staleness_bound(std::time::Duration::ZERO))
+    });
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn redis_options_report_the_caller() {
+    use tower_pat::store::redis::RedisBus;
+    reports_caller("RedisBusBuilder::channel", || {
+        drop(RedisBus::builder().channel(""))
+    });
+    reports_caller("RedisBusBuilder::staleness_bound", || {
+        drop(RedisBus::builder().staleness_bound(std::time::Duration::ZERO))
     });
 }
