@@ -52,9 +52,52 @@ impl TokenId {
         Self(bytes)
     }
 
+    /// The id of a row whose own id is an integer (Sanctum's `personal_access_tokens.id`,
+    /// say): the number, big-endian, in the last eight bytes, the first eight zero. The
+    /// same number always gives the same id, so an eviction that names the row's number
+    /// finds the cached token.
+    pub const fn from_integer(n: u64) -> Self {
+        let b = n.to_be_bytes();
+        Self([
+            0, 0, 0, 0, 0, 0, 0, 0, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+        ])
+    }
+
+    /// The id of a row whose own id is text that does not fit 16 bytes (Passport's 80-hex
+    /// `jti`, say): the first 16 bytes of the SHA-256 of `tower-pat id:` and the text. The
+    /// same text always gives the same id.
+    pub fn from_text(text: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(b"tower-pat id:")
+            .chain_update(text.as_bytes())
+            .finalize();
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&digest[..16]);
+        Self(id)
+    }
+
     /// The 16 bytes.
     pub const fn as_bytes(&self) -> &[u8; 16] {
         &self.0
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::TokenId;
+
+    #[test]
+    fn ids_from_other_keys_are_stable_and_distinct() {
+        assert_eq!(TokenId::from_integer(7), TokenId::from_integer(7));
+        assert_eq!(
+            TokenId::from_integer(258).to_string(),
+            "00000000000000000000000000000102"
+        );
+        assert_ne!(TokenId::from_integer(7), TokenId::from_integer(8));
+        let jti = "a".repeat(80);
+        assert_eq!(TokenId::from_text(&jti), TokenId::from_text(&jti));
+        assert_ne!(TokenId::from_text(&jti), TokenId::from_text("b"));
     }
 }
 
