@@ -85,10 +85,14 @@
 
 pub mod auth;
 pub mod clock;
+pub mod credential;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
 mod hashers;
+#[cfg(feature = "laravel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "laravel")))]
+pub mod laravel;
 #[cfg(feature = "leaks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "leaks")))]
 pub mod leaks;

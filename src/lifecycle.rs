@@ -324,6 +324,7 @@ impl<St: ManageTokens> Tokens<St> {
             updated_at: now,
             expires_at: now + lifetime,
             last_used_at: None,
+            kind: crate::credential::CredentialKind::Pat,
         };
         self.store.insert(record.clone()).await?;
         tracing::debug!(token.id = %record.id, user.id = ?record.user_id, "personal access token created");

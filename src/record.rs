@@ -15,6 +15,7 @@ use http::Extensions;
 use time::OffsetDateTime;
 
 use crate::{
+    credential::CredentialKind,
     reject::{RejectionBody, Rejector},
     scope::{ScopeMatching, Scopes},
     token::{TokenHash, parse_hex, write_hex},
@@ -137,6 +138,7 @@ impl Error for InvalidTokenId {}
 ///
 /// Timestamps are UTC and whole seconds when the crate makes them.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TokenRecord<U> {
     /// The token's id.
     pub id: TokenId,
@@ -161,6 +163,9 @@ pub struct TokenRecord<U> {
     /// When it was last used, as far as the store has been told (see
     /// [`PatLayer::last_used_interval`](crate::PatLayer::last_used_interval)).
     pub last_used_at: Option<OffsetDateTime>,
+    /// Which format the token is in: [`CredentialKind::Pat`] for the crate's own; a store
+    /// over a Laravel application's tables says `Sanctum` or `Passport`.
+    pub kind: CredentialKind,
 }
 
 impl<U> TokenRecord<U> {
@@ -203,7 +208,14 @@ impl<U> TokenRecord<U> {
             updated_at: created_at,
             expires_at,
             last_used_at: None,
+            kind: CredentialKind::Pat,
         }
+    }
+
+    /// The same record, of a token in another format than the crate's own.
+    pub fn with_kind(mut self, kind: CredentialKind) -> Self {
+        self.kind = kind;
+        self
     }
 
     /// The same record with this name.
@@ -297,6 +309,7 @@ impl<U: fmt::Debug> fmt::Debug for AccessToken<U> {
             .field("name", &self.record.name)
             .field("scopes", &self.record.scopes)
             .field("expires_at", &self.record.expires_at)
+            .field("kind", &self.record.kind)
             .finish()
     }
 }
@@ -352,6 +365,12 @@ impl<U> AccessToken<U> {
     /// The application it was issued through, if any.
     pub fn client_id(&self) -> Option<&str> {
         self.record.client_id.as_deref()
+    }
+
+    /// Which format the token came in: the crate's own (`pat_…`), or, with feature
+    /// `laravel`, a Laravel application's Sanctum or Passport token.
+    pub fn kind(&self) -> CredentialKind {
+        self.record.kind
     }
 
     /// The matching rules [`can`](Self::can) applies.

@@ -296,19 +296,17 @@ async fn a_token_created_after_its_hash_was_cached_as_unknown_works_at_once() {
     );
     let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
     store
-        .insert(TokenRecord {
-            id: TokenId::random().unwrap(),
-            user_id: 1,
-            client_id: None,
-            name: "late".into(),
-            scopes: tower_pat::scope::Scopes::try_from_iter(["orders:read"]).unwrap(),
-            token_hash: plaintext.hash(),
-            revoked: false,
-            created_at: now,
-            updated_at: now,
-            expires_at: now + time::Duration::days(1),
-            last_used_at: None,
-        })
+        .insert(
+            TokenRecord::new(
+                TokenId::random().unwrap(),
+                1,
+                plaintext.hash(),
+                now,
+                now + time::Duration::days(1),
+            )
+            .with_name("late")
+            .with_scopes(tower_pat::scope::Scopes::try_from_iter(["orders:read"]).unwrap()),
+        )
         .await
         .unwrap();
     assert_eq!(http.status(plaintext.expose_secret()).await, StatusCode::OK);

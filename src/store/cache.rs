@@ -981,19 +981,15 @@ mod tests {
 
     fn record(n: u8, user: i64) -> TokenRecord<i64> {
         let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
-        TokenRecord {
-            id: TokenId::from_bytes([n; 16]),
-            user_id: user,
-            client_id: None,
-            name: format!("t{n}"),
-            scopes: Scopes::try_from_iter(["a"]).unwrap(),
-            token_hash: TokenHash::from_bytes([n; 32]),
-            revoked: false,
-            created_at: now,
-            updated_at: now,
-            expires_at: now + time::Duration::days(1),
-            last_used_at: None,
-        }
+        TokenRecord::new(
+            TokenId::from_bytes([n; 16]),
+            user,
+            TokenHash::from_bytes([n; 32]),
+            now,
+            now + time::Duration::days(1),
+        )
+        .with_name(format!("t{n}"))
+        .with_scopes(Scopes::try_from_iter(["a"]).unwrap())
     }
 
     fn block_on<F: Future>(f: F) -> F::Output {

@@ -566,6 +566,7 @@ fn record_from_row<U: PostgresUserId>(row: &PgRow) -> Result<TokenRecord<U>, Sto
         updated_at: required(row, row_id, "updated_at")?,
         expires_at: required(row, row_id, "expires_at")?,
         last_used_at: optional(row, row_id, "last_used_at")?,
+        kind: crate::credential::CredentialKind::Pat,
     })
 }
 

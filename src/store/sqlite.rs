@@ -455,6 +455,7 @@ fn record_from_row<U: SqliteUserId>(row: &SqliteRow) -> Result<TokenRecord<U>, S
         updated_at: timestamp(row_id, "updated_at", required(row, row_id, "updated_at")?)?,
         expires_at: timestamp(row_id, "expires_at", required(row, row_id, "expires_at")?)?,
         last_used_at,
+        kind: crate::credential::CredentialKind::Pat,
     })
 }
 
