@@ -83,6 +83,7 @@
     rust_2018_idioms
 )]
 
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod credential;
@@ -127,7 +128,7 @@ struct ReadmeDoctests;
 /// The attribute [`TokenStore`] and [`ManageTokens`] implementations are written with.
 pub use async_trait::async_trait;
 pub use auth::{Pat, PatLayer};
-pub use lifecycle::{CreateToken, NewToken, TokenError, Tokens};
+pub use lifecycle::{CreateToken, NewToken, RotateToken, RotatedToken, TokenError, Tokens};
 pub use record::{AccessToken, TokenId, TokenRecord};
 pub use require::{RequireScopes, RequireScopesLayer, ScopeMapLayer};
 pub use scope::Requirement;

@@ -137,6 +137,9 @@ impl Error for InvalidTokenId {}
 /// (never the token) and when it was last used.
 ///
 /// Timestamps are UTC and whole seconds when the crate makes them.
+///
+/// Non-exhaustive: build one with [`TokenRecord::new`] and the `with_` setters; fields
+/// added later (as `rotated_from` and `rotated_to` were) then need no change to your code.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TokenRecord<U> {
@@ -156,13 +159,19 @@ pub struct TokenRecord<U> {
     pub revoked: bool,
     /// When it was created.
     pub created_at: OffsetDateTime,
-    /// When the row last changed (creation or revocation).
+    /// When the row last changed (creation, revocation or rotation).
     pub updated_at: OffsetDateTime,
     /// When it stops working: expired at `now >= expires_at`.
     pub expires_at: OffsetDateTime,
     /// When it was last used, as far as the store has been told (see
     /// [`PatLayer::last_used_interval`](crate::PatLayer::last_used_interval)).
     pub last_used_at: Option<OffsetDateTime>,
+    /// The token this one replaced, if it was made by a rotation
+    /// ([`Tokens::rotate`](crate::Tokens::rotate)).
+    pub rotated_from: Option<TokenId>,
+    /// The token that replaced this one, once it was rotated: it then works only until
+    /// its (shortened) `expires_at`, and cannot be rotated again.
+    pub rotated_to: Option<TokenId>,
     /// Which format the token is in: [`CredentialKind::Pat`] for the crate's own; a store
     /// over a Laravel application's tables says `Sanctum` or `Passport`.
     pub kind: CredentialKind,
@@ -208,6 +217,8 @@ impl<U> TokenRecord<U> {
             updated_at: created_at,
             expires_at,
             last_used_at: None,
+            rotated_from: None,
+            rotated_to: None,
             kind: CredentialKind::Pat,
         }
     }
@@ -246,6 +257,24 @@ impl<U> TokenRecord<U> {
     /// The same record, last used at `at`.
     pub fn with_last_used_at(mut self, at: OffsetDateTime) -> Self {
         self.last_used_at = Some(at);
+        self
+    }
+
+    /// The same record, made by rotating token `predecessor`.
+    pub fn with_rotated_from(mut self, predecessor: TokenId) -> Self {
+        self.rotated_from = Some(predecessor);
+        self
+    }
+
+    /// The same record, replaced by token `successor`.
+    pub fn with_rotated_to(mut self, successor: TokenId) -> Self {
+        self.rotated_to = Some(successor);
+        self
+    }
+
+    /// The same record, last changed at `at`.
+    pub fn with_updated_at(mut self, at: OffsetDateTime) -> Self {
+        self.updated_at = at;
         self
     }
 

@@ -55,6 +55,28 @@
 //!   recently revoked ones, ones expired after the cut-off); it counts what it removed.
 //!   Its records are dated around the year 2000, so a store holding real tokens loses
 //!   none to it — still, do not point it at production.
+//!
+//! With [`lifecycle`](Conformance::lifecycle) (on by default), the operations of a
+//! token's lifecycle:
+//!
+//! - `rotated_from` and `rotated_to` round-trip.
+//! - `list_page` pages through `list`'s order, newest first, ties by id, with cursors.
+//! - `insert_limited` counts only live tokens (not revoked, expired or rotated), stores
+//!   nothing at the cap, and twenty concurrent inserts against a cap of five leave five.
+//! - `rotate` stores the successor and marks the old token (`rotated_to`, `expires_at`
+//!   lowered and never raised, revoked when the overlap is zero, `updated_at`); rotating
+//!   again says `AlreadyRotated` naming the successor and stores nothing; another user's
+//!   token is `NotFound`, a revoked or expired one `Inactive`; of ten concurrent rotations
+//!   of one token exactly one succeeds and one successor is stored.
+//! - `expiring` pages through live tokens expiring within a window, soonest first (ties
+//!   by id), leaving out revoked, rotated, expired ones and ones expiring later.
+//! - `claim_expiry_notices` returns each token once per threshold, never for a longer
+//!   threshold after a shorter one, again for a shorter one, and concurrent claims never
+//!   hand out a token twice.
+//!
+//! The expiry suites date their records in a random hour of the year 2500 and pass that
+//! as "now", so that other tokens in the store (real ones included) neither disturb them
+//! nor get marked.
 
 use std::{fmt, future::Future};
 
@@ -64,7 +86,7 @@ use time::{Duration, OffsetDateTime, UtcOffset};
 use crate::{
     record::{TokenId, TokenRecord},
     scope::Scopes,
-    store::{ManageTokens, Revoked, StoreError, StoreErrorKind, TokenStore},
+    store::{Cursor, ManageTokens, Revoked, Rotated, StoreError, StoreErrorKind, TokenStore},
     token::TokenHash,
 };
 
@@ -79,19 +101,34 @@ pub struct Conformance<F> {
     options: Options,
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 struct Options {
     client_id: bool,
     last_used: bool,
+    lifecycle: bool,
 }
 
 impl<F> Conformance<F> {
-    /// The suites, with `client_id` and `last_used_at` off.
+    /// The suites, with `client_id` and `last_used_at` off and the lifecycle suites on.
     pub fn new(users: F) -> Self {
         Self {
             users,
-            options: Options::default(),
+            options: Options {
+                client_id: false,
+                last_used: false,
+                lifecycle: true,
+            },
         }
+    }
+
+    /// Whether to check the lifecycle operations of [`ManageTokens`] (`rotate`,
+    /// `list_page`, `insert_limited`, `expiring`, `claim_expiry_notices`) and the
+    /// `rotated_from` / `rotated_to` fields. On by default; off for a store that keeps
+    /// the defaults of those methods (which answer
+    /// [`StoreErrorKind::Unsupported`]).
+    pub fn lifecycle(mut self, on: bool) -> Self {
+        self.options.lifecycle = on;
+        self
     }
 
     /// Whether the store keeps `client_id`: records then carry one, and it must round-trip.
@@ -159,6 +196,15 @@ impl<F> Conformance<F> {
         kit.duplicates_conflict().await;
         kit.concurrent_inserts_do_not_collide().await;
         kit.prune_keeps_what_it_must().await;
+        if self.options.lifecycle {
+            kit.rotation_fields_round_trip().await;
+            kit.list_page_pages_in_order().await;
+            kit.insert_limited_keeps_the_cap().await;
+            kit.rotate_is_one_step().await;
+            kit.concurrent_rotations_have_one_winner().await;
+            kit.expiring_pages_soonest_first().await;
+            kit.expiry_notices_are_claimed_once().await;
+        }
     }
 }
 
@@ -224,6 +270,8 @@ fn check_record<U: PartialEq + fmt::Debug>(
     field!(updated_at);
     field!(expires_at);
     field!(last_used_at);
+    field!(rotated_from);
+    field!(rotated_to);
 }
 
 /// Compares two lists of records: their ids in order, then each record.
@@ -871,6 +919,445 @@ where
             ok(property, self.store.prune(cutoff)).await,
             0,
         );
+    }
+}
+
+/// A random whole hour of the first 300 days of `year`: "now" for an expiry suite, each
+/// suite in a year of its own.
+fn far_future_now(year: i32) -> OffsetDateTime {
+    let id = random_id();
+    let hour = u16::from_le_bytes([id.as_bytes()[0], id.as_bytes()[1]]) % (300 * 24);
+    utc(year, 1) + Duration::hours(i64::from(hour))
+}
+
+impl<St, F> Kit<'_, St, F>
+where
+    St: ManageTokens + ?Sized,
+    F: FnMut(u32) -> St::UserId,
+{
+    async fn rotation_fields_round_trip(&mut self) {
+        let property = "rotated_from and rotated_to round-trip";
+        let user = self.user();
+        let record = self
+            .record(&user, "rotated both ways")
+            .with_rotated_from(random_id())
+            .with_rotated_to(random_id());
+        self.insert(property, &record).await;
+        self.expect_stored(property, &record).await;
+        let listed = ok(property, self.store.list(&user)).await;
+        check_records(property, &listed, std::slice::from_ref(&record));
+    }
+
+    async fn list_page_pages_in_order(&mut self) {
+        let property = "list_page pages through list's order";
+        let user = self.user();
+        let other = self.user();
+        let mut records = Vec::new();
+        for i in 0..7 {
+            let mut record = self.record(&user, &format!("page {i}"));
+            // Three share a second: the id breaks the tie.
+            record.created_at = self.now - Duration::hours(i64::from(i.min(4)));
+            records.push(record);
+        }
+        for record in &records {
+            self.insert(property, record).await;
+        }
+        self.insert(property, &self.record(&other, "not theirs"))
+            .await;
+        let all = ok(property, self.store.list(&user)).await;
+        check_eq(&format!("{property} (count)"), all.len(), records.len());
+
+        let mut paged = Vec::new();
+        let mut after: Option<Cursor> = None;
+        for _ in 0..10 {
+            let page = ok(property, self.store.list_page(&user, after.as_ref(), 3)).await;
+            check(property, page.len() <= 3, || {
+                format!("a page of 3 held {}", page.len())
+            });
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = Some(Cursor::new(last.created_at, last.id));
+            let done = page.len() < 3;
+            paged.extend(page);
+            if done {
+                break;
+            }
+        }
+        check_records(property, &paged, &all);
+        let nobody = self.user();
+        check_records(
+            "list_page of a user without tokens is empty",
+            &ok(property, self.store.list_page(&nobody, None, 3)).await,
+            &[],
+        );
+    }
+
+    async fn insert_limited_keeps_the_cap(&mut self) {
+        let property = "insert_limited counts live tokens only";
+        let user = self.user();
+        let now = self.now;
+        let live = self.record(&user, "live");
+        let revoked = self
+            .record(&user, "revoked")
+            .revoked_at(now - Duration::hours(1));
+        let mut expired = self.record(&user, "expired");
+        expired.expires_at = now;
+        let rotated = self.record(&user, "rotated").with_rotated_to(random_id());
+        for record in [&live, &revoked, &expired, &rotated] {
+            self.insert(property, record).await;
+        }
+        let second = self.record(&user, "second live");
+        check(
+            property,
+            ok(property, self.store.insert_limited(second.clone(), 2, now)).await,
+            || "the second live token was refused under a cap of 2".to_owned(),
+        );
+        self.expect_stored(property, &second).await;
+
+        let property = "insert_limited stores nothing at the cap";
+        let third = self.record(&user, "third live");
+        check(
+            property,
+            !ok(property, self.store.insert_limited(third.clone(), 2, now)).await,
+            || "a third live token was stored under a cap of 2".to_owned(),
+        );
+        self.expect_gone(property, &third).await;
+
+        let property = "concurrent insert_limited calls leave exactly the cap";
+        let user = self.user();
+        let records: Vec<_> = (0..20)
+            .map(|i| self.record(&user, &format!("capped {i}")))
+            .collect();
+        let outcomes = join_all(
+            records
+                .iter()
+                .map(|r| self.store.insert_limited(r.clone(), 5, now)),
+        )
+        .await;
+        let mut stored = 0;
+        for outcome in outcomes {
+            if ok(property, std::future::ready(outcome)).await {
+                stored += 1;
+            }
+        }
+        check_eq(property, stored, 5);
+        check_eq(
+            property,
+            ok(property, self.store.list(&user)).await.len(),
+            5,
+        );
+    }
+
+    async fn rotate_is_one_step(&mut self) {
+        let property = "rotate stores the successor and marks the old token";
+        let user = self.user();
+        let intruder = self.user();
+        let at = self.now;
+        let old = self.record(&user, "to rotate");
+        self.insert(property, &old).await;
+        let successor = self.record(&user, "to rotate").with_rotated_from(old.id);
+        let overlap_end = at + Duration::hours(1);
+
+        check_eq(
+            "rotate of another user's token is NotFound",
+            ok(
+                property,
+                self.store
+                    .rotate(&intruder, old.id, successor.clone(), overlap_end, at),
+            )
+            .await,
+            Rotated::NotFound,
+        );
+        self.expect_gone("rotate of another user's token stores nothing", &successor)
+            .await;
+        self.expect_stored("rotate of another user's token changes nothing", &old)
+            .await;
+
+        let mut want = old
+            .clone()
+            .with_rotated_to(successor.id)
+            .with_updated_at(at);
+        want.expires_at = overlap_end;
+        match ok(
+            property,
+            self.store
+                .rotate(&user, old.id, successor.clone(), overlap_end, at),
+        )
+        .await
+        {
+            Rotated::Rotated(previous) => check_record(property, &previous, &want),
+            other => fail(property, format_args!("got {other:?}")),
+        }
+        self.expect_stored(property, &want).await;
+        self.expect_stored(property, &successor).await;
+
+        let property = "rotating again names the successor and stores nothing";
+        let second = self.record(&user, "to rotate").with_rotated_from(old.id);
+        check_eq(
+            property,
+            ok(
+                property,
+                self.store.rotate(&user, old.id, second.clone(), at, at),
+            )
+            .await,
+            Rotated::AlreadyRotated(successor.id),
+        );
+        self.expect_gone(property, &second).await;
+        self.expect_stored(property, &want).await;
+
+        let property = "rotate never extends the old token's expiry";
+        let short = self.record(&user, "short");
+        self.insert(property, &short).await;
+        let next = self.record(&user, "short").with_rotated_from(short.id);
+        let mut want = short.clone().with_rotated_to(next.id).with_updated_at(at);
+        want.expires_at = short.expires_at;
+        let later = short.expires_at + Duration::days(30);
+        match ok(
+            property,
+            self.store.rotate(&user, short.id, next, later, at),
+        )
+        .await
+        {
+            Rotated::Rotated(previous) => check_record(property, &previous, &want),
+            other => fail(property, format_args!("got {other:?}")),
+        }
+
+        let property = "rotate with no overlap revokes the old token";
+        let abrupt = self.record(&user, "abrupt");
+        self.insert(property, &abrupt).await;
+        let next = self.record(&user, "abrupt").with_rotated_from(abrupt.id);
+        let mut want = abrupt.clone().with_rotated_to(next.id).revoked_at(at);
+        want.expires_at = at;
+        match ok(property, self.store.rotate(&user, abrupt.id, next, at, at)).await {
+            Rotated::Rotated(previous) => check_record(property, &previous, &want),
+            other => fail(property, format_args!("got {other:?}")),
+        }
+        self.expect_stored(property, &want).await;
+
+        let property = "rotate of a revoked or expired token is Inactive and stores nothing";
+        let revoked = self
+            .record(&user, "revoked")
+            .revoked_at(at - Duration::hours(1));
+        let mut expired = self.record(&user, "expired");
+        expired.expires_at = at;
+        for old in [&revoked, &expired] {
+            self.insert(property, old).await;
+            let next = self.record(&user, "never").with_rotated_from(old.id);
+            check_eq(
+                property,
+                ok(
+                    property,
+                    self.store
+                        .rotate(&user, old.id, next.clone(), overlap_end, at),
+                )
+                .await,
+                Rotated::Inactive,
+            );
+            self.expect_gone(property, &next).await;
+            self.expect_stored(property, old).await;
+        }
+        check_eq(
+            "rotate of an unknown id is NotFound",
+            ok(
+                property,
+                self.store.rotate(
+                    &user,
+                    random_id(),
+                    self.record(&user, "orphan"),
+                    overlap_end,
+                    at,
+                ),
+            )
+            .await,
+            Rotated::NotFound,
+        );
+    }
+
+    async fn concurrent_rotations_have_one_winner(&mut self) {
+        let property = "concurrent rotations of one token: exactly one succeeds";
+        let user = self.user();
+        let old = self.record(&user, "raced rotation");
+        self.insert(property, &old).await;
+        let successors: Vec<_> = (0..10)
+            .map(|_| {
+                self.record(&user, "raced rotation")
+                    .with_rotated_from(old.id)
+            })
+            .collect();
+        let at = self.now;
+        let outcomes = join_all(successors.iter().map(|s| {
+            self.store
+                .rotate(&user, old.id, s.clone(), at + Duration::minutes(5), at)
+        }))
+        .await;
+        let mut winners = Vec::new();
+        for (successor, outcome) in successors.iter().zip(outcomes) {
+            match outcome {
+                Ok(Rotated::Rotated(_)) => winners.push(successor.id),
+                Ok(Rotated::AlreadyRotated(_)) => {}
+                Ok(other) => fail(property, format_args!("a rotation said {other:?}")),
+                Err(err) => fail(property, format_args!("the store failed: {err}")),
+            }
+        }
+        check_eq(property, winners.len(), 1);
+        let stored = ok(property, self.store.list(&user)).await;
+        let stored_successors: Vec<TokenId> = stored
+            .iter()
+            .filter(|r| r.rotated_from == Some(old.id))
+            .map(|r| r.id)
+            .collect();
+        check_eq(
+            "concurrent rotations store one successor",
+            stored_successors,
+            winners.clone(),
+        );
+        let old_now = self.get(property, old.id).await;
+        check_eq(
+            "the old token names the one successor",
+            old_now.and_then(|r| r.rotated_to),
+            winners.first().copied(),
+        );
+    }
+
+    async fn expiring_pages_soonest_first(&mut self) {
+        let property = "expiring lists live tokens expiring within the window, soonest first";
+        let now = far_future_now(2500);
+        let until = now + Duration::hours(4);
+        let user = self.user();
+        let make = |name: &str, expires_at: OffsetDateTime| {
+            let mut record = self.record(&user, name);
+            record.created_at = now - Duration::days(1);
+            record.updated_at = record.created_at;
+            record.expires_at = expires_at;
+            record
+        };
+        let soon = make("in an hour", now + Duration::hours(1));
+        let tie_a = make("in two hours", now + Duration::hours(2));
+        let tie_b = make("in two hours too", now + Duration::hours(2));
+        let at_end = make("at the window's end", until);
+        let later = make("after the window", until + Duration::seconds(1));
+        let expired = make("expired at now", now);
+        let revoked =
+            make("revoked", now + Duration::hours(1)).revoked_at(now - Duration::hours(1));
+        let rotated = make("rotated", now + Duration::hours(1)).with_rotated_to(random_id());
+        for record in [
+            &soon, &tie_a, &tie_b, &at_end, &later, &expired, &revoked, &rotated,
+        ] {
+            self.insert(property, record).await;
+        }
+        let mut ties = [tie_a, tie_b];
+        ties.sort_by_key(|r| r.id);
+        let want = [soon, ties[0].clone(), ties[1].clone(), at_end];
+
+        let mut got = Vec::new();
+        let mut after: Option<Cursor> = None;
+        for _ in 0..10 {
+            let page = ok(property, self.store.expiring(now, until, after.as_ref(), 2)).await;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = Some(Cursor::new(last.expires_at, last.id));
+            let done = page.len() < 2;
+            got.extend(page);
+            if done {
+                break;
+            }
+        }
+        check_records(property, &got, &want);
+    }
+
+    async fn expiry_notices_are_claimed_once(&mut self) {
+        let property = "claim_expiry_notices claims each token once per threshold";
+        let now = far_future_now(2600);
+        let user = self.user();
+        let make = |name: &str, expires_at: OffsetDateTime| {
+            let mut record = self.record(&user, name);
+            record.created_at = now - Duration::days(100);
+            record.updated_at = record.created_at;
+            record.expires_at = expires_at;
+            record
+        };
+        let in_five_days = make("in five days", now + Duration::days(5));
+        let in_twenty_days = make("in twenty days", now + Duration::days(20));
+        let in_forty_days = make("in forty days", now + Duration::days(40));
+        let revoked = make("revoked", now + Duration::days(5)).revoked_at(now - Duration::days(1));
+        let rotated = make("rotated", now + Duration::days(5)).with_rotated_to(random_id());
+        for record in [
+            &in_five_days,
+            &in_twenty_days,
+            &in_forty_days,
+            &revoked,
+            &rotated,
+        ] {
+            self.insert(property, record).await;
+        }
+        let ids = |records: Vec<TokenRecord<St::UserId>>| {
+            records.into_iter().map(|r| r.id).collect::<Vec<_>>()
+        };
+        let week = Duration::days(7);
+        let month = Duration::days(30);
+        let day = Duration::days(1);
+        check_eq(
+            property,
+            ids(ok(property, self.store.claim_expiry_notices(week, now, 100)).await),
+            vec![in_five_days.id],
+        );
+        check_eq(
+            "a claim again finds nothing new",
+            ids(ok(property, self.store.claim_expiry_notices(week, now, 100)).await),
+            vec![],
+        );
+        check_eq(
+            "a longer threshold skips what a shorter one claimed",
+            ids(ok(property, self.store.claim_expiry_notices(month, now, 100)).await),
+            vec![in_twenty_days.id],
+        );
+        check_eq(
+            "a shorter threshold claims again once it applies",
+            ids(ok(property, self.store.claim_expiry_notices(day, now, 100)).await),
+            vec![],
+        );
+        let later = now + Duration::days(4) + Duration::hours(1);
+        check_eq(
+            "a shorter threshold claims again once it applies",
+            ids(ok(property, self.store.claim_expiry_notices(day, later, 100)).await),
+            vec![in_five_days.id],
+        );
+        check_eq(
+            "a shorter threshold claims once too",
+            ids(ok(property, self.store.claim_expiry_notices(day, later, 100)).await),
+            vec![],
+        );
+
+        let property = "concurrent claims never hand out a token twice";
+        let now = far_future_now(2700);
+        let user = self.user();
+        let mut want = Vec::new();
+        for i in 0..6 {
+            let mut record = self.record(&user, &format!("claimed {i}"));
+            record.created_at = now - Duration::days(10);
+            record.updated_at = record.created_at;
+            record.expires_at = now + Duration::hours(i + 1);
+            self.insert(property, &record).await;
+            want.push(record.id);
+        }
+        let outcomes = join_all((0..8).map(|_| self.store.claim_expiry_notices(day, now, 2))).await;
+        let mut got = Vec::new();
+        for outcome in outcomes {
+            got.extend(ids(ok(property, std::future::ready(outcome)).await));
+        }
+        // Claims that found everything taken end early; claim what is left, if anything.
+        loop {
+            let more = ids(ok(property, self.store.claim_expiry_notices(day, now, 2)).await);
+            if more.is_empty() {
+                break;
+            }
+            got.extend(more);
+        }
+        got.sort();
+        want.sort();
+        check_eq(property, got, want);
     }
 }
 

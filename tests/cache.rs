@@ -223,7 +223,10 @@ async fn every_change_through_the_cache_evicts_at_once() {
         );
     }
     // rotate: the old token is refused, the new one works.
-    let rotated = tokens.rotate(&2, c.record.id).await.unwrap();
+    let rotated = tokens
+        .rotate(&2, c.record.id, time::Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(
         next(&http, &store, c.token.expose_secret()).await,
         (StatusCode::UNAUTHORIZED, 1)

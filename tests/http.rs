@@ -981,7 +981,10 @@ async fn rotation_and_pruning_as_a_client_sees_them() {
     let tokens = tokens().clock(clock.clone());
     let addr = serve(routes().layer(tokens.layer())).await;
     let old = tokens.create(1, "deploy", ["user:read"]).await.unwrap();
-    let new = tokens.rotate(&1, old.record.id).await.unwrap();
+    let new = tokens
+        .rotate(&1, old.record.id, Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(new.record.name, "deploy");
     assert_eq!(new.record.scopes, old.record.scopes);
     let reply = bearer(addr, "/user", old.token.expose_secret()).await;

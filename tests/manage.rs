@@ -477,6 +477,10 @@ async fn the_api_lists_scopes_in_order_and_tokens_newest_first_with_their_status
             "last_used_at": null,
             "expires_at": "2026-03-31T12:00:00Z",
             "status": "expired",
+            "expires_in_seconds": null,
+            "expires_soon": false,
+            "rotated_from": null,
+            "rotated_to": null,
         }),
         "exactly these fields: never the hash"
     );

@@ -188,7 +188,8 @@ mod sqlite {
     async fn loose_table(pool: &SqlitePool, table: &str) {
         sqlx::query(AssertSqlSafe(format!(
             r#"CREATE TABLE "{table}" (id, user_id, client_id, name, scopes, token_hash,
-               revoked, created_at, updated_at, expires_at, last_used_at)"#
+               revoked, created_at, updated_at, expires_at, last_used_at, rotated_from,
+               rotated_to)"#
         )))
         .execute(pool)
         .await
@@ -207,7 +208,7 @@ mod sqlite {
     ) {
         sqlx::query(AssertSqlSafe(format!(
             r#"INSERT INTO "{table}" VALUES (?1, ?2, NULL, 'bad', 'orders:read', ?3, 0,
-               1700000000, 1700000000, 4000000000, NULL)"#
+               1700000000, 1700000000, 4000000000, NULL, NULL, NULL)"#
         )))
         .bind(id)
         .bind(user)
@@ -441,7 +442,8 @@ mod postgres {
         sqlx::query(AssertSqlSafe(format!(
             r#"CREATE TABLE "{table}" (id TEXT, user_id INT8, client_id TEXT, name TEXT,
                scopes TEXT, token_hash BYTEA, revoked BOOLEAN, created_at TIMESTAMPTZ,
-               updated_at TIMESTAMPTZ, expires_at TIMESTAMPTZ, last_used_at TIMESTAMPTZ)"#
+               updated_at TIMESTAMPTZ, expires_at TIMESTAMPTZ, last_used_at TIMESTAMPTZ,
+               rotated_from TEXT, rotated_to TEXT)"#
         )))
         .execute(pool)
         .await
@@ -460,7 +462,7 @@ mod postgres {
     ) {
         sqlx::query(AssertSqlSafe(format!(
             r#"INSERT INTO "{table}" VALUES ($1, $2, NULL, 'bad', 'orders:read', $3, FALSE,
-               now(), now(), now() + interval '1 day', NULL)"#
+               now(), now(), now() + interval '1 day', NULL, NULL, NULL)"#
         )))
         .bind(id)
         .bind(user)

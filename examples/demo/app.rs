@@ -21,13 +21,23 @@ use serde_json::{Value, json};
 use time::Duration;
 use tower_http::csrf::{CsrfLayer, ProtectionError};
 use tower_pat::{
-    AccessToken, PatLayer, SqliteStore, Tokens, manage::TokenPage, reject::Rejection,
-    scope::ScopeRegistry,
+    AccessToken, PatLayer, SqliteStore, Tokens,
+    manage::TokenPage,
+    reject::Rejection,
+    scope::{ScopeRegistry, Scopes},
 };
 use tower_sessions::{MemoryStore as SessionStore, Session, SessionManagerLayer};
 
-/// The demo's users: id, name and password. Only their argon2 hashes are kept.
+/// The demo's users: id, name and password. Only their argon2 hashes are kept. Alice is
+/// the administrator: she may grant every scope, `orders:admin` included; Bob may grant
+/// the others ([`grantable`]).
 pub const USERS: [(i64, &str, &str); 2] = [(1, "alice", "wonderland"), (2, "bob", "builder")];
+
+/// The administrator among [`USERS`].
+pub const ADMIN: i64 = 1;
+
+/// The most live tokens a demo user may hold.
+pub const MAX_TOKENS_PER_USER: u32 = 20;
 
 /// Where the token page is mounted.
 pub const TOKEN_PAGE: &str = "/settings/tokens";
@@ -35,14 +45,27 @@ pub const TOKEN_PAGE: &str = "/settings/tokens";
 /// The session key holding the signed-in user's id.
 const USER_KEY: &str = "user_id";
 
-/// The scopes of Passport's documentation (`tokensCan`), and its `defaultScopes`.
+/// The scopes of Passport's documentation (`tokensCan`), and its `defaultScopes`, with one
+/// for the administrator.
 pub fn registry() -> ScopeRegistry {
     ScopeRegistry::new()
         .scope("user:read", "Retrieve the user info")
         .scope("orders:create", "Place orders")
         .scope("orders:read", "List orders")
         .scope("orders:read:status", "Check order status")
+        .scope("orders:admin", "See every user's orders")
         .default_scopes(["user:read", "orders:create"])
+}
+
+/// What each user may grant a token: the administrator every scope, anyone else every
+/// scope but `orders:admin`.
+pub fn grantable(user: &i64) -> Scopes {
+    let registry = registry();
+    let names = registry
+        .scopes()
+        .map(|(scope, _)| scope.as_str())
+        .filter(|name| *user == ADMIN || *name != "orders:admin");
+    Scopes::try_from_iter(names).expect("the registry's own scopes")
 }
 
 /// The application, and the token layer to flush when the server stops.
@@ -51,6 +74,10 @@ pub struct Demo {
     pub router: Router,
     /// The layer guarding `/api`: [`PatLayer::flush`] writes the last uses on shutdown.
     pub layer: PatLayer<SqliteStore<i64>>,
+    /// The facade behind the page and the API.
+    // `tests/browser.rs` builds this module too, and does not read it.
+    #[allow(dead_code)]
+    pub tokens: Tokens<SqliteStore<i64>>,
 }
 
 #[derive(Clone)]
@@ -133,8 +160,12 @@ impl Users {
 
 /// Builds the demo over `store` (hashing the demo users' passwords takes a moment).
 pub fn demo(store: SqliteStore<i64>) -> Demo {
-    // A year at most: the page offers 30, 90 and 365 days.
-    let tokens = Tokens::new(store, registry()).max_lifetime(Duration::days(365));
+    // A year at most: the page offers 30, 90 and 365 days. Each user grants what
+    // `grantable` allows, and holds at most 20 live tokens.
+    let tokens = Tokens::new(store, registry())
+        .max_lifetime(Duration::days(365))
+        .grantable(grantable)
+        .max_tokens_per_user(MAX_TOKENS_PER_USER);
     let state = AppState {
         users: Arc::new(Users::new()),
         orders: Arc::new(Mutex::new(vec![
@@ -169,10 +200,14 @@ pub fn demo(store: SqliteStore<i64>) -> Demo {
             get(order_status)
                 .route_layer(tokens.require_any(["orders:read", "orders:read:status"])),
         )
+        .route(
+            "/api/admin/orders",
+            get(every_order).route_layer(tokens.require_all(["orders:admin"])),
+        )
         .layer(layer.clone());
 
     // The token page: the user is whoever the session says.
-    let page = TokenPage::new(tokens, TOKEN_PAGE)
+    let page = TokenPage::new(tokens.clone(), TOKEN_PAGE)
         .title("Personal access tokens")
         .current_user(|parts| {
             let session = parts.extensions.get::<Session>().cloned();
@@ -180,6 +215,8 @@ pub fn demo(store: SqliteStore<i64>) -> Demo {
         })
         .sign_in_url("/")
         .example_url("/api/user")
+        // Ten at a time, so that "Load more" shows with a few tokens.
+        .page_size(10)
         .link("\u{2190} Demo home", "/");
 
     // Sessions in memory: HttpOnly, SameSite=Strict and a fresh id at sign-in. `Secure`
@@ -212,7 +249,11 @@ pub fn demo(store: SqliteStore<i64>) -> Demo {
         .fallback(not_found)
         .layer(sessions)
         .with_state(state);
-    Demo { router, layer }
+    Demo {
+        router,
+        layer,
+        tokens,
+    }
 }
 
 fn order(id: u64, user_id: i64, item: &str, quantity: u32, status: &'static str) -> Order {
@@ -328,6 +369,20 @@ async fn create_order(
     (StatusCode::CREATED, Json(body)).into_response()
 }
 
+/// `GET /api/admin/orders` (`orders:admin`, which only the administrator may grant).
+async fn every_order(State(state): State<AppState>) -> Json<Value> {
+    let orders = state.orders.lock().unwrap_or_else(PoisonError::into_inner);
+    let all: Vec<Value> = orders
+        .iter()
+        .map(|o| {
+            let mut order = o.json();
+            order["user_id"] = json!(o.user_id);
+            order
+        })
+        .collect();
+    Json(json!({ "orders": all }))
+}
+
 /// `GET /api/orders/{id}/status` (any of `orders:read`, `orders:read:status`).
 async fn order_status(
     State(state): State<AppState>,
@@ -407,6 +462,7 @@ fn signed_in_body(name: &str) -> String {
 <tr><td data-label=\"Route\"><code>POST /api/orders</code></td><td data-label=\"Needs\"><code>orders:create</code></td></tr>\
 <tr><td data-label=\"Route\"><code>GET /api/orders</code></td><td data-label=\"Needs\">all of <code>orders:read</code>, <code>orders:create</code></td></tr>\
 <tr><td data-label=\"Route\"><code>GET /api/orders/1001/status</code></td><td data-label=\"Needs\">any of <code>orders:read</code>, <code>orders:read:status</code></td></tr>\
+<tr><td data-label=\"Route\"><code>GET /api/admin/orders</code></td><td data-label=\"Needs\"><code>orders:admin</code> (only alice may grant it)</td></tr>\
 </tbody></table></section>\n\
 <form class=\"tp-form\" method=\"post\" action=\"/logout\">\
 <button class=\"tp-button\" type=\"submit\">Sign out</button></form>\n"

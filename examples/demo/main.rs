@@ -9,7 +9,10 @@
 //! - `GET /`: sign in as one of the demo users it prints (a real session from
 //!   tower-sessions; passwords checked against argon2 hashes).
 //! - `GET /settings/tokens`: the token page from `tower_pat::manage`: generate a token
-//!   with the scopes you pick, see it once with a `curl` line to paste, revoke it.
+//!   with the scopes you pick, see it once with a `curl` line to paste, regenerate it
+//!   (the old one working on for an hour or a day, if you like), revoke it. Alice is the
+//!   administrator and may grant every scope; Bob may grant all but `orders:admin`, and
+//!   the page shows him only those. Each may hold 20 live tokens.
 //! - The API, from Passport's documentation, answering JSON, and refusing with JSON and
 //!   an RFC 6750 challenge:
 //!
@@ -19,6 +22,7 @@
 //! | `POST /api/orders` | `orders:create` |
 //! | `GET /api/orders` | all of `orders:read`, `orders:create` |
 //! | `GET /api/orders/{id}/status` | any of `orders:read`, `orders:read:status` |
+//! | `GET /api/admin/orders` | `orders:admin` (only alice may grant it) |
 //!
 //! Tokens live in a SQLite file in the temporary directory (`TOWER_PAT_DEMO_DB` names
 //! another), so they outlive a restart; sessions live in memory, so a restart signs
@@ -48,6 +52,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let store = SqliteStore::<i64>::open(&db).await?;
     store.migrate().await?;
     let demo = app::demo(store);
+    // Tokens that expired, or were revoked, more than 30 days ago go (an audit event
+    // says how many).
+    demo.tokens.prune(time::Duration::days(30)).await?;
 
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
     let url = format!("http://{}", listener.local_addr()?);
@@ -55,8 +62,13 @@ async fn main() -> Result<(), Box<dyn Error>> {
     println!("tower-pat demo");
     println!();
     println!("  Open {url}/ and sign in as one of:");
-    for (_, name, password) in app::USERS {
-        println!("    {name:<8} password: {password}");
+    for (id, name, password) in app::USERS {
+        let role = if id == app::ADMIN {
+            "  (administrator: may grant orders:admin)"
+        } else {
+            ""
+        };
+        println!("    {name:<8} password: {password}{role}");
     }
     println!();
     println!(
@@ -67,6 +79,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     println!("    curl -i -H \"Authorization: Bearer $TOKEN\" {url}/api/orders");
     println!("    curl -i -X POST -H \"Authorization: Bearer $TOKEN\" {url}/api/orders");
     println!("    curl -i -H \"Authorization: Bearer $TOKEN\" {url}/api/orders/1001/status");
+    println!(
+        "    curl -i -H \"Authorization: Bearer $TOKEN\" {url}/api/admin/orders   # alice's tokens only"
+    );
     println!();
     println!("  Tokens are kept in {}", db.display());
     println!();

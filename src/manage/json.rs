@@ -1,17 +1,33 @@
 //! What the API reads and writes: the token and scope views (never the hash), the
-//! creation request, checked field by field so that a 422 names every problem, and the
+//! creation and rotation requests, checked field by field so that a 422 names every
+//! problem (without repeating more than a few characters of what was sent), and the
 //! refusals, one row per case.
 
 use http::StatusCode;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
-use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::{
-    lifecycle::MAX_NAME_LEN,
+    lifecycle::{MAX_ROTATION_OVERLAP, check_name, excerpt},
     record::TokenRecord,
     scope::{Scope, ScopeRegistry},
 };
+
+/// The most characters of someone's input a message repeats.
+const ECHO: usize = 40;
+
+/// The most problems one 422 lists; more are counted in one last problem.
+pub(crate) const MAX_PROBLEMS: usize = 10;
+
+/// What a token's view depends on besides the record: the time, the page's warning
+/// window, and the facade's idle lifetime.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ViewContext {
+    pub(crate) now: OffsetDateTime,
+    pub(crate) warning: Duration,
+    pub(crate) idle: Option<Duration>,
+}
 
 /// One token as the API shows it.
 #[derive(Serialize)]
@@ -23,17 +39,32 @@ pub(crate) struct TokenView<'a> {
     last_used_at: Option<String>,
     expires_at: String,
     status: &'static str,
+    expires_in_seconds: Option<i64>,
+    expires_soon: bool,
+    rotated_from: Option<String>,
+    rotated_to: Option<String>,
 }
 
 impl<'a> TokenView<'a> {
-    pub(crate) fn new<U>(record: &'a TokenRecord<U>, now: OffsetDateTime) -> Self {
+    pub(crate) fn new<U>(record: &'a TokenRecord<U>, context: ViewContext) -> Self {
+        let now = context.now;
+        let idle = context.idle.is_some_and(|idle| {
+            now >= record
+                .last_used_at
+                .unwrap_or(record.created_at)
+                .max(record.created_at)
+                + idle
+        });
         let status = if record.revoked {
             "revoked"
         } else if record.is_expired_at(now) {
             "expired"
+        } else if idle {
+            "idle_expired"
         } else {
             "active"
         };
+        let left = (status == "active").then(|| (record.expires_at - now).whole_seconds());
         Self {
             id: record.id.to_string(),
             name: &record.name,
@@ -42,6 +73,10 @@ impl<'a> TokenView<'a> {
             last_used_at: record.last_used_at.map(rfc3339),
             expires_at: rfc3339(record.expires_at),
             status,
+            expires_in_seconds: left,
+            expires_soon: left.is_some_and(|left| left <= context.warning.whole_seconds()),
+            rotated_from: record.rotated_from.map(|id| id.to_string()),
+            rotated_to: record.rotated_to.map(|id| id.to_string()),
         }
     }
 }
@@ -53,7 +88,16 @@ pub(crate) struct Created<'a> {
     pub(crate) plaintext: &'a str,
 }
 
-/// One scope of the registry.
+/// The answer to a rotation: the successor and, this once, its token, and the old token
+/// as the rotation left it.
+#[derive(Serialize)]
+pub(crate) struct RotatedView<'a> {
+    pub(crate) token: TokenView<'a>,
+    pub(crate) plaintext: &'a str,
+    pub(crate) previous: TokenView<'a>,
+}
+
+/// One scope the user may grant.
 #[derive(Serialize)]
 pub(crate) struct ScopeView<'a> {
     id: &'a str,
@@ -61,12 +105,21 @@ pub(crate) struct ScopeView<'a> {
     default: bool,
 }
 
-pub(crate) fn scopes(registry: &ScopeRegistry) -> Vec<ScopeView<'_>> {
-    registry
-        .scopes()
-        .map(|(scope, description)| ScopeView {
+/// What the page says of the wildcard, which the registry does not describe.
+pub(crate) const WILDCARD_DESCRIPTION: &str = "Every scope, including ones added later";
+
+/// The scopes a user may grant, in the registry's order, with their descriptions.
+pub(crate) fn scopes<'a>(
+    registry: &'a ScopeRegistry,
+    grantable: &'a [Scope],
+) -> Vec<ScopeView<'a>> {
+    grantable
+        .iter()
+        .map(|scope| ScopeView {
             id: scope.as_str(),
-            description,
+            description: registry
+                .description(scope.as_str())
+                .unwrap_or(WILDCARD_DESCRIPTION),
             default: registry.defaults().contains(scope.as_str()),
         })
         .collect()
@@ -111,13 +164,17 @@ pub(crate) enum PageRejection {
     MalformedBody,
     MalformedJson,
     InvalidInput,
+    TokenLimit,
+    InvalidQuery,
+    AlreadyRotated,
+    TokenInactive,
     StoreUnavailable,
     Internal,
 }
 
 impl PageRejection {
     #[cfg(test)]
-    pub(crate) const ALL: [Self; 13] = [
+    pub(crate) const ALL: [Self; 17] = [
         Self::NotFound,
         Self::TokenNotFound,
         Self::MethodNotAllowed,
@@ -129,6 +186,10 @@ impl PageRejection {
         Self::MalformedBody,
         Self::MalformedJson,
         Self::InvalidInput,
+        Self::TokenLimit,
+        Self::InvalidQuery,
+        Self::AlreadyRotated,
+        Self::TokenInactive,
         Self::StoreUnavailable,
         Self::Internal,
     ];
@@ -199,6 +260,30 @@ impl PageRejection {
                 "invalid_input",
                 "the token was not created: see problems",
             ),
+            Self::TokenLimit => (
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                "token_limit",
+                "you have the most active tokens allowed: revoke one to create another",
+            ),
+            Self::InvalidQuery => (
+                S::BAD_REQUEST,
+                "invalid_request",
+                "invalid_query",
+                "the query string is not one this path takes",
+            ),
+            Self::AlreadyRotated => (
+                S::CONFLICT,
+                "conflict",
+                "already_rotated",
+                "this token was rotated already",
+            ),
+            Self::TokenInactive => (
+                S::CONFLICT,
+                "conflict",
+                "token_inactive",
+                "this token is revoked or expired: generate a new one instead",
+            ),
             Self::StoreUnavailable => (
                 S::SERVICE_UNAVAILABLE,
                 "store_unavailable",
@@ -218,7 +303,8 @@ impl PageRejection {
         self.row().0
     }
 
-    /// `{"error", "code", "message"}`, and `problems` when given (a 422).
+    /// `{"error", "code", "message"}`, and `problems` when given (a 422): at most
+    /// [`MAX_PROBLEMS`], and one more counting the rest.
     pub(crate) fn body(self, message: Option<&str>, problems: Option<&[Problem]>) -> String {
         let (_, error, code, default) = self.row();
         let mut body = json!({
@@ -227,7 +313,17 @@ impl PageRejection {
             "message": message.unwrap_or(default),
         });
         if let Some(problems) = problems {
-            body["problems"] = json!(problems);
+            let shown = &problems[..problems.len().min(MAX_PROBLEMS)];
+            let mut listed = json!(shown);
+            if problems.len() > shown.len()
+                && let Value::Array(items) = &mut listed
+            {
+                items.push(json!(Problem::new(
+                    "body",
+                    format!("and {} more problems", problems.len() - shown.len())
+                )));
+            }
+            body["problems"] = listed;
         }
         body.to_string()
     }
@@ -241,11 +337,13 @@ pub(crate) struct CreateInput {
     pub(crate) days: Option<u32>,
 }
 
-/// Checks `{name, scopes, expires_in_days}` against the registry and the longest
-/// lifetime, collecting every problem rather than stopping at the first.
+/// Checks `{name, scopes, expires_in_days}` against the registry, what the user may
+/// grant, and the longest lifetime, collecting every problem rather than stopping at the
+/// first.
 pub(crate) fn create_input(
     value: Value,
     registry: &ScopeRegistry,
+    grantable: &[Scope],
     max_days: u32,
 ) -> Result<CreateInput, Vec<Problem>> {
     let Value::Object(mut object) = value else {
@@ -256,12 +354,74 @@ pub(crate) fn create_input(
     };
     let mut problems = Vec::new();
     let name = name(object.remove("name"), &mut problems);
-    let scopes = scope_list(object.remove("scopes"), registry, &mut problems);
+    let scopes = scope_list(object.remove("scopes"), registry, grantable, &mut problems);
     let days = days(object.remove("expires_in_days"), max_days, &mut problems);
-    unknown_fields(&object, &mut problems);
+    unknown_fields(&object, "name, scopes and expires_in_days", &mut problems);
     match (name, problems.is_empty()) {
         (Some(name), true) => Ok(CreateInput { name, scopes, days }),
         _ => Err(problems),
+    }
+}
+
+/// Checks `{overlap_seconds}` (absent: zero, the old token stops at once).
+pub(crate) fn rotate_input(value: Value) -> Result<Duration, Vec<Problem>> {
+    let Value::Object(mut object) = value else {
+        return Err(vec![Problem::new(
+            "body",
+            "expected a JSON object: {\"overlap_seconds\"}",
+        )]);
+    };
+    let mut problems = Vec::new();
+    let max = MAX_ROTATION_OVERLAP.whole_seconds();
+    let overlap = match object.remove("overlap_seconds") {
+        None | Some(Value::Null) => Some(0),
+        Some(value) => match whole_number(&value) {
+            Some(seconds) if seconds <= max as u64 => Some(seconds as i64),
+            Some(_) => {
+                problems.push(Problem::new(
+                    "overlap_seconds",
+                    format!(
+                        "the overlap may be at most {max} seconds ({} days)",
+                        max / 86_400
+                    ),
+                ));
+                None
+            }
+            None => {
+                problems.push(Problem::new(
+                    "overlap_seconds",
+                    "the overlap must be a whole number of seconds, 0 or more",
+                ));
+                None
+            }
+        },
+    };
+    unknown_fields(&object, "overlap_seconds", &mut problems);
+    match (overlap, problems.is_empty()) {
+        (Some(seconds), true) => Ok(Duration::seconds(seconds)),
+        _ => Err(problems),
+    }
+}
+
+/// A non-negative whole number, written as an integer or as a float without a fraction.
+fn whole_number(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(u32::MAX))
+            .map(|f| f as u64)
+    })
+}
+
+/// The kind of a JSON value, to say what was sent instead of repeating it.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -277,31 +437,19 @@ fn name(value: Option<Value>, problems: &mut Vec<Problem>) -> Option<String> {
             return None;
         }
     };
-    let before = problems.len();
-    if name.trim().is_empty() {
-        problems.push(Problem::new("name", "the name must not be empty"));
+    match check_name(&name) {
+        Ok(()) => Some(name),
+        Err(invalid) => {
+            problems.push(Problem::new("name", invalid.to_string()));
+            None
+        }
     }
-    if name.len() > MAX_NAME_LEN {
-        problems.push(Problem::new(
-            "name",
-            format!(
-                "the name is {} bytes long; at most {MAX_NAME_LEN} are allowed",
-                name.len()
-            ),
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        problems.push(Problem::new(
-            "name",
-            "the name must not contain control characters (line breaks, tabs…)",
-        ));
-    }
-    (problems.len() == before).then_some(name)
 }
 
 fn scope_list(
     value: Option<Value>,
     registry: &ScopeRegistry,
+    grantable: &[Scope],
     problems: &mut Vec<Problem>,
 ) -> Vec<String> {
     let items = match value {
@@ -315,24 +463,30 @@ fn scope_list(
             return Vec::new();
         }
     };
-    let mut scopes = Vec::with_capacity(items.len());
+    let mut scopes = Vec::with_capacity(items.len().min(64));
     for item in items {
         let Value::String(scope) = item else {
             problems.push(Problem::new(
                 "scopes",
-                format!("each scope must be a string, not {item}"),
+                format!("each scope must be a string, not {}", kind(&item)),
             ));
             continue;
         };
+        let shown = excerpt(&scope, ECHO);
         if Scope::new(&scope).is_err() {
             problems.push(Problem::new(
                 "scopes",
-                format!("{scope:?} is not a valid scope name"),
+                format!("{shown:?} is not a valid scope name"),
             ));
         } else if !registry.is_defined(&scope) {
             problems.push(Problem::new(
                 "scopes",
-                format!("{scope:?} is not a scope this application defines"),
+                format!("{shown:?} is not a scope this application defines"),
+            ));
+        } else if !grantable.iter().any(|g| g.as_str() == scope) {
+            problems.push(Problem::new(
+                "scopes",
+                format!("you may not grant {shown:?}"),
             ));
         } else {
             scopes.push(scope);
@@ -346,13 +500,8 @@ fn days(value: Option<Value>, max_days: u32, problems: &mut Vec<Problem>) -> Opt
         None | Some(Value::Null) => return None,
         Some(value) => value,
     };
-    let Some(days) = value.as_u64().or_else(|| {
-        // `30.0` is thirty days; `30.5` is not a whole number of days.
-        value
-            .as_f64()
-            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(u32::MAX))
-            .map(|f| f as u64)
-    }) else {
+    // `30.0` is thirty days; `30.5` is not a whole number of days.
+    let Some(days) = whole_number(&value) else {
         problems.push(Problem::new(
             "expires_in_days",
             "the expiry must be a whole number of days",
@@ -376,11 +525,14 @@ fn days(value: Option<Value>, max_days: u32, problems: &mut Vec<Problem>) -> Opt
     u32::try_from(days).ok()
 }
 
-fn unknown_fields(object: &Map<String, Value>, problems: &mut Vec<Problem>) {
+fn unknown_fields(object: &Map<String, Value>, expected: &str, problems: &mut Vec<Problem>) {
     for key in object.keys() {
         problems.push(Problem::new(
             "body",
-            format!("unknown field {key:?}: expected name, scopes and expires_in_days"),
+            format!(
+                "unknown field {:?}: expected {expected}",
+                excerpt(key, ECHO)
+            ),
         ));
     }
 }
@@ -390,6 +542,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::lifecycle::MAX_NAME_LEN;
 
     fn registry() -> ScopeRegistry {
         ScopeRegistry::new()
@@ -399,7 +552,9 @@ mod tests {
     }
 
     fn check(v: Value) -> Result<CreateInput, Vec<Problem>> {
-        create_input(v, &registry(), 365)
+        let registry = registry();
+        let grantable: Vec<Scope> = registry.scopes().map(|(s, _)| s.clone()).collect();
+        create_input(v, &registry, &grantable, 365)
     }
 
     fn fields(problems: &[Problem]) -> Vec<&str> {
@@ -508,6 +663,68 @@ mod tests {
         assert_eq!(
             fields(&check(json!({"name": "n", "scopes": "user:read"})).unwrap_err()),
             ["scopes"]
+        );
+        for name in ["a\u{202E}b", "\u{200B}\u{200D}"] {
+            assert_eq!(
+                fields(&check(json!({ "name": name })).unwrap_err()),
+                ["name"]
+            );
+        }
+    }
+
+    #[test]
+    fn only_grantable_scopes_pass() {
+        let registry = registry();
+        let grantable = vec![Scope::new("user:read").unwrap()];
+        let problems = create_input(
+            json!({"name": "n", "scopes": ["user:read", "orders:create"]}),
+            &registry,
+            &grantable,
+            365,
+        )
+        .unwrap_err();
+        assert_eq!(fields(&problems), ["scopes"]);
+        assert_eq!(problems[0].message, r#"you may not grant "orders:create""#);
+    }
+
+    #[test]
+    fn input_is_never_echoed_at_length() {
+        let long = "x".repeat(10_000);
+        let problems = check(json!({
+            "name": "n",
+            "scopes": [long.clone(), format!("{long}:"), {"a": long.clone()}],
+            long.clone(): 1,
+        }))
+        .unwrap_err();
+        assert_eq!(problems.len(), 4);
+        for problem in &problems {
+            assert!(problem.message.len() < 120, "{problem:?}");
+        }
+        let many: Vec<String> = (0..500).map(|i| format!("nope:{i}")).collect();
+        let problems = check(json!({"name": "n", "scopes": many})).unwrap_err();
+        assert_eq!(problems.len(), 500);
+        let body = PageRejection::InvalidInput.body(None, Some(&problems));
+        let listed: Value = serde_json::from_str(&body).unwrap();
+        let listed = listed["problems"].as_array().unwrap();
+        assert_eq!(listed.len(), MAX_PROBLEMS + 1);
+        assert_eq!(listed[MAX_PROBLEMS]["message"], "and 490 more problems");
+        assert!(body.len() < 1500, "{}", body.len());
+    }
+
+    #[test]
+    fn rotations_take_an_overlap_in_seconds() {
+        assert_eq!(rotate_input(json!({})), Ok(Duration::ZERO));
+        assert_eq!(
+            rotate_input(json!({"overlap_seconds": 3600})),
+            Ok(Duration::hours(1))
+        );
+        for bad in [json!(-1), json!(1.5), json!("60"), json!(30 * 86_400 + 1)] {
+            let problems = rotate_input(json!({ "overlap_seconds": bad })).unwrap_err();
+            assert_eq!(fields(&problems), ["overlap_seconds"], "{bad}");
+        }
+        assert_eq!(
+            fields(&rotate_input(json!({"overlap": 60})).unwrap_err()),
+            ["body"]
         );
     }
 }

@@ -1,6 +1,6 @@
 //! The token page and its JSON API (feature `manage`): a Tower service an application
-//! mounts behind its own sign-in, where a signed-in user lists, generates and revokes
-//! their personal access tokens.
+//! mounts behind its own sign-in, where a signed-in user lists, generates, regenerates
+//! (rotates) and revokes their personal access tokens.
 //!
 //! ```
 //! use axum::{Router, body::Body, middleware::map_request};
@@ -58,14 +58,20 @@
 //! |---|---|
 //! | `GET {base}/` | the page: HTML, with its stylesheet and script below |
 //! | `GET {base}/page.css`, `GET {base}/page.js` | the page's stylesheet and script |
-//! | `GET {base}/scopes` | `[{"id", "description", "default"}]`, in registration order |
-//! | `GET {base}/tokens` | the user's tokens, newest first: `[{"id", "name", "scopes", "created_at", "last_used_at", "expires_at", "status"}]`, `status` one of `active`, `expired`, `revoked`; never the hash |
-//! | `POST {base}/tokens` | `{"name", "scopes", "expires_in_days"}` → 201 `{"token": {…as above}, "plaintext": "pat_…"}`: the only answer that ever holds the plaintext |
+//! | `GET {base}/scopes` | the scopes the user may grant ([`Tokens::grantable`]): `[{"id", "description", "default"}]`, in registration order |
+//! | `GET {base}/tokens` | one page of the user's tokens, newest first: `[{"id", "name", "scopes", "created_at", "last_used_at", "expires_at", "status", "expires_in_seconds", "expires_soon", "rotated_from", "rotated_to"}]`; never the hash. `?limit=` (1 to 100, default [`page_size`](TokenPage::page_size)) and `?after=`; when there is more, a `Link: <{base}/tokens?after=…&limit=…>; rel="next"` header names the next page |
+//! | `POST {base}/tokens` | `{"name", "scopes", "expires_in_days"}` → 201 `{"token": {…as above}, "plaintext": "pat_…"}`: with a rotation's, the only answer that ever holds a plaintext |
+//! | `POST {base}/tokens/{id}/rotate` | `{"overlap_seconds"}` → 201 `{"token": {…the successor}, "plaintext": "pat_…", "previous": {…the old token}}` ([`Tokens::rotate`]: the old token keeps working for the overlap, 0 by default, at most 30 days) |
 //! | `DELETE {base}/tokens/{id}` | 204; an id the user does not own, or that does not exist, is the same 404, and nothing changes |
 //! | `DELETE {base}/tokens` | revokes every token of the user: 200 `{"revoked": n}` |
 //!
-//! `scopes` may be empty or absent (the registry's defaults); `expires_in_days` may be
-//! absent (the facade's default lifetime). Times are RFC 3339, UTC.
+//! `scopes` may be empty or absent (the registry's defaults the user may grant);
+//! `expires_in_days` may be absent (the facade's default lifetime). Times are RFC 3339,
+//! UTC. `status` is `active`, `expired`, `revoked`, or `idle_expired` (unused for longer
+//! than [`Tokens::idle_lifetime`]); an active token has `expires_in_seconds`, and
+//! `expires_soon` when that is within [`expiry_warning`](TokenPage::expiry_warning); a
+//! rotated token names its successor in `rotated_to` (it works until its `expires_at`,
+//! the end of its overlap), and a successor its predecessor in `rotated_from`.
 //!
 //! Rejections are JSON `{"error", "code", "message"}`, the three keys of
 //! [`Rejection::to_json`](crate::reject::Rejection::to_json), so an application that
@@ -83,7 +89,11 @@
 //! | body over [`body_limit`](TokenPage::body_limit) | 413 | `invalid_request` | `payload_too_large` |
 //! | a body that cannot be read | 400 | `invalid_request` | `malformed_body` |
 //! | not JSON | 400 | `invalid_request` | `malformed_json` |
-//! | empty or over-long name, undefined scope, expiry above the maximum… | 422, with `"problems": [{"field", "message"}]`, one per problem | `invalid_request` | `invalid_input` |
+//! | a query string `GET {base}/tokens` does not take (a bad `limit`, a cursor it did not give) | 400 | `invalid_request` | `invalid_query` |
+//! | empty, over-long or unreadable name (bidirectional controls, nothing visible), undefined scope or one the user may not grant, expiry above the maximum, overlap out of bounds… | 422, with `"problems": [{"field", "message"}]`, one per problem (at most 10, and one counting the rest; a message repeats at most 40 characters of what was sent) | `invalid_request` | `invalid_input` |
+//! | the user has the most live tokens allowed ([`Tokens::max_tokens_per_user`]) | 422, with `problems`, naming the limit | `invalid_request` | `token_limit` |
+//! | rotating a token rotated before (the message names the successor) | 409 | `conflict` | `already_rotated` |
+//! | rotating a revoked or expired token | 409 | `conflict` | `token_inactive` |
 //! | nobody signed in | 401 | `unauthenticated` | `not_signed_in` |
 //! | a personal access token on the request | 403 | `forbidden` | `token_not_accepted` |
 //! | another site's request (`Sec-Fetch-Site` / `Origin`) | 403 | `forbidden` | `cross_origin` |
@@ -92,7 +102,7 @@
 //!
 //! `invalid_request` and `store_unavailable` mean what they mean in
 //! [`Rejection::to_json`](crate::reject::Rejection::to_json); the page adds `not_found`,
-//! `unauthenticated`, `forbidden` and `internal`.
+//! `unauthenticated`, `forbidden`, `conflict` and `internal`.
 //!
 //! Every answer carries `Cache-Control: no-store` and `X-Content-Type-Options: nosniff`;
 //! the page carries a strict `Content-Security-Policy` (scripts, styles and requests from
@@ -158,8 +168,13 @@ use std::{error::Error, fmt, future::Future, sync::Arc};
 
 use futures_util::future::BoxFuture;
 use http::request::Parts;
+use time::Duration;
 
-use crate::{lifecycle::Tokens, store::ManageTokens};
+use crate::{
+    audit::{SOURCE_APP, SOURCE_PAGE},
+    lifecycle::Tokens,
+    store::ManageTokens,
+};
 
 mod guard;
 mod json;
@@ -170,6 +185,13 @@ pub use service::{PageBody, ResponseFuture};
 
 /// The longest request body the API reads unless configured: 16 KiB.
 pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
+
+/// How many tokens one page of `GET {base}/tokens` holds unless `?limit=` says otherwise.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+
+/// How close to its expiry a token is marked "expires soon" on the page unless configured
+/// ([`TokenPage::expiry_warning`]): 7 days.
+pub const DEFAULT_EXPIRY_WARNING: Duration = Duration::days(7);
 
 /// The page's title unless configured.
 pub const DEFAULT_TITLE: &str = "Personal access tokens";
@@ -200,6 +222,8 @@ pub(crate) struct PageOptions<U> {
     pub(crate) example_url: Option<String>,
     pub(crate) sign_in_url: Option<String>,
     pub(crate) links: Vec<(String, String)>,
+    pub(crate) expiry_warning: Duration,
+    pub(crate) page_size: u32,
 }
 
 impl<U> Clone for PageOptions<U> {
@@ -213,6 +237,8 @@ impl<U> Clone for PageOptions<U> {
             example_url: self.example_url.clone(),
             sign_in_url: self.sign_in_url.clone(),
             links: self.links.clone(),
+            expiry_warning: self.expiry_warning,
+            page_size: self.page_size,
         }
     }
 }
@@ -233,6 +259,8 @@ impl<St: ManageTokens> fmt::Debug for TokenPage<St> {
             .field("title", &self.options.title)
             .field("allowed_origins", &self.options.same_origin.allowed())
             .field("body_limit", &self.options.body_limit)
+            .field("expiry_warning", &self.options.expiry_warning)
+            .field("page_size", &self.options.page_size)
             .finish_non_exhaustive()
     }
 }
@@ -269,7 +297,9 @@ impl<St: ManageTokens> TokenPage<St> {
         }
     }
 
-    /// The page and API for the tokens of `tokens`, mounted at `base_path`.
+    /// The page and API for the tokens of `tokens`, mounted at `base_path`. The facade's
+    /// audit events name the page as their source (`page`), unless the facade names
+    /// another ([`Tokens::audit_source`]).
     ///
     /// # Errors
     ///
@@ -286,6 +316,11 @@ impl<St: ManageTokens> TokenPage<St> {
                 .map(|s| s.0.clone());
             Box::pin(std::future::ready(user))
         });
+        let tokens = if tokens.source() == SOURCE_APP {
+            tokens.audit_source(SOURCE_PAGE)
+        } else {
+            tokens
+        };
         Ok(Self {
             tokens,
             options: Arc::new(PageOptions {
@@ -297,6 +332,8 @@ impl<St: ManageTokens> TokenPage<St> {
                 example_url: None,
                 sign_in_url: None,
                 links: Vec::new(),
+                expiry_warning: DEFAULT_EXPIRY_WARNING,
+                page_size: DEFAULT_PAGE_SIZE,
             }),
         })
     }
@@ -418,6 +455,21 @@ impl<St: ManageTokens> TokenPage<St> {
     /// added.
     pub fn link(mut self, label: impl Into<String>, href: impl Into<String>) -> Self {
         self.options_mut().links.push((label.into(), href.into()));
+        self
+    }
+
+    /// Marks a token "expires in N days" on the page (and `expires_soon` in the API)
+    /// once it expires within `window` (default [`DEFAULT_EXPIRY_WARNING`], 7 days).
+    pub fn expiry_warning(mut self, window: Duration) -> Self {
+        self.options_mut().expiry_warning = window;
+        self
+    }
+
+    /// How many tokens one page of the list holds: the default of `GET {base}/tokens`
+    /// without `?limit=`, and what the page shows before its "Load more" button (default
+    /// [`DEFAULT_PAGE_SIZE`]; 1 to [`MAX_PAGE_SIZE`](crate::lifecycle::MAX_PAGE_SIZE)).
+    pub fn page_size(mut self, tokens: u32) -> Self {
+        self.options_mut().page_size = tokens.clamp(1, crate::lifecycle::MAX_PAGE_SIZE);
         self
     }
 

@@ -5,8 +5,11 @@ use std::fmt::Write as _;
 
 use time::Duration;
 
-use super::PageOptions;
-use crate::{lifecycle::DEFAULT_LIFETIME, scope::ScopeRegistry};
+use super::{PageOptions, json::WILDCARD_DESCRIPTION};
+use crate::{
+    lifecycle::DEFAULT_LIFETIME,
+    scope::{Scope, ScopeRegistry},
+};
 
 pub(crate) const STYLESHEET: &str = include_str!("assets/page.css");
 pub(crate) const SCRIPT: &str = include_str!("assets/page.js");
@@ -110,6 +113,7 @@ fn links<U>(out: &mut String, options: &PageOptions<U>) {
 pub(crate) fn render<U>(
     options: &PageOptions<U>,
     registry: &ScopeRegistry,
+    grantable: &[Scope],
     expiry: &Expiry,
 ) -> String {
     let prefix = options.prefix();
@@ -118,8 +122,9 @@ pub(crate) fn render<U>(
     let _ = write!(
         out,
         "<body>\n<main class=\"tp\" id=\"tp\" data-api=\"{api}\" data-example-url=\"{example}\" \
-data-sign-in-url=\"{sign_in}\">\n",
+data-sign-in-url=\"{sign_in}\" data-expiry-warning=\"{warning}\">\n",
         api = escape(prefix),
+        warning = options.expiry_warning.whole_seconds(),
         example = escape(options.example_url.as_deref().unwrap_or_default()),
         sign_in = escape(options.sign_in_url.as_deref().unwrap_or_default()),
     );
@@ -163,8 +168,11 @@ autocomplete=\"off\" placeholder=\"What is this token for?\"></label>",
 <div class=\"tp-scope-list\">\n",
     );
     let mut any_scope = false;
-    for (scope, description) in registry.scopes() {
+    for scope in grantable {
         any_scope = true;
+        let description = registry
+            .description(scope.as_str())
+            .unwrap_or(WILDCARD_DESCRIPTION);
         let checked = if registry.defaults().contains(scope.as_str()) {
             " checked"
         } else {
@@ -179,7 +187,7 @@ autocomplete=\"off\" placeholder=\"What is this token for?\"></label>",
         );
     }
     if !any_scope {
-        out.push_str("<p class=\"tp-muted\">This application defines no scopes.</p>\n");
+        out.push_str("<p class=\"tp-muted\">There are no scopes you can grant a token.</p>\n");
     }
     out.push_str("</div>\n</fieldset>\n");
     out.push_str(
@@ -220,7 +228,9 @@ autocomplete=\"off\" placeholder=\"What is this token for?\"></label>",
 <table class=\"tp-table\" id=\"tp-table\" hidden>\n<thead><tr><th scope=\"col\">Name</th>\
 <th scope=\"col\">Scopes</th><th scope=\"col\">Created</th><th scope=\"col\">Last used</th>\
 <th scope=\"col\">Expires</th><th scope=\"col\">Status</th><th scope=\"col\"><span class=\"tp-sr\">Actions</span></th></tr></thead>\n\
-<tbody id=\"tp-tokens\"></tbody>\n</table>\n</section>\n</main>\n</body>\n</html>\n",
+<tbody id=\"tp-tokens\"></tbody>\n</table>\n\
+<p class=\"tp-more\"><button type=\"button\" class=\"tp-button tp-quiet\" id=\"tp-more\" hidden>Load more</button></p>\n\
+</section>\n</main>\n</body>\n</html>\n",
     );
     out
 }

@@ -26,13 +26,14 @@ use tower_service::Service;
 use super::{
     TokenPage,
     guard::{self, Body},
-    json::{self, PageRejection, Problem, TokenView},
+    json::{self, PageRejection, Problem, TokenView, ViewContext},
     page::{self, Expiry},
 };
 use crate::{
     CreateToken, TokenError,
+    lifecycle::MAX_PAGE_SIZE,
     record::TokenId,
-    store::{ManageTokens, StoreError},
+    store::{Cursor, ManageTokens, StoreError},
 };
 
 /// The body of every answer of [`TokenPage`]: the whole body at once.
@@ -89,6 +90,7 @@ enum Route {
     Scopes,
     Tokens,
     Token(String),
+    Rotate(String),
 }
 
 impl Route {
@@ -100,11 +102,19 @@ impl Route {
             "/scopes" => Self::Scopes,
             "/tokens" => Self::Tokens,
             _ => {
-                let id = path.strip_prefix("/tokens/")?;
+                let rest = path.strip_prefix("/tokens/")?;
+                let (id, rotate) = match rest.strip_suffix("/rotate") {
+                    Some(id) => (id, true),
+                    None => (rest, false),
+                };
                 if id.is_empty() || id.contains('/') {
                     return None;
                 }
-                Self::Token(id.to_owned())
+                if rotate {
+                    Self::Rotate(id.to_owned())
+                } else {
+                    Self::Token(id.to_owned())
+                }
             }
         })
     }
@@ -114,6 +124,7 @@ impl Route {
         match self {
             Self::Tokens => "GET, HEAD, POST, DELETE",
             Self::Token(_) => "DELETE",
+            Self::Rotate(_) => "POST",
             _ => "GET, HEAD",
         }
     }
@@ -125,12 +136,16 @@ impl Route {
                 Method::GET | Method::HEAD | Method::POST | Method::DELETE
             ),
             Self::Token(_) => method == Method::DELETE,
+            Self::Rotate(_) => method == Method::POST,
             _ => matches!(*method, Method::GET | Method::HEAD),
         }
     }
 
     fn is_api(&self) -> bool {
-        matches!(self, Self::Scopes | Self::Tokens | Self::Token(_))
+        matches!(
+            self,
+            Self::Scopes | Self::Tokens | Self::Token(_) | Self::Rotate(_)
+        )
     }
 }
 
@@ -174,7 +189,7 @@ impl<St: ManageTokens> TokenPage<St> {
             return reject(PageRejection::NotFound);
         };
         if !route.allows(&parts.method) {
-            let mut res = refuse_with(
+            let mut res = reject_with(
                 PageRejection::MethodNotAllowed,
                 &format!("this path takes {}", route.allow()),
             );
@@ -240,12 +255,19 @@ impl<St: ManageTokens> TokenPage<St> {
         };
 
         match (route, parts.method.clone()) {
-            (Route::Page, _) => self.page(),
-            (Route::Scopes, _) => ok_json(StatusCode::OK, &json::scopes(self.tokens.registry())),
+            (Route::Page, _) => self.page(&user).await,
+            (Route::Scopes, _) => {
+                let grantable = self.tokens.grantable_scopes(&user).await;
+                ok_json(
+                    StatusCode::OK,
+                    &json::scopes(self.tokens.registry(), &grantable),
+                )
+            }
             (Route::Tokens, Method::POST) => self.create(user, &parts, body).await,
             (Route::Tokens, Method::DELETE) => self.revoke_all(&user).await,
-            (Route::Tokens, _) => self.list(&user).await,
+            (Route::Tokens, _) => self.list(&user, &parts).await,
             (Route::Token(id), _) => self.revoke(&user, &id).await,
+            (Route::Rotate(id), _) => self.rotate(&user, &id, &parts, body).await,
             (Route::Stylesheet | Route::Script, _) => reject(PageRejection::NotFound),
         }
     }
@@ -257,8 +279,22 @@ impl<St: ManageTokens> TokenPage<St> {
         )
     }
 
-    fn page(&self) -> Response<PageBody> {
-        let html = page::render(&self.options, self.tokens.registry(), &self.expiry());
+    fn view_context(&self) -> ViewContext {
+        ViewContext {
+            now: self.tokens.shared_clock().now(),
+            warning: self.options.expiry_warning,
+            idle: self.tokens.longest_idle(),
+        }
+    }
+
+    async fn page(&self, user: &St::UserId) -> Response<PageBody> {
+        let grantable = self.tokens.grantable_scopes(user).await;
+        let html = page::render(
+            &self.options,
+            self.tokens.registry(),
+            &grantable,
+            &self.expiry(),
+        );
         html_response(StatusCode::OK, html)
     }
 
@@ -278,19 +314,50 @@ impl<St: ManageTokens> TokenPage<St> {
         }
     }
 
-    async fn list(&self, user: &St::UserId) -> Response<PageBody> {
-        match self.tokens.list(user).await {
-            Ok(records) => {
-                let now = self.tokens.shared_clock().now();
-                let views: Vec<TokenView<'_>> =
-                    records.iter().map(|r| TokenView::new(r, now)).collect();
-                ok_json(StatusCode::OK, &views)
+    /// One page of the user's tokens, newest first: `?limit=` (1 to [`MAX_PAGE_SIZE`],
+    /// default the page size) and `?after=` (the cursor of the page before). More
+    /// to come: a `Link: <…>; rel="next"` header names the next page.
+    async fn list(&self, user: &St::UserId, parts: &Parts) -> Response<PageBody> {
+        let query = match ListQuery::parse(parts.uri.query(), self.options.page_size) {
+            Ok(query) => query,
+            Err(message) => return reject_with(PageRejection::InvalidQuery, message),
+        };
+        match self
+            .tokens
+            .list_page(user, query.after.as_ref(), query.limit)
+            .await
+        {
+            Ok(page) => {
+                let context = self.view_context();
+                let views: Vec<TokenView<'_>> = page
+                    .records
+                    .iter()
+                    .map(|r| TokenView::new(r, context))
+                    .collect();
+                let mut res = ok_json(StatusCode::OK, &views);
+                if let Some(next) = page.next {
+                    let link = format!(
+                        "<{}/tokens?after={next}&limit={}>; rel=\"next\"",
+                        self.options.prefix(),
+                        query.limit
+                    );
+                    if let Ok(value) = HeaderValue::from_str(&link) {
+                        res.headers_mut().insert(header::LINK, value);
+                    }
+                }
+                res
             }
             Err(e) => failure(&e),
         }
     }
 
-    async fn create<B>(&self, user: St::UserId, parts: &Parts, body: B) -> Response<PageBody>
+    /// The body as JSON, or the refusal that says why not (too large, unreadable, not
+    /// JSON).
+    async fn read_json<B>(
+        &self,
+        parts: &Parts,
+        body: B,
+    ) -> Result<serde_json::Value, Response<PageBody>>
     where
         B: http_body::Body + Send + 'static,
         B::Data: Send,
@@ -298,7 +365,7 @@ impl<St: ManageTokens> TokenPage<St> {
     {
         let limit = self.options.body_limit;
         let too_large = || {
-            refuse_with(
+            reject_with(
                 PageRejection::PayloadTooLarge,
                 &format!("the body may be at most {limit} bytes"),
             )
@@ -309,26 +376,38 @@ impl<St: ManageTokens> TokenPage<St> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > limit as u64) {
-            return too_large();
+            return Err(too_large());
         }
         let bytes = match Limited::new(body, limit).collect().await {
             Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<LengthLimitError>() => return too_large(),
-            Err(_) => {
-                return reject(PageRejection::MalformedBody);
-            }
+            Err(e) if e.is::<LengthLimitError>() => return Err(too_large()),
+            Err(_) => return Err(reject(PageRejection::MalformedBody)),
         };
-        let value: serde_json::Value = match serde_json::from_slice(&bytes) {
-            Ok(v) => v,
-            Err(e) => {
-                return refuse_with(
-                    PageRejection::MalformedJson,
-                    &format!("the body is not JSON: {e}"),
-                );
-            }
+        serde_json::from_slice(&bytes).map_err(|e| {
+            reject_with(
+                PageRejection::MalformedJson,
+                &format!("the body is not JSON: {e}"),
+            )
+        })
+    }
+
+    async fn create<B>(&self, user: St::UserId, parts: &Parts, body: B) -> Response<PageBody>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn Error + Send + Sync>>,
+    {
+        let value = match self.read_json(parts, body).await {
+            Ok(value) => value,
+            Err(refused) => return refused,
         };
-        let input = match json::create_input(value, self.tokens.registry(), self.expiry().max_days)
-        {
+        let grantable = self.tokens.grantable_scopes(&user).await;
+        let input = match json::create_input(
+            value,
+            self.tokens.registry(),
+            &grantable,
+            self.expiry().max_days,
+        ) {
             Ok(input) => input,
             Err(problems) => return invalid(&problems),
         };
@@ -338,20 +417,86 @@ impl<St: ManageTokens> TokenPage<St> {
         }
         match self.tokens.create_with(user, request).await {
             Ok(created) => {
-                let now = self.tokens.shared_clock().now();
                 let body = json::Created {
-                    token: TokenView::new(&created.record, now),
+                    token: TokenView::new(&created.record, self.view_context()),
                     plaintext: created.token.expose_secret(),
                 };
                 ok_json(StatusCode::CREATED, &body)
             }
+            Err(e) => self.refused(&e),
+        }
+    }
+
+    async fn rotate<B>(
+        &self,
+        user: &St::UserId,
+        id: &str,
+        parts: &Parts,
+        body: B,
+    ) -> Response<PageBody>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn Error + Send + Sync>>,
+    {
+        // Malformed, unknown and another user's: one answer, so ids cannot be probed.
+        let Ok(id) = id.parse::<TokenId>() else {
+            return reject(PageRejection::TokenNotFound);
+        };
+        let value = match self.read_json(parts, body).await {
+            Ok(value) => value,
+            Err(refused) => return refused,
+        };
+        let overlap = match json::rotate_input(value) {
+            Ok(overlap) => overlap,
+            Err(problems) => return invalid(&problems),
+        };
+        match self.tokens.rotate(user, id, overlap).await {
+            Ok(rotated) => {
+                let context = self.view_context();
+                let body = json::RotatedView {
+                    token: TokenView::new(&rotated.record, context),
+                    plaintext: rotated.token.expose_secret(),
+                    previous: TokenView::new(&rotated.previous, context),
+                };
+                ok_json(StatusCode::CREATED, &body)
+            }
+            Err(e) => self.refused(&e),
+        }
+    }
+
+    /// The answer to a facade error of a creation or a rotation.
+    fn refused(&self, e: &TokenError) -> Response<PageBody> {
+        match e {
             // The checks above run first; these are the facade's own word on the same.
-            Err(TokenError::Name) => invalid(&[Problem::new("name", TokenError::Name.to_string())]),
-            Err(e @ TokenError::Scope(_)) => invalid(&[Problem::new("scopes", e.to_string())]),
-            Err(e @ TokenError::Lifetime { .. }) => {
+            TokenError::Name(e) => invalid(&[Problem::new("name", e.to_string())]),
+            e @ (TokenError::Scope(_) | TokenError::NotGrantable(_)) => {
+                invalid(&[Problem::new("scopes", e.to_string())])
+            }
+            e @ TokenError::Lifetime { .. } => {
                 invalid(&[Problem::new("expires_in_days", e.to_string())])
             }
-            Err(e) => failure(&e),
+            e @ TokenError::Overlap { .. } => {
+                invalid(&[Problem::new("overlap_seconds", e.to_string())])
+            }
+            e @ TokenError::Limit { .. } => {
+                let message = e.to_string();
+                let refusal = PageRejection::TokenLimit;
+                respond(
+                    refusal.status(),
+                    "application/json",
+                    refusal.body(
+                        Some(&message),
+                        Some(&[Problem::new("tokens", message.clone())]),
+                    ),
+                )
+            }
+            TokenError::NotFound(_) => reject(PageRejection::TokenNotFound),
+            e @ TokenError::AlreadyRotated { .. } => {
+                reject_with(PageRejection::AlreadyRotated, &e.to_string())
+            }
+            TokenError::Inactive(_) => reject(PageRejection::TokenInactive),
+            e => failure(e),
         }
     }
 
@@ -372,6 +517,47 @@ impl<St: ManageTokens> TokenPage<St> {
             Ok(count) => ok_json(StatusCode::OK, &json!({ "revoked": count })),
             Err(e) => failure(&e),
         }
+    }
+}
+
+/// What `GET {base}/tokens` reads of its query string.
+#[derive(Debug, PartialEq, Eq)]
+struct ListQuery {
+    after: Option<Cursor>,
+    limit: u32,
+}
+
+impl ListQuery {
+    /// `limit` and `after`; anything else, or a bad value, is refused naming it (never
+    /// repeating it).
+    fn parse(query: Option<&str>, page_size: u32) -> Result<Self, &'static str> {
+        let mut parsed = Self {
+            after: None,
+            limit: page_size,
+        };
+        for pair in query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "limit" => {
+                    parsed.limit = value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
+                        .ok_or("limit must be a whole number from 1 to 100")?;
+                }
+                "after" => {
+                    parsed.after = Some(value.parse::<Cursor>().map_err(
+                        |_| "after must be a cursor this list gave (Link: rel=\"next\")",
+                    )?);
+                }
+                _ => return Err("this list takes only limit and after"),
+            }
+        }
+        Ok(parsed)
     }
 }
 
@@ -436,7 +622,7 @@ fn reject(refusal: PageRejection) -> Response<PageBody> {
 }
 
 /// A refusal with a more precise message than its row's.
-fn refuse_with(refusal: PageRejection, message: &str) -> Response<PageBody> {
+fn reject_with(refusal: PageRejection, message: &str) -> Response<PageBody> {
     respond(
         refusal.status(),
         "application/json",
@@ -473,9 +659,53 @@ fn store_failure(e: &StoreError) -> Response<PageBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manage::DEFAULT_PAGE_SIZE;
+
+    #[test]
+    fn list_queries() {
+        assert_eq!(
+            ListQuery::parse(None, DEFAULT_PAGE_SIZE),
+            Ok(ListQuery {
+                after: None,
+                limit: DEFAULT_PAGE_SIZE
+            })
+        );
+        let cursor = Cursor::new(
+            time::OffsetDateTime::UNIX_EPOCH,
+            TokenId::from_bytes([1; 16]),
+        );
+        assert_eq!(
+            ListQuery::parse(Some(&format!("limit=3&after={cursor}")), DEFAULT_PAGE_SIZE),
+            Ok(ListQuery {
+                after: Some(cursor),
+                limit: 3
+            })
+        );
+        for bad in [
+            "limit=0",
+            "limit=101",
+            "limit=x",
+            "after=nope",
+            "page=2",
+            "limit",
+        ] {
+            assert!(
+                ListQuery::parse(Some(bad), DEFAULT_PAGE_SIZE).is_err(),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn routes() {
+        assert_eq!(
+            Route::of("/tokens/abc/rotate"),
+            Some(Route::Rotate("abc".into()))
+        );
+        assert_eq!(Route::of("/tokens//rotate"), None);
+        assert_eq!(Route::of("/tokens/a/b/rotate"), None);
+        assert!(Route::Rotate("a".into()).allows(&Method::POST));
+        assert!(!Route::Rotate("a".into()).allows(&Method::DELETE));
         assert_eq!(Route::of("/"), Some(Route::Page));
         assert_eq!(Route::of(""), Some(Route::Page));
         assert_eq!(Route::of("/tokens"), Some(Route::Tokens));

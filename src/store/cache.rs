@@ -99,7 +99,7 @@ use futures_util::{
 use moka::sync::Cache;
 use time::OffsetDateTime;
 
-use super::{Lookup, ManageTokens, Revoked, StoreError, TokenStore};
+use super::{Cursor, Lookup, ManageTokens, Revoked, Rotated, StoreError, TokenStore};
 use crate::{
     hashers::PrefixState,
     record::{TokenId, TokenRecord, UserId},
@@ -817,6 +817,66 @@ impl<St: ManageTokens> ManageTokens for CachedStore<St> {
         self.core
             .evict_where(|r| r.expires_at < before || (r.revoked && r.updated_at < before));
         result
+    }
+
+    async fn list_page(
+        &self,
+        user: &St::UserId,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord<St::UserId>>, StoreError> {
+        self.inner.list_page(user, after, limit).await
+    }
+
+    async fn insert_limited(
+        &self,
+        record: TokenRecord<St::UserId>,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let hash = record.token_hash;
+        let result = self.inner.insert_limited(record, limit, now).await;
+        self.core.inserted(&hash);
+        result
+    }
+
+    /// Evicts the old token, whose `expires_at` the rotation lowered, so that this
+    /// instance refuses it from the end of its overlap on.
+    async fn rotate(
+        &self,
+        user: &St::UserId,
+        id: TokenId,
+        successor: TokenRecord<St::UserId>,
+        old_expires_at: OffsetDateTime,
+        at: OffsetDateTime,
+    ) -> Result<Rotated<St::UserId>, StoreError> {
+        let hash = successor.token_hash;
+        let result = self
+            .inner
+            .rotate(user, id, successor, old_expires_at, at)
+            .await;
+        self.core.evict_token(id);
+        self.core.inserted(&hash);
+        result
+    }
+
+    async fn expiring(
+        &self,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord<St::UserId>>, StoreError> {
+        self.inner.expiring(now, until, after, limit).await
+    }
+
+    async fn claim_expiry_notices(
+        &self,
+        within: time::Duration,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord<St::UserId>>, StoreError> {
+        self.inner.claim_expiry_notices(within, now, limit).await
     }
 }
 

@@ -7,9 +7,11 @@ use std::{
 };
 
 use async_trait::async_trait;
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 
-use super::{Lookup, ManageTokens, Revoked, StoreError, StoreErrorKind, TokenStore};
+use super::{
+    Cursor, Lookup, ManageTokens, Revoked, Rotated, StoreError, StoreErrorKind, TokenStore,
+};
 use crate::{
     hashers::PrefixState,
     record::{TokenId, TokenRecord, UserId},
@@ -19,8 +21,10 @@ use crate::{
 /// Tokens in memory: the embedded default, for tests, demos and single-process services
 /// that can lose their tokens on restart.
 ///
-/// Safe under concurrent create, revoke and find: every operation takes one lock once, so
-/// a `revoke` that has returned is seen by every later `find`. Answers
+/// Safe under concurrent create, revoke, rotate and find: every operation takes one lock
+/// once, so a `revoke` that has returned is seen by every later `find`, a rotation is one
+/// step, and the per-user cap ([`insert_limited`](ManageTokens::insert_limited)) is
+/// counted and kept under the same lock. Answers
 /// [`find_ready`](TokenStore::find_ready), so the layer resolves a token with no future at
 /// all.
 ///
@@ -45,6 +49,8 @@ struct Inner<U> {
     by_hash: HashMap<TokenHash, Arc<TokenRecord<U>>, PrefixState>,
     by_id: HashMap<TokenId, TokenHash>,
     by_user: HashMap<U, Vec<TokenId>>,
+    /// The shortest expiry-notice threshold claimed for each token, in seconds.
+    notices: HashMap<TokenId, i64>,
 }
 
 impl<U> Default for MemoryStore<U> {
@@ -54,9 +60,16 @@ impl<U> Default for MemoryStore<U> {
                 by_hash: HashMap::default(),
                 by_id: HashMap::new(),
                 by_user: HashMap::new(),
+                notices: HashMap::new(),
             }),
         }
     }
+}
+
+/// Whether a record counts as live for the cap, the expiring list and the notices: not
+/// revoked, not rotated, not expired at `now`.
+fn is_live<U>(record: &TokenRecord<U>, now: OffsetDateTime) -> bool {
+    record.is_active_at(now) && record.rotated_to.is_none()
 }
 
 impl<U> fmt::Debug for MemoryStore<U> {
@@ -106,6 +119,45 @@ impl<U: UserId> Inner<U> {
         let record = self.by_hash.get_mut(hash)?;
         (record.user_id == *user).then_some(record)
     }
+
+    fn insert(&mut self, record: TokenRecord<U>) -> Result<(), StoreError> {
+        if self.by_id.contains_key(&record.id) || self.by_hash.contains_key(&record.token_hash) {
+            return Err(StoreError::with_kind(
+                StoreErrorKind::Conflict,
+                format!("token {} exists already", record.id),
+            ));
+        }
+        self.by_id.insert(record.id, record.token_hash);
+        self.by_user
+            .entry(record.user_id.clone())
+            .or_default()
+            .push(record.id);
+        self.by_hash.insert(record.token_hash, Arc::new(record));
+        Ok(())
+    }
+
+    fn remove(&mut self, id: TokenId, hash: &TokenHash, user: &U) {
+        self.by_hash.remove(hash);
+        self.by_id.remove(&id);
+        self.notices.remove(&id);
+        if let Some(ids) = self.by_user.get_mut(user) {
+            ids.retain(|i| *i != id);
+            if ids.is_empty() {
+                self.by_user.remove(user);
+            }
+        }
+    }
+
+    /// Live records expiring after `now` and at the latest at `until`, soonest first.
+    fn expiring(&self, now: OffsetDateTime, until: OffsetDateTime) -> Vec<&Arc<TokenRecord<U>>> {
+        let mut out: Vec<_> = self
+            .by_hash
+            .values()
+            .filter(|r| is_live(r, now) && r.expires_at <= until)
+            .collect();
+        out.sort_by_key(|r| (r.expires_at, r.id));
+        out
+    }
 }
 
 #[async_trait]
@@ -139,21 +191,7 @@ impl<U: UserId> TokenStore for MemoryStore<U> {
 #[async_trait]
 impl<U: UserId> ManageTokens for MemoryStore<U> {
     async fn insert(&self, record: TokenRecord<U>) -> Result<(), StoreError> {
-        let mut inner = self.write();
-        if inner.by_id.contains_key(&record.id) || inner.by_hash.contains_key(&record.token_hash) {
-            return Err(StoreError::with_kind(
-                StoreErrorKind::Conflict,
-                format!("token {} exists already", record.id),
-            ));
-        }
-        inner.by_id.insert(record.id, record.token_hash);
-        inner
-            .by_user
-            .entry(record.user_id.clone())
-            .or_default()
-            .push(record.id);
-        inner.by_hash.insert(record.token_hash, Arc::new(record));
-        Ok(())
+        self.write().insert(record)
     }
 
     async fn get(&self, id: TokenId) -> Result<Option<TokenRecord<U>>, StoreError> {
@@ -205,6 +243,7 @@ impl<U: UserId> ManageTokens for MemoryStore<U> {
             by_hash,
             by_id,
             by_user,
+            ..
         } = &mut *inner;
         let mut changed = 0;
         for id in by_user.get(user).into_iter().flatten() {
@@ -226,14 +265,7 @@ impl<U: UserId> ManageTokens for MemoryStore<U> {
         let Some(hash) = inner.owned(user, id).map(|r| r.token_hash) else {
             return Ok(false);
         };
-        inner.by_hash.remove(&hash);
-        inner.by_id.remove(&id);
-        if let Some(ids) = inner.by_user.get_mut(user) {
-            ids.retain(|i| *i != id);
-            if ids.is_empty() {
-                inner.by_user.remove(user);
-            }
-        }
+        inner.remove(id, &hash, user);
         Ok(true)
     }
 
@@ -246,15 +278,125 @@ impl<U: UserId> ManageTokens for MemoryStore<U> {
             .map(|r| (r.id, r.token_hash, r.user_id.clone()))
             .collect();
         for (id, hash, user) in &doomed {
-            inner.by_hash.remove(hash);
-            inner.by_id.remove(id);
-            if let Some(ids) = inner.by_user.get_mut(user) {
-                ids.retain(|i| i != id);
-                if ids.is_empty() {
-                    inner.by_user.remove(user);
-                }
-            }
+            inner.remove(*id, hash, user);
         }
         Ok(doomed.len() as u64)
+    }
+
+    async fn list_page(
+        &self,
+        user: &U,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord<U>>, StoreError> {
+        let inner = self.read();
+        let mut out: Vec<&Arc<TokenRecord<U>>> = inner
+            .by_user
+            .get(user)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| inner.by_id.get(id))
+            .filter_map(|h| inner.by_hash.get(h))
+            .filter(|r| after.is_none_or(|c| (r.created_at, r.id) < (c.at(), c.id())))
+            .collect();
+        out.sort_by_key(|r| std::cmp::Reverse((r.created_at, r.id)));
+        Ok(out
+            .into_iter()
+            .take(limit as usize)
+            .map(|r| TokenRecord::clone(r))
+            .collect())
+    }
+
+    async fn insert_limited(
+        &self,
+        record: TokenRecord<U>,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.write();
+        let live = inner
+            .by_user
+            .get(&record.user_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| inner.by_id.get(id))
+            .filter_map(|h| inner.by_hash.get(h))
+            .filter(|r| is_live(r, now))
+            .count();
+        if live >= limit as usize {
+            return Ok(false);
+        }
+        inner.insert(record)?;
+        Ok(true)
+    }
+
+    async fn rotate(
+        &self,
+        user: &U,
+        id: TokenId,
+        successor: TokenRecord<U>,
+        old_expires_at: OffsetDateTime,
+        at: OffsetDateTime,
+    ) -> Result<Rotated<U>, StoreError> {
+        let mut inner = self.write();
+        let old = match inner.owned(user, id) {
+            None => return Ok(Rotated::NotFound),
+            Some(old) => match old.rotated_to {
+                Some(successor) => return Ok(Rotated::AlreadyRotated(successor)),
+                None if !old.is_active_at(at) => return Ok(Rotated::Inactive),
+                None => TokenRecord::clone(old),
+            },
+        };
+        // Checked before anything changes: a conflicting successor leaves the old alone.
+        inner.insert(successor.clone())?;
+        let mut rotated = old;
+        rotated.rotated_to = Some(successor.id);
+        rotated.expires_at = rotated.expires_at.min(old_expires_at);
+        if old_expires_at <= at {
+            rotated.revoked = true;
+        }
+        rotated.updated_at = at;
+        if let Some(slot) = inner.owned(user, id) {
+            *slot = Arc::new(rotated.clone());
+        }
+        Ok(Rotated::Rotated(rotated))
+    }
+
+    async fn expiring(
+        &self,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord<U>>, StoreError> {
+        let inner = self.read();
+        Ok(inner
+            .expiring(now, until)
+            .into_iter()
+            .filter(|r| after.is_none_or(|c| (r.expires_at, r.id) > (c.at(), c.id())))
+            .take(limit as usize)
+            .map(|r| TokenRecord::clone(r))
+            .collect())
+    }
+
+    async fn claim_expiry_notices(
+        &self,
+        within: Duration,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord<U>>, StoreError> {
+        let threshold = within.whole_seconds();
+        let mut inner = self.write();
+        let claimed: Vec<TokenRecord<U>> = inner
+            .expiring(now, now + within)
+            .into_iter()
+            .filter(|r| inner.notices.get(&r.id).is_none_or(|n| *n > threshold))
+            .take(limit as usize)
+            .map(|r| TokenRecord::clone(r))
+            .collect();
+        for record in &claimed {
+            inner.notices.insert(record.id, threshold);
+        }
+        Ok(claimed)
     }
 }

@@ -35,10 +35,10 @@
 //! }
 //! ```
 
-use std::{error::Error, fmt, sync::Arc};
+use std::{error::Error, fmt, str::FromStr, sync::Arc};
 
 use async_trait::async_trait;
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 
 use crate::{
     record::{TokenId, TokenRecord, UserId},
@@ -140,8 +140,112 @@ pub enum Revoked {
     NotFound,
 }
 
-/// Creating, listing, revoking and pruning tokens: what [`Tokens`](crate::Tokens) needs on
-/// top of [`TokenStore`].
+/// What rotating one token did ([`ManageTokens::rotate`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rotated<U> {
+    /// The successor is stored, and the old token is as given here: `rotated_to` set, its
+    /// `expires_at` lowered (never raised), revoked when its overlap was zero.
+    Rotated(TokenRecord<U>),
+    /// The token was rotated before, to this successor; nothing changed.
+    AlreadyRotated(TokenId),
+    /// The token is revoked or expired; nothing changed.
+    Inactive,
+    /// The user has no token with that id (it does not exist, or is someone else's);
+    /// nothing changed.
+    NotFound,
+}
+
+/// A position in a list of tokens, to ask for the page after it: the sort key of the last
+/// record of a page (its time and id). Its text form (`Display` / `FromStr`) is opaque
+/// and URL-safe, for an API to hand out and take back.
+///
+/// A cursor means something only to the list that gave it: newest first by `created_at`
+/// for [`ManageTokens::list_page`], soonest first by `expires_at` for
+/// [`ManageTokens::expiring`].
+///
+/// ```
+/// use time::macros::datetime;
+/// use tower_pat::{record::TokenId, store::Cursor};
+///
+/// let cursor = Cursor::new(datetime!(2026-01-01 00:00 UTC), TokenId::from_bytes([7; 16]));
+/// let text = cursor.to_string();
+/// assert_eq!(text.parse::<Cursor>(), Ok(cursor));
+/// assert!("not a cursor".parse::<Cursor>().is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Cursor {
+    at: OffsetDateTime,
+    id: TokenId,
+}
+
+impl Cursor {
+    /// The position of a record sorted by `at`, ties by `id`.
+    pub fn new(at: OffsetDateTime, id: TokenId) -> Self {
+        Self { at, id }
+    }
+
+    /// The time of the record the cursor is after.
+    pub fn at(&self) -> OffsetDateTime {
+        self.at
+    }
+
+    /// The id of the record the cursor is after.
+    pub fn id(&self) -> TokenId {
+        self.id
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}_{}", self.at.unix_timestamp_nanos(), self.id)
+    }
+}
+
+/// Text that is not a [`Cursor`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvalidCursor;
+
+impl fmt::Display for InvalidCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a cursor of this list")
+    }
+}
+
+impl Error for InvalidCursor {}
+
+impl FromStr for Cursor {
+    type Err = InvalidCursor;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (nanos_text, id_text) = s.split_once('_').ok_or(InvalidCursor)?;
+        // Nothing longer than a time can be is parsed.
+        if nanos_text.len() > 40 {
+            return Err(InvalidCursor);
+        }
+        let nanos: i128 = nanos_text.parse().map_err(|_| InvalidCursor)?;
+        let at = OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| InvalidCursor)?;
+        let id: TokenId = id_text.parse().map_err(|_| InvalidCursor)?;
+        // Only the canonical form, so that one position has one text.
+        if nanos.to_string() != nanos_text || id.to_string() != id_text {
+            return Err(InvalidCursor);
+        }
+        Ok(Self { at, id })
+    }
+}
+
+/// Creating, listing, revoking, rotating and pruning tokens: what
+/// [`Tokens`](crate::Tokens) needs on top of [`TokenStore`].
+///
+/// The methods added with rotation, paging, the per-user cap and expiry notices
+/// ([`rotate`](Self::rotate), [`insert_limited`](Self::insert_limited),
+/// [`expiring`](Self::expiring), [`claim_expiry_notices`](Self::claim_expiry_notices))
+/// each must be one atomic step in the store, which no default built on the other
+/// methods could be: their defaults answer [`StoreErrorKind::Unsupported`] and change
+/// nothing, so a store written before them still compiles and fails closed, naming the
+/// method, only when the feature is used. [`list_page`](Self::list_page) has a default
+/// built on [`list`](Self::list) (correct, not efficient). The stores the crate ships
+/// implement them all; [`testing::Conformance`](crate::testing) checks them.
 #[async_trait]
 pub trait ManageTokens: TokenStore {
     /// Stores a new record.
@@ -203,6 +307,112 @@ pub trait ManageTokens: TokenStore {
     ///
     /// [`StoreError`] when the backend fails.
     async fn prune(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+
+    /// At most `limit` of the user's tokens after `after` (from the newest when `None`),
+    /// in [`list`](Self::list)'s order: newest first by `created_at`, ties by id
+    /// descending. Revoked and expired ones included.
+    ///
+    /// The default reads the whole [`list`](Self::list) and cuts the page out of it;
+    /// a database store should run one query on an index of `(user_id, created_at, id)`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the backend fails.
+    async fn list_page(
+        &self,
+        user: &Self::UserId,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord<Self::UserId>>, StoreError> {
+        let all = self.list(user).await?;
+        Ok(all
+            .into_iter()
+            .filter(|r| after.is_none_or(|c| (r.created_at, r.id) < (c.at, c.id)))
+            .take(limit as usize)
+            .collect())
+    }
+
+    /// Stores a new record unless its user has `limit` live tokens already (not revoked,
+    /// not rotated, not expired at `now`): returns whether it was stored. The count and
+    /// the insert are one atomic step: any number of concurrent calls for one user leave
+    /// at most `limit` live tokens.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] as for [`insert`](Self::insert); the default answers
+    /// [`StoreErrorKind::Unsupported`] and stores nothing.
+    async fn insert_limited(
+        &self,
+        record: TokenRecord<Self::UserId>,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let _ = (record, limit, now);
+        Err(StoreError::unsupported("insert_limited"))
+    }
+
+    /// Rotates token `id` of `user`, in one atomic step: stores `successor` (whose
+    /// `rotated_from` is `id`) and marks the old token replaced: `rotated_to` set to the
+    /// successor's id, `expires_at` lowered to `old_expires_at` if that is sooner (never
+    /// raised), revoked as well when `old_expires_at` is not after `at`, `updated_at` set
+    /// to `at`. Only a token that is active at `at` and not rotated yet is rotated: of
+    /// concurrent rotations of one token exactly one succeeds, and a token never has two
+    /// successors.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the backend fails (then nothing changed); the default answers
+    /// [`StoreErrorKind::Unsupported`] and changes nothing.
+    async fn rotate(
+        &self,
+        user: &Self::UserId,
+        id: TokenId,
+        successor: TokenRecord<Self::UserId>,
+        old_expires_at: OffsetDateTime,
+        at: OffsetDateTime,
+    ) -> Result<Rotated<Self::UserId>, StoreError> {
+        let _ = (user, id, successor, old_expires_at, at);
+        Err(StoreError::unsupported("rotate"))
+    }
+
+    /// At most `limit` live tokens of every user (not revoked, not rotated) that expire
+    /// after `now` and at the latest at `until`, soonest first (ties by id), after
+    /// `after` (a cursor of `expires_at` and id).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the backend fails; the default answers
+    /// [`StoreErrorKind::Unsupported`].
+    async fn expiring(
+        &self,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord<Self::UserId>>, StoreError> {
+        let _ = (now, until, after, limit);
+        Err(StoreError::unsupported("expiring"))
+    }
+
+    /// Claims the expiry notice for threshold `within` of at most `limit` live tokens:
+    /// those (not revoked, not rotated) expiring after `now` and at the latest at
+    /// `now + within` whose notice was not claimed yet for `within` or a shorter
+    /// threshold. Marks them claimed for `within` and returns them, in one atomic step:
+    /// two claims at once never both get a token. Soonest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the backend fails (then nothing is marked); the default
+    /// answers [`StoreErrorKind::Unsupported`].
+    async fn claim_expiry_notices(
+        &self,
+        within: Duration,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord<Self::UserId>>, StoreError> {
+        let _ = (within, now, limit);
+        Err(StoreError::unsupported("claim_expiry_notices"))
+    }
 }
 
 #[async_trait]
@@ -259,6 +469,56 @@ impl<T: ManageTokens + ?Sized> ManageTokens for Arc<T> {
     async fn prune(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
         (**self).prune(before).await
     }
+
+    async fn list_page(
+        &self,
+        user: &Self::UserId,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord<Self::UserId>>, StoreError> {
+        (**self).list_page(user, after, limit).await
+    }
+
+    async fn insert_limited(
+        &self,
+        record: TokenRecord<Self::UserId>,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        (**self).insert_limited(record, limit, now).await
+    }
+
+    async fn rotate(
+        &self,
+        user: &Self::UserId,
+        id: TokenId,
+        successor: TokenRecord<Self::UserId>,
+        old_expires_at: OffsetDateTime,
+        at: OffsetDateTime,
+    ) -> Result<Rotated<Self::UserId>, StoreError> {
+        (**self)
+            .rotate(user, id, successor, old_expires_at, at)
+            .await
+    }
+
+    async fn expiring(
+        &self,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord<Self::UserId>>, StoreError> {
+        (**self).expiring(now, until, after, limit).await
+    }
+
+    async fn claim_expiry_notices(
+        &self,
+        within: Duration,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord<Self::UserId>>, StoreError> {
+        (**self).claim_expiry_notices(within, now, limit).await
+    }
 }
 
 /// What kind of failure a [`StoreError`] is.
@@ -273,6 +533,9 @@ pub enum StoreErrorKind {
     Corrupt,
     /// An insert met an existing id or hash.
     Conflict,
+    /// The store does not implement the operation (a [`ManageTokens`] method whose
+    /// default it kept); nothing changed.
+    Unsupported,
 }
 
 /// A store could not answer. Keeps the backend's error as its [`source`](Error::source).
@@ -308,6 +571,16 @@ impl StoreError {
         Self::with_kind(
             StoreErrorKind::Timeout,
             "the token store did not answer in time",
+        )
+    }
+
+    /// The store does not implement `method` of [`ManageTokens`]: names it.
+    pub fn unsupported(method: &str) -> Self {
+        Self::with_kind(
+            StoreErrorKind::Unsupported,
+            format!(
+                "this token store does not implement ManageTokens::{method}: implement it to use what needs it"
+            ),
         )
     }
 

@@ -62,7 +62,7 @@ pub use super::listener::{
 };
 pub use super::sql::InvalidTableName;
 use super::{
-    Lookup, ManageTokens, Revoked, StoreError, StoreErrorKind, TokenStore,
+    Cursor, Lookup, ManageTokens, Revoked, Rotated, StoreError, StoreErrorKind, TokenStore,
     sql::{self, Dialect, Table, check_type_name, optional, render, required, sql_store},
 };
 use crate::{
@@ -72,6 +72,10 @@ use crate::{
 
 /// The migration, with `{table}` and `{user_id_type}` to fill in.
 const MIGRATION: &str = include_str!("../../migrations/postgres/0001_personal_access_tokens.sql");
+
+/// The second migration: the lifecycle columns and the expiry index.
+const MIGRATION_LIFECYCLE: &str =
+    include_str!("../../migrations/postgres/0002_token_lifecycle.sql");
 
 /// How long [`PostgresStore::connect`] waits for the database, unless told otherwise
 /// ([`PostgresStore::connect_with`]); also how long the revocation listener waits for
@@ -131,13 +135,30 @@ pub struct PostgresStore<U = i64> {
     user: PhantomData<fn() -> U>,
 }
 
-/// `$1`, `$2`, …; the uses `touch` writes come as two arrays, of ids and of times.
+/// `$1`, `$2`, …; the uses `touch` writes come as two arrays, of ids and of times. The cap
+/// holds a transaction-scoped advisory lock per user (see [`lock_user`]); a claim skips
+/// the rows another claim has locked.
 const DIALECT: Dialect = Dialect {
     param: |n| format!("${n}"),
     id_order: r#"id COLLATE "C""#,
     uses: "UNNEST($1::text[], $2::timestamptz[]) AS u(id, at)",
     notify: Some(channel_name),
+    lock_user: Some(lock_user),
+    claim_lock: " FOR UPDATE SKIP LOCKED",
 };
+
+/// The first key of the advisory lock an insert under the per-user cap holds (the second
+/// is a hash of the table name and the user id).
+const CAP_LOCK_CLASS: i32 = i32::from_be_bytes(*b"tpcp");
+
+/// Locks one user's tokens until the transaction ends: an advisory lock keyed by the
+/// table and the user id's text. Under `READ COMMITTED` the count that follows then sees
+/// every insert of the transactions that held the lock before, so concurrent inserts for
+/// one user take turns; other users' inserts do not wait (unless their keys collide,
+/// which only makes them take turns too).
+fn lock_user(table: &str) -> String {
+    format!("SELECT pg_advisory_xact_lock({CAP_LOCK_CLASS}, hashtext('{table}:' || $1::text))")
+}
 
 /// The channel a store on `table` notifies of revocations: `tower_pat:` and the table
 /// name (at most 58 bytes, within PostgreSQL's 63).
@@ -223,15 +244,23 @@ impl<U> PostgresStore<U> {
 }
 
 impl<U: PostgresUserId> PostgresStore<U> {
-    /// The migration for this store's table and user id type, as [`migrate`](Self::migrate)
-    /// runs it: to read, or to hand to your own migration tool.
+    /// The migrations for this store's table and user id type, as [`migrate`](Self::migrate)
+    /// runs them (0001, then 0002, each statement idempotent): to read, or to hand to your
+    /// own migration tool.
     pub fn schema_sql(&self) -> String {
-        render(MIGRATION, &self.table.name, U::type_info().name())
+        let user_id_type = U::type_info();
+        format!(
+            "{}\n{}",
+            render(MIGRATION, &self.table.name, user_id_type.name()),
+            render(MIGRATION_LIFECYCLE, &self.table.name, user_id_type.name())
+        )
     }
 
-    /// Creates the table and its indexes if they are missing; changes nothing otherwise,
-    /// so it is safe to run at every start. Runs in one transaction holding an advisory
-    /// lock (per table name), so instances that start together take turns.
+    /// Creates the table and its indexes if they are missing, and brings a table made by
+    /// an earlier version up to date (the columns and index of
+    /// `0002_token_lifecycle.sql`, `IF NOT EXISTS`; rows are kept); changes nothing
+    /// otherwise, so it is safe to run at every start. Runs in one transaction holding an
+    /// advisory lock (per table name), so instances that start together take turns.
     ///
     /// # Errors
     ///
@@ -240,7 +269,7 @@ impl<U: PostgresUserId> PostgresStore<U> {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let user_id_type = U::type_info();
         check_type_name(user_id_type.name(), TYPE_NAME_PUNCTUATION)?;
-        let sql = render(MIGRATION, &self.table.name, user_id_type.name());
+        let sql = self.schema_sql();
         let lock = i32::from_be_bytes(crc32fast::hash(self.table.name.as_bytes()).to_be_bytes());
         let mut tx = self.pool.begin().await.map_err(StoreError::new)?;
         // A second run would log "already exists, skipping" for every statement.
@@ -320,21 +349,37 @@ impl<U: PostgresUserId> TokenStore for PostgresStore<U> {
     }
 }
 
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
+
+/// Binds the [`COLUMNS`](sql::COLUMNS) of `record`, in order.
+fn bind_record<'q, U: PostgresUserId>(query: PgQuery<'q>, record: &TokenRecord<U>) -> PgQuery<'q> {
+    query
+        .bind(record.id.to_string())
+        .bind(&record.user_id)
+        .bind(record.client_id.as_deref())
+        .bind(record.name.as_str())
+        .bind(record.scopes.to_string())
+        .bind(&record.token_hash.as_bytes()[..])
+        .bind(record.revoked)
+        .bind(record.created_at)
+        .bind(record.updated_at)
+        .bind(record.expires_at)
+        .bind(record.last_used_at)
+        .bind(record.rotated_from.map(|id| id.to_string()))
+        .bind(record.rotated_to.map(|id| id.to_string()))
+}
+
+impl<U: PostgresUserId> PostgresStore<U> {
+    async fn fetch_records(&self, query: PgQuery<'_>) -> Result<Vec<TokenRecord<U>>, StoreError> {
+        let rows = query.fetch_all(&self.pool).await.map_err(StoreError::new)?;
+        rows.iter().map(record_from_row).collect()
+    }
+}
+
 #[async_trait]
 impl<U: PostgresUserId> ManageTokens for PostgresStore<U> {
     async fn insert(&self, record: TokenRecord<U>) -> Result<(), StoreError> {
-        let result = sqlx::query(self.table.sql.insert.clone())
-            .bind(record.id.to_string())
-            .bind(&record.user_id)
-            .bind(record.client_id.as_deref())
-            .bind(record.name.as_str())
-            .bind(record.scopes.to_string())
-            .bind(&record.token_hash.as_bytes()[..])
-            .bind(record.revoked)
-            .bind(record.created_at)
-            .bind(record.updated_at)
-            .bind(record.expires_at)
-            .bind(record.last_used_at)
+        let result = bind_record(sqlx::query(self.table.sql.insert.clone()), &record)
             .execute(&self.pool)
             .await;
         match result {
@@ -421,6 +466,133 @@ impl<U: PostgresUserId> ManageTokens for PostgresStore<U> {
             .prune_where(&self.table.sql.prune_revoked, before)
             .await?;
         Ok(expired + revoked)
+    }
+
+    async fn list_page(
+        &self,
+        user: &U,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord<U>>, StoreError> {
+        let query = match after {
+            None => sqlx::query(self.table.sql.list_first.clone())
+                .bind(user)
+                .bind(i64::from(limit)),
+            Some(cursor) => sqlx::query(self.table.sql.list_after.clone())
+                .bind(user)
+                .bind(cursor.at())
+                .bind(cursor.id().to_string())
+                .bind(i64::from(limit)),
+        };
+        self.fetch_records(query).await
+    }
+
+    async fn insert_limited(
+        &self,
+        record: TokenRecord<U>,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(StoreError::new)?;
+        if let Some(lock) = &self.table.sql.lock_user {
+            sqlx::query(lock.clone())
+                .bind(&record.user_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::new)?;
+        }
+        let inserted = bind_record(sqlx::query(self.table.sql.insert_limited.clone()), &record)
+            .bind(now)
+            .bind(i64::from(limit))
+            .execute(&mut *tx)
+            .await
+            .map_err(|err| sql::insert_error(record.id, err))?
+            .rows_affected();
+        tx.commit().await.map_err(StoreError::new)?;
+        Ok(inserted > 0)
+    }
+
+    async fn rotate(
+        &self,
+        user: &U,
+        id: TokenId,
+        successor: TokenRecord<U>,
+        old_expires_at: OffsetDateTime,
+        at: OffsetDateTime,
+    ) -> Result<Rotated<U>, StoreError> {
+        let old_id = id.to_string();
+        let mut tx = self.pool.begin().await.map_err(StoreError::new)?;
+        // The update takes the old row's lock until the transaction ends: a concurrent
+        // rotation waits for it, then finds `rotated_to` set and changes nothing. The
+        // statement notifies the old id, delivered if, and only if, this commits.
+        let changed = changed(
+            sqlx::query(self.table.sql.rotate.clone())
+                .bind(successor.id.to_string())
+                .bind(old_expires_at)
+                .bind(at)
+                .bind(old_id.as_str())
+                .bind(user),
+            &mut *tx,
+        )
+        .await?;
+        if changed > 0 {
+            bind_record(sqlx::query(self.table.sql.insert.clone()), &successor)
+                .execute(&mut *tx)
+                .await
+                .map_err(|err| sql::insert_error(successor.id, err))?;
+        }
+        let row = sqlx::query(self.table.sql.get.clone())
+            .bind(old_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::new)?;
+        let old = row.as_ref().map(record_from_row::<U>).transpose()?;
+        if changed == 0 {
+            // Nothing was written: what is there only says why.
+            drop(tx);
+            return Ok(sql::rotation_refused(old, user));
+        }
+        tx.commit().await.map_err(StoreError::new)?;
+        match old {
+            Some(old) => Ok(Rotated::Rotated(old)),
+            None => Err(StoreError::corrupt(id, "the rotated row vanished")),
+        }
+    }
+
+    async fn expiring(
+        &self,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord<U>>, StoreError> {
+        let (from_at, from_id) = match after {
+            Some(cursor) => (cursor.at(), cursor.id().to_string()),
+            None => (now, String::new()),
+        };
+        let query = sqlx::query(self.table.sql.expiring.clone())
+            .bind(now)
+            .bind(until)
+            .bind(from_at)
+            .bind(from_id)
+            .bind(i64::from(limit));
+        self.fetch_records(query).await
+    }
+
+    async fn claim_expiry_notices(
+        &self,
+        within: time::Duration,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord<U>>, StoreError> {
+        let query = sqlx::query(self.table.sql.claim_notices.clone())
+            .bind(within.whole_seconds())
+            .bind(now)
+            .bind(now + within)
+            .bind(i64::from(limit));
+        let mut claimed = self.fetch_records(query).await?;
+        claimed.sort_by_key(|r| (r.expires_at, r.id));
+        Ok(claimed)
     }
 }
 
@@ -538,11 +710,11 @@ fn cannot_connect(place: &str, error: sqlx::Error) -> StoreError {
 
 /// Runs a changing statement, which notifies the store's channel of what it changed, and
 /// returns how many rows it changed.
-async fn changed(
-    query: sqlx::query::Query<'_, Postgres, PgArguments>,
-    pool: &PgPool,
-) -> Result<u64, StoreError> {
-    let row = query.fetch_one(pool).await.map_err(StoreError::new)?;
+async fn changed<'c, E>(query: PgQuery<'_>, executor: E) -> Result<u64, StoreError>
+where
+    E: sqlx::Executor<'c, Database = Postgres>,
+{
+    let row = query.fetch_one(executor).await.map_err(StoreError::new)?;
     let changed: i64 = row.try_get("changed").map_err(StoreError::new)?;
     Ok(u64::try_from(changed).unwrap_or(0))
 }
@@ -566,6 +738,8 @@ fn record_from_row<U: PostgresUserId>(row: &PgRow) -> Result<TokenRecord<U>, Sto
         updated_at: required(row, row_id, "updated_at")?,
         expires_at: required(row, row_id, "expires_at")?,
         last_used_at: optional(row, row_id, "last_used_at")?,
+        rotated_from: sql::read_optional_id(row, row_id, "rotated_from")?,
+        rotated_to: sql::read_optional_id(row, row_id, "rotated_to")?,
         kind: crate::credential::CredentialKind::Pat,
     })
 }

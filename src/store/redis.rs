@@ -131,7 +131,7 @@ use tokio::{
 };
 
 use super::{
-    Lookup, ManageTokens, Revoked, StoreError, StoreErrorKind, TokenStore,
+    Cursor, Lookup, ManageTokens, Revoked, Rotated, StoreError, StoreErrorKind, TokenStore,
     bus::{
         Ends, FailClosed, Junk, MAX_BACKOFF, Stop, Throttle, WARN_INTERVAL, parse_ids, until_end,
     },
@@ -786,6 +786,67 @@ where
     /// Not published: see [the messages](self#the-messages).
     async fn prune(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
         self.store.prune(before).await
+    }
+
+    async fn list_page(
+        &self,
+        user: &St::UserId,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord<St::UserId>>, StoreError> {
+        self.store.list_page(user, after, limit).await
+    }
+
+    /// Not published: a new token is in no cache yet.
+    async fn insert_limited(
+        &self,
+        record: TokenRecord<St::UserId>,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        self.store.insert_limited(record, limit, now).await
+    }
+
+    /// Publishes the old token's id once it was rotated: its expiry was shortened (or it
+    /// was revoked), which every instance's cache must see.
+    async fn rotate(
+        &self,
+        user: &St::UserId,
+        id: TokenId,
+        successor: TokenRecord<St::UserId>,
+        old_expires_at: OffsetDateTime,
+        at: OffsetDateTime,
+    ) -> Result<Rotated<St::UserId>, StoreError> {
+        let result = self
+            .store
+            .rotate(user, id, successor, old_expires_at, at)
+            .await;
+        if !matches!(
+            result,
+            Ok(Rotated::NotFound | Rotated::Inactive | Rotated::AlreadyRotated(_))
+        ) {
+            self.bus.inner.announce(&[id.to_string()]).await;
+        }
+        result
+    }
+
+    async fn expiring(
+        &self,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord<St::UserId>>, StoreError> {
+        self.store.expiring(now, until, after, limit).await
+    }
+
+    async fn claim_expiry_notices(
+        &self,
+        within: ::time::Duration,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord<St::UserId>>, StoreError> {
+        self.store.claim_expiry_notices(within, now, limit).await
     }
 }
 

@@ -15,8 +15,12 @@ use std::{fmt, str::FromStr, sync::Arc};
 
 use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Row, SqlSafeStr, SqlStr, Type};
 
-use super::{StoreError, StoreErrorKind};
-use crate::{record::TokenId, scope::Scopes, token::TokenHash};
+use super::{Rotated, StoreError, StoreErrorKind};
+use crate::{
+    record::{TokenId, TokenRecord},
+    scope::Scopes,
+    token::TokenHash,
+};
 
 /// A table name a store's `try_with_table` refused (`SqliteStore::try_with_table`,
 /// `PostgresStore::try_with_table`): its message names it and says what the store
@@ -127,7 +131,11 @@ pub(crate) fn render(template: &str, table: &str, user_id_type: &str) -> String 
 
 /// The columns of the table, in the order of [`Statements::insert`]'s parameters.
 pub(crate) const COLUMNS: &str = "id, user_id, client_id, name, scopes, token_hash, revoked, \
-                                  created_at, updated_at, expires_at, last_used_at";
+                                  created_at, updated_at, expires_at, last_used_at, \
+                                  rotated_from, rotated_to";
+
+/// How many columns [`COLUMNS`] names: the parameters of an insert.
+const COLUMN_COUNT: usize = 13;
 
 /// What differs between the two databases' SQL.
 pub(crate) struct Dialect {
@@ -139,9 +147,19 @@ pub(crate) struct Dialect {
     /// A table `u(id, at)` of the uses one `touch` writes, read from the statement's
     /// parameter(s).
     pub(crate) uses: &'static str,
-    /// The channel that revoking, deleting and pruning statements notify, given the table
-    /// name (PostgreSQL); `None` where the database has no notifications (SQLite).
+    /// The channel that revoking, rotating, deleting and pruning statements notify, given
+    /// the table name (PostgreSQL); `None` where the database has no notifications
+    /// (SQLite).
     pub(crate) notify: Option<fn(&str) -> String>,
+    /// A statement that takes a lock on one user's tokens until the transaction ends,
+    /// given the table name, its one parameter the user id (PostgreSQL: an advisory
+    /// lock); `None` where a write transaction locks the whole database already (SQLite,
+    /// which begins it `IMMEDIATE`).
+    pub(crate) lock_user: Option<fn(&str) -> String>,
+    /// What follows the subquery that picks the rows a claim takes, so that two claims
+    /// at once never take the same row: `FOR UPDATE SKIP LOCKED` (PostgreSQL), or nothing
+    /// where writes are serialized anyway (SQLite).
+    pub(crate) claim_lock: &'static str,
 }
 
 /// How many token ids one notification carries at most: 32 hex digits and a space each,
@@ -190,6 +208,34 @@ pub(crate) struct Statements {
     pub(crate) prune_expired: SqlStr,
     /// Deletes at most `limit` rows revoked before `before`: `before`, `limit`.
     pub(crate) prune_revoked: SqlStr,
+    /// The first `limit` rows of `user_id`, newest first: `user_id`, `limit`.
+    pub(crate) list_first: SqlStr,
+    /// The `limit` rows of `user_id` after the cursor, newest first: `user_id`,
+    /// the cursor's `created_at`, the cursor's `id`, `limit`.
+    pub(crate) list_after: SqlStr,
+    /// Adds a row, unless its user has `limit` live tokens (not revoked, not rotated,
+    /// not expired at `now`) already: the [`COLUMNS`], in order, then `now`, `limit`.
+    /// One statement: run in a transaction that holds [`lock_user`](Self::lock_user)
+    /// where the dialect has one.
+    pub(crate) insert_limited: SqlStr,
+    /// Locks one user's tokens until the transaction ends: `user_id`.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) lock_user: Option<SqlStr>,
+    /// Marks the live row with `id` and `user_id` as rotated: sets `rotated_to`, lowers
+    /// `expires_at` to `old_expires_at` (never raises it), revokes it when
+    /// `old_expires_at` is not after `at`, sets `updated_at`: `rotated_to`,
+    /// `old_expires_at`, `at`, `id`, `user_id`. Changes nothing (0 rows) for a row that is
+    /// revoked, expired at `at`, or rotated already.
+    pub(crate) rotate: SqlStr,
+    /// Live rows (not revoked, not rotated) expiring after `now` and at the latest at
+    /// `until`, by expiry then id, after a cursor: `now`, `until`, the cursor's
+    /// `expires_at`, the cursor's `id`, `limit`. The first page passes `now` and `""`.
+    pub(crate) expiring: SqlStr,
+    /// Claims the expiry notice of at most `limit` live rows expiring after `now` and at
+    /// the latest at `until` whose notice, if any, was for a longer threshold than
+    /// `within`; sets it to `within` and returns the rows ([`COLUMNS`]): `within` (whole
+    /// seconds), `now`, `until`, `limit`.
+    pub(crate) claim_notices: SqlStr,
     /// The channel `revoke`, `revoke_all`, `delete` and the prunes notify, if the dialect
     /// has notifications; those statements then return one row, `changed`, instead of
     /// counting affected rows.
@@ -202,10 +248,16 @@ impl Statements {
     /// default): it holds no quote.
     pub(crate) fn new(table: &str, dialect: &Dialect) -> Self {
         let p = dialect.param;
-        let (p1, p2, p3) = (p(1), p(2), p(3));
+        let (p1, p2, p3, p4, p5) = (p(1), p(2), p(3), p(4), p(5));
         let id_order = dialect.id_order;
         let uses = dialect.uses;
-        let params = (1..=11).map(p).collect::<Vec<_>>().join(", ");
+        let params = (1..=COLUMN_COUNT).map(p).collect::<Vec<_>>().join(", ");
+        let (now, limit) = (p(COLUMN_COUNT + 1), p(COLUMN_COUNT + 2));
+        let user = p(2);
+        let claim_lock = dialect.claim_lock;
+        // A live token counts against the cap, the notices and the expiring list: not
+        // revoked, not replaced by a rotation.
+        let live = "NOT revoked AND rotated_to IS NULL";
         let channel = dialect.notify.map(|name| name(table));
         // The channel name is made from the table name (no quote in it).
         let changing = |change: String| match &channel {
@@ -247,6 +299,25 @@ impl Statements {
             )),
             prune_expired: prune(&format!("expires_at < {p1}")),
             prune_revoked: prune(&format!("revoked AND updated_at < {p1}")),
+            list_first: statement(format!(
+                r#"SELECT {COLUMNS} FROM "{table}" WHERE user_id = {p1} ORDER BY created_at DESC, {id_order} DESC LIMIT {p2}"#
+            )),
+            list_after: statement(format!(
+                r#"SELECT {COLUMNS} FROM "{table}" WHERE user_id = {p1} AND (created_at < {p2} OR (created_at = {p2} AND {id_order} < {p3})) ORDER BY created_at DESC, {id_order} DESC LIMIT {p4}"#
+            )),
+            insert_limited: statement(format!(
+                r#"INSERT INTO "{table}" ({COLUMNS}) SELECT {params} WHERE (SELECT count(*) FROM "{table}" WHERE user_id = {user} AND {live} AND expires_at > {now}) < {limit}"#
+            )),
+            lock_user: dialect.lock_user.map(|lock| statement(lock(table))),
+            rotate: changing(format!(
+                r#"UPDATE "{table}" SET rotated_to = {p1}, expires_at = CASE WHEN expires_at < {p2} THEN expires_at ELSE {p2} END, revoked = CASE WHEN {p2} <= {p3} THEN TRUE ELSE revoked END, updated_at = {p3} WHERE id = {p4} AND user_id = {p5} AND {live} AND expires_at > {p3}"#
+            )),
+            expiring: statement(format!(
+                r#"SELECT {COLUMNS} FROM "{table}" WHERE {live} AND expires_at > {p1} AND expires_at <= {p2} AND (expires_at > {p3} OR (expires_at = {p3} AND {id_order} > {p4})) ORDER BY expires_at, {id_order} LIMIT {p5}"#
+            )),
+            claim_notices: statement(format!(
+                r#"UPDATE "{table}" SET expiry_notice = {p1} WHERE id IN (SELECT id FROM "{table}" WHERE {live} AND expires_at > {p2} AND expires_at <= {p3} AND (expiry_notice IS NULL OR expiry_notice > {p1}) ORDER BY expires_at, {id_order} LIMIT {p4}{claim_lock}) AND {live} AND (expiry_notice IS NULL OR expiry_notice > {p1}) RETURNING {COLUMNS}"#
+            )),
             channel,
         }
     }
@@ -416,6 +487,76 @@ where
     }
 }
 
+/// Why a rotation changed nothing, from the old row as it is (`None`: no row has the id):
+/// not this user's token, rotated already, or no longer active.
+pub(crate) fn rotation_refused<U: PartialEq>(old: Option<TokenRecord<U>>, user: &U) -> Rotated<U> {
+    match old {
+        Some(old) if old.user_id == *user => match old.rotated_to {
+            Some(successor) => Rotated::AlreadyRotated(successor),
+            None => Rotated::Inactive,
+        },
+        _ => Rotated::NotFound,
+    }
+}
+
+/// A nullable column holding a token id (`rotated_from`, `rotated_to`).
+///
+/// # Errors
+///
+/// [`StoreErrorKind::Corrupt`] naming `row_id` when the column is unreadable or not a
+/// token id in the canonical form.
+pub(crate) fn read_optional_id<R>(
+    row: &R,
+    row_id: &str,
+    column: &str,
+) -> Result<Option<TokenId>, StoreError>
+where
+    R: Row,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: ColumnIndex<R>,
+{
+    let Some(raw) = optional::<String, _>(row, row_id, column)? else {
+        return Ok(None);
+    };
+    match TokenId::from_str(&raw) {
+        Ok(id) if id.to_string() == raw => Ok(Some(id)),
+        _ => Err(StoreError::corrupt(
+            row_id,
+            format_args!("{column} is not 32 lowercase hex digits"),
+        )),
+    }
+}
+
+/// The statements of a migration file, rendered: split at the `;` that ends a line, each
+/// without its leading comment lines, empty ones dropped.
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+pub(crate) fn split_statements(sql: &str) -> Vec<String> {
+    sql.split(";\n")
+        .map(|chunk| {
+            chunk
+                .lines()
+                .skip_while(|line| line.trim_start().starts_with("--") || line.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join("\n")
+                .trim()
+                .trim_end_matches(';')
+                .to_owned()
+        })
+        .filter(|statement| !statement.is_empty())
+        .collect()
+}
+
+/// The column an `ALTER TABLE … ADD COLUMN <name> …` statement adds, if it is one.
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+pub(crate) fn added_column(statement: &str) -> Option<&str> {
+    let upper = statement.to_ascii_uppercase();
+    if !upper.starts_with("ALTER TABLE") {
+        return None;
+    }
+    let at = upper.find("ADD COLUMN")? + "ADD COLUMN".len();
+    statement[at..].split_whitespace().next()
+}
+
 /// The row's `scopes`, space-delimited text.
 ///
 /// # Errors
@@ -496,6 +637,21 @@ fn read_error(row_id: &str, column: &str, err: sqlx::Error) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn migrations_split_into_statements_and_name_added_columns() {
+        let sql = "-- head\n\nALTER TABLE \"t\" ADD COLUMN a TEXT\n    CHECK (a <> ';');\n-- c\nCREATE INDEX x ON t (a);\n";
+        let statements = split_statements(sql);
+        assert_eq!(
+            statements,
+            [
+                "ALTER TABLE \"t\" ADD COLUMN a TEXT\n    CHECK (a <> ';')",
+                "CREATE INDEX x ON t (a)"
+            ]
+        );
+        assert_eq!(added_column(&statements[0]), Some("a"));
+        assert_eq!(added_column(&statements[1]), None);
+    }
 
     #[test]
     fn a_refused_name_reads_as_before() {

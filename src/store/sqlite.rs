@@ -55,11 +55,11 @@ use sqlx::{
     AssertSqlSafe, Decode, Encode, SqlStr, Sqlite, Type, TypeInfo,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow},
 };
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 
 pub use super::sql::InvalidTableName;
 use super::{
-    Lookup, ManageTokens, Revoked, StoreError, StoreErrorKind, TokenStore,
+    Cursor, Lookup, ManageTokens, Revoked, Rotated, StoreError, StoreErrorKind, TokenStore,
     sql::{self, Dialect, Table, check_type_name, optional, render, required, sql_store},
 };
 use crate::{
@@ -69,6 +69,9 @@ use crate::{
 
 /// The migration, with `{table}` and `{user_id_type}` to fill in.
 const MIGRATION: &str = include_str!("../../migrations/sqlite/0001_personal_access_tokens.sql");
+
+/// The second migration: the lifecycle columns and the expiry index.
+const MIGRATION_LIFECYCLE: &str = include_str!("../../migrations/sqlite/0002_token_lifecycle.sql");
 
 /// The table [`SqliteStore::new`] uses unless told otherwise.
 pub const DEFAULT_TABLE: &str = "personal_access_tokens";
@@ -117,11 +120,15 @@ pub struct SqliteStore<U = i64> {
 }
 
 /// `?1`, `?2`, …; the uses `touch` writes come as one JSON array of `[id, unix seconds]`.
+/// A write transaction begins `IMMEDIATE`, taking the database's one write lock at once:
+/// no lock of its own for a user, nor for a claim.
 const DIALECT: Dialect = Dialect {
     param: |n| format!("?{n}"),
     id_order: "id",
     uses: "(SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS at FROM json_each(?1)) AS u",
     notify: None,
+    lock_user: None,
+    claim_lock: "",
 };
 
 sql_store! {
@@ -224,14 +231,22 @@ fn file_path(path: &Path) -> Result<&Path, StoreError> {
 }
 
 impl<U: SqliteUserId> SqliteStore<U> {
-    /// The migration for this store's table and user id type, as [`migrate`](Self::migrate)
-    /// runs it: to read, or to hand to your own migration tool.
+    /// The migrations for this store's table and user id type, as [`migrate`](Self::migrate)
+    /// runs them (0001, then 0002): to read, or to hand to your own migration tool, which
+    /// must run each `ALTER TABLE` of 0002 once.
     pub fn schema_sql(&self) -> String {
-        render(MIGRATION, &self.table.name, U::type_info().name())
+        let user_id_type = U::type_info();
+        format!(
+            "{}\n{}",
+            render(MIGRATION, &self.table.name, user_id_type.name()),
+            render(MIGRATION_LIFECYCLE, &self.table.name, user_id_type.name())
+        )
     }
 
-    /// Creates the table and its indexes if they are missing; changes nothing otherwise,
-    /// so it is safe to run at every start. Runs in one transaction.
+    /// Creates the table and its indexes if they are missing, and brings a table made by
+    /// an earlier version up to date (the columns and index of
+    /// `0002_token_lifecycle.sql`, each added only if missing; rows are kept); changes
+    /// nothing otherwise, so it is safe to run at every start. Runs in one transaction.
     ///
     /// # Errors
     ///
@@ -240,7 +255,8 @@ impl<U: SqliteUserId> SqliteStore<U> {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let user_id_type = U::type_info();
         check_type_name(user_id_type.name(), TYPE_NAME_PUNCTUATION)?;
-        let sql = render(MIGRATION, &self.table.name, user_id_type.name());
+        let table = &self.table.name;
+        let sql = render(MIGRATION, table, user_id_type.name());
         // All or nothing, and holding the write lock from the start: another process
         // migrating the same file waits its turn (`busy_timeout`) instead of failing.
         let mut tx = self
@@ -252,6 +268,22 @@ impl<U: SqliteUserId> SqliteStore<U> {
             .execute(&mut *tx)
             .await
             .map_err(StoreError::new)?;
+        let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info(?1)")
+            .bind(table.as_ref())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(StoreError::new)?;
+        let lifecycle = render(MIGRATION_LIFECYCLE, table, user_id_type.name());
+        for statement in sql::split_statements(&lifecycle) {
+            // SQLite has no `ADD COLUMN IF NOT EXISTS`.
+            if sql::added_column(&statement).is_some_and(|c| columns.iter().any(|have| have == c)) {
+                continue;
+            }
+            sqlx::raw_sql(AssertSqlSafe(statement))
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::new)?;
+        }
         tx.commit().await.map_err(StoreError::new)
     }
 
@@ -316,21 +348,51 @@ impl<U: SqliteUserId> TokenStore for SqliteStore<U> {
     }
 }
 
+type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// Binds the [`COLUMNS`](sql::COLUMNS) of `record`, in order.
+fn bind_record<'q, U: SqliteUserId>(
+    query: SqliteQuery<'q>,
+    record: &TokenRecord<U>,
+) -> SqliteQuery<'q> {
+    query
+        .bind(record.id.to_string())
+        .bind(&record.user_id)
+        .bind(record.client_id.as_deref())
+        .bind(record.name.as_str())
+        .bind(record.scopes.to_string())
+        .bind(&record.token_hash.as_bytes()[..])
+        .bind(record.revoked)
+        .bind(record.created_at.unix_timestamp())
+        .bind(record.updated_at.unix_timestamp())
+        .bind(record.expires_at.unix_timestamp())
+        .bind(record.last_used_at.map(OffsetDateTime::unix_timestamp))
+        .bind(record.rotated_from.map(|id| id.to_string()))
+        .bind(record.rotated_to.map(|id| id.to_string()))
+}
+
+impl<U: SqliteUserId> SqliteStore<U> {
+    /// A write transaction that holds the database's write lock from its start.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StoreError::new)
+    }
+
+    async fn fetch_records(
+        &self,
+        query: SqliteQuery<'_>,
+    ) -> Result<Vec<TokenRecord<U>>, StoreError> {
+        let rows = query.fetch_all(&self.pool).await.map_err(StoreError::new)?;
+        rows.iter().map(record_from_row).collect()
+    }
+}
+
 #[async_trait]
 impl<U: SqliteUserId> ManageTokens for SqliteStore<U> {
     async fn insert(&self, record: TokenRecord<U>) -> Result<(), StoreError> {
-        let result = sqlx::query(self.table.sql.insert.clone())
-            .bind(record.id.to_string())
-            .bind(&record.user_id)
-            .bind(record.client_id.as_deref())
-            .bind(record.name.as_str())
-            .bind(record.scopes.to_string())
-            .bind(&record.token_hash.as_bytes()[..])
-            .bind(record.revoked)
-            .bind(record.created_at.unix_timestamp())
-            .bind(record.updated_at.unix_timestamp())
-            .bind(record.expires_at.unix_timestamp())
-            .bind(record.last_used_at.map(OffsetDateTime::unix_timestamp))
+        let result = bind_record(sqlx::query(self.table.sql.insert.clone()), &record)
             .execute(&self.pool)
             .await;
         match result {
@@ -418,6 +480,125 @@ impl<U: SqliteUserId> ManageTokens for SqliteStore<U> {
             .await?;
         Ok(expired + revoked)
     }
+
+    async fn list_page(
+        &self,
+        user: &U,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord<U>>, StoreError> {
+        let query = match after {
+            None => sqlx::query(self.table.sql.list_first.clone())
+                .bind(user)
+                .bind(i64::from(limit)),
+            Some(cursor) => sqlx::query(self.table.sql.list_after.clone())
+                .bind(user)
+                .bind(cursor.at().unix_timestamp())
+                .bind(cursor.id().to_string())
+                .bind(i64::from(limit)),
+        };
+        self.fetch_records(query).await
+    }
+
+    async fn insert_limited(
+        &self,
+        record: TokenRecord<U>,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        // `BEGIN IMMEDIATE`: the count is read under the write lock, so no other writer
+        // can insert between the count and the insert.
+        let mut tx = self.begin_write().await?;
+        let inserted = bind_record(sqlx::query(self.table.sql.insert_limited.clone()), &record)
+            .bind(now.unix_timestamp())
+            .bind(i64::from(limit))
+            .execute(&mut *tx)
+            .await
+            .map_err(|err| sql::insert_error(record.id, err))?
+            .rows_affected();
+        tx.commit().await.map_err(StoreError::new)?;
+        Ok(inserted > 0)
+    }
+
+    async fn rotate(
+        &self,
+        user: &U,
+        id: TokenId,
+        successor: TokenRecord<U>,
+        old_expires_at: OffsetDateTime,
+        at: OffsetDateTime,
+    ) -> Result<Rotated<U>, StoreError> {
+        let old_id = id.to_string();
+        let mut tx = self.begin_write().await?;
+        let changed = sqlx::query(self.table.sql.rotate.clone())
+            .bind(successor.id.to_string())
+            .bind(old_expires_at.unix_timestamp())
+            .bind(at.unix_timestamp())
+            .bind(old_id.as_str())
+            .bind(user)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::new)?
+            .rows_affected();
+        if changed > 0 {
+            bind_record(sqlx::query(self.table.sql.insert.clone()), &successor)
+                .execute(&mut *tx)
+                .await
+                .map_err(|err| sql::insert_error(successor.id, err))?;
+        }
+        let row = sqlx::query(self.table.sql.get.clone())
+            .bind(old_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::new)?;
+        let old = row.as_ref().map(record_from_row::<U>).transpose()?;
+        if changed == 0 {
+            // Nothing was written: what is there only says why.
+            drop(tx);
+            return Ok(sql::rotation_refused(old, user));
+        }
+        tx.commit().await.map_err(StoreError::new)?;
+        match old {
+            Some(old) => Ok(Rotated::Rotated(old)),
+            None => Err(StoreError::corrupt(id, "the rotated row vanished")),
+        }
+    }
+
+    async fn expiring(
+        &self,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord<U>>, StoreError> {
+        let (from_at, from_id) = match after {
+            Some(cursor) => (cursor.at(), cursor.id().to_string()),
+            None => (now, String::new()),
+        };
+        let query = sqlx::query(self.table.sql.expiring.clone())
+            .bind(now.unix_timestamp())
+            .bind(until.unix_timestamp())
+            .bind(from_at.unix_timestamp())
+            .bind(from_id)
+            .bind(i64::from(limit));
+        self.fetch_records(query).await
+    }
+
+    async fn claim_expiry_notices(
+        &self,
+        within: Duration,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord<U>>, StoreError> {
+        let query = sqlx::query(self.table.sql.claim_notices.clone())
+            .bind(within.whole_seconds())
+            .bind(now.unix_timestamp())
+            .bind((now + within).unix_timestamp())
+            .bind(i64::from(limit));
+        let mut claimed = self.fetch_records(query).await?;
+        claimed.sort_by_key(|r| (r.expires_at, r.id));
+        Ok(claimed)
+    }
 }
 
 /// Reads a row back, exactly, or says which row is bad and why.
@@ -455,6 +636,8 @@ fn record_from_row<U: SqliteUserId>(row: &SqliteRow) -> Result<TokenRecord<U>, S
         updated_at: timestamp(row_id, "updated_at", required(row, row_id, "updated_at")?)?,
         expires_at: timestamp(row_id, "expires_at", required(row, row_id, "expires_at")?)?,
         last_used_at,
+        rotated_from: sql::read_optional_id(row, row_id, "rotated_from")?,
+        rotated_to: sql::read_optional_id(row, row_id, "rotated_to")?,
         kind: crate::credential::CredentialKind::Pat,
     })
 }

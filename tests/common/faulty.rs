@@ -347,4 +347,54 @@ impl<S: ManageTokens> ManageTokens for Faulty<S> {
     async fn prune(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
         self.inner.prune(before).await
     }
+
+    async fn list_page(
+        &self,
+        user: &Self::UserId,
+        after: Option<&tower_pat::store::Cursor>,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord<Self::UserId>>, StoreError> {
+        self.inner.list_page(user, after, limit).await
+    }
+
+    async fn insert_limited(
+        &self,
+        record: TokenRecord<Self::UserId>,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        self.inner.insert_limited(record, limit, now).await
+    }
+
+    async fn rotate(
+        &self,
+        user: &Self::UserId,
+        id: TokenId,
+        successor: TokenRecord<Self::UserId>,
+        old_expires_at: OffsetDateTime,
+        at: OffsetDateTime,
+    ) -> Result<tower_pat::store::Rotated<Self::UserId>, StoreError> {
+        self.inner
+            .rotate(user, id, successor, old_expires_at, at)
+            .await
+    }
+
+    async fn expiring(
+        &self,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+        after: Option<&tower_pat::store::Cursor>,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord<Self::UserId>>, StoreError> {
+        self.inner.expiring(now, until, after, limit).await
+    }
+
+    async fn claim_expiry_notices(
+        &self,
+        within: time::Duration,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord<Self::UserId>>, StoreError> {
+        self.inner.claim_expiry_notices(within, now, limit).await
+    }
 }

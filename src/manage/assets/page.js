@@ -1,5 +1,5 @@
-// The token page of tower-pat: lists, generates and revokes the signed-in user's tokens
-// through the JSON API beside it. Plain script, no framework, no build step. Everything
+// The token page of tower-pat: lists, generates, regenerates and revokes the signed-in
+// user's tokens through the JSON API beside it. Plain script, no framework, no build step. Everything
 // from the server is put in the page as text (textContent), never parsed as HTML; the
 // page's Content-Security-Policy refuses HTML-parsing sinks outright (Trusted Types).
 (function () {
@@ -12,6 +12,8 @@
   var api = root.getAttribute('data-api') || '';
   var exampleUrl = root.getAttribute('data-example-url') || '';
   var signInUrl = root.getAttribute('data-sign-in-url') || '';
+  // Where the next page of the list starts (the API's Link: rel="next"), if anywhere.
+  var nextPage = null;
 
   function byId(id) {
     return document.getElementById(id);
@@ -39,10 +41,22 @@
     loading: byId('tp-loading'),
     empty: byId('tp-empty'),
     table: byId('tp-table'),
-    tokens: byId('tp-tokens')
+    tokens: byId('tp-tokens'),
+    more: byId('tp-more')
   };
 
-  var STATUS = { active: 'Active', expired: 'Expired', revoked: 'Revoked' };
+  var STATUS = {
+    active: 'Active',
+    expired: 'Expired',
+    revoked: 'Revoked',
+    idle_expired: 'Idle'
+  };
+  // What a regeneration leaves the old token, in seconds, and how the page says it.
+  var OVERLAPS = [
+    [0, 'Stop the old token now'],
+    [3600, 'Keep the old token for 1 hour'],
+    [86400, 'Keep the old token for 1 day']
+  ];
   var DAY = 24 * 60 * 60 * 1000;
   var dateFormat = new Intl.DateTimeFormat(undefined, {
     year: 'numeric',
@@ -75,6 +89,17 @@
   // could not be reached; refusal the API's {error, code, message} when it refused, else
   // null. A refusal's code says why; its message is for the person at the page.
   function request(method, path, body) {
+    return requestUrl(method, api + path, body);
+  }
+
+  // The URL of the next page, from a `Link: <url>; rel="next"` header.
+  function nextLink(res) {
+    var link = res.headers.get('Link') || '';
+    var match = /<([^>]*)>\s*;\s*rel="next"/.exec(link);
+    return match ? match[1] : null;
+  }
+
+  function requestUrl(method, url, body) {
     var init = {
       method: method,
       credentials: 'same-origin',
@@ -85,27 +110,28 @@
       init.headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
     }
-    return fetch(api + path, init).then(
+    return fetch(url, init).then(
       function (res) {
+        var next = nextLink(res);
         if (res.status === 204) {
-          return answer(res.status, null);
+          return answer(res.status, null, next);
         }
         return res.json().then(
           function (data) {
-            return answer(res.status, data);
+            return answer(res.status, data, next);
           },
           function () {
-            return answer(res.status, null);
+            return answer(res.status, null, next);
           }
         );
       },
       function () {
-        return answer(0, null);
+        return answer(0, null, null);
       }
     );
   }
 
-  function answer(status, data) {
+  function answer(status, data, next) {
     var refused =
       status >= 400 &&
       data !== null &&
@@ -114,7 +140,7 @@
       typeof data.code === 'string'
         ? data
         : null;
-    var r = { status: status, data: data, refusal: refused };
+    var r = { status: status, data: data, refusal: refused, next: next };
     if (isSignedOut(r)) {
       signedOut();
     }
@@ -183,13 +209,36 @@
     return td;
   }
 
+  // "in 3 days", "in 5 hours", "in 12 minutes".
+  function timeLeft(seconds) {
+    var units = [
+      [86400, 'day'],
+      [3600, 'hour'],
+      [60, 'minute']
+    ];
+    for (var i = 0; i < units.length; i++) {
+      var n = Math.floor(seconds / units[i][0]);
+      if (n >= 1) {
+        return 'in ' + n + ' ' + units[i][1] + (n === 1 ? '' : 's');
+      }
+    }
+    return 'in less than a minute';
+  }
+
   function row(token) {
-    var tr = node('tr', token.status === 'active' ? '' : 'tp-inactive');
+    var active = token.status === 'active';
+    var tr = node('tr', active ? '' : 'tp-inactive');
     tr.setAttribute('data-id', token.id);
     tr.setAttribute('data-status', token.status);
+    if (token.rotated_to) {
+      tr.setAttribute('data-rotated-to', token.rotated_to);
+    }
 
     var name = cell('Name', 'tp-name');
     name.append(node('span', 'tp-token-name', token.name));
+    if (token.rotated_from) {
+      name.append(node('span', 'tp-note', 'Regenerated from an earlier token'));
+    }
 
     var scopes = cell('Scopes');
     var chips = node('span', 'tp-chips');
@@ -211,21 +260,98 @@
       used.append(node('span', 'tp-muted', 'Never'));
     }
 
+    // A value and the notes under it, as one item (a narrow screen lays each cell out
+    // as a label and one item).
     var expires = cell('Expires');
-    expires.append(timeNode(token.expires_at, false));
+    var when = node('span', 'tp-stack');
+    when.append(timeNode(token.expires_at, !!token.rotated_to));
+    if (token.expires_soon && typeof token.expires_in_seconds === 'number') {
+      when.append(node('span', 'tp-soon', 'Expires ' + timeLeft(token.expires_in_seconds)));
+    }
+    expires.append(when);
 
     var status = cell('Status');
-    status.append(
+    var state = node('span', 'tp-stack');
+    state.append(
       node('span', 'tp-badge tp-badge-' + token.status, STATUS[token.status] || token.status)
     );
+    if (token.rotated_to) {
+      state.append(
+        node('span', 'tp-note', active ? 'Replaced: works until it expires' : 'Replaced')
+      );
+    }
+    status.append(state);
 
     var actions = cell('', 'tp-actions');
-    if (token.status === 'active') {
-      actions.append(revokeButton(token, actions));
-    }
+    showActions(token, actions);
 
     tr.append(name, scopes, created, used, expires, status, actions);
     return tr;
+  }
+
+  function showActions(token, actions) {
+    actions.replaceChildren();
+    if (token.status !== 'active') {
+      return;
+    }
+    var list = node('div', 'tp-action-list');
+    if (!token.rotated_to) {
+      list.append(rotateButton(token, actions));
+    }
+    list.append(revokeButton(token, actions));
+    actions.append(list);
+  }
+
+  function rotateButton(token, actions) {
+    var b = button('Regenerate', 'tp-quiet tp-small tp-rotate');
+    b.setAttribute('aria-label', 'Regenerate ' + token.name);
+    b.addEventListener('click', function () {
+      confirmRotate(token, actions);
+    });
+    return b;
+  }
+
+  function confirmRotate(token, actions) {
+    var box = node('div', 'tp-confirm-inline tp-confirm-rotate');
+    var label = node('label', 'tp-overlap');
+    label.append(node('span', 'tp-sr', 'When the old token stops working'));
+    var select = node('select', 'tp-overlap-choice');
+    OVERLAPS.forEach(function (choice) {
+      var option = node('option', null, choice[1]);
+      option.value = String(choice[0]);
+      select.append(option);
+    });
+    label.append(select);
+    var yes = button('Regenerate', 'tp-primary tp-small tp-rotate-yes');
+    var no = button('Cancel', 'tp-quiet tp-small');
+    box.append(node('span', null, 'Regenerate this token?'), label, yes, no);
+    yes.addEventListener('click', function () {
+      yes.disabled = true;
+      no.disabled = true;
+      select.disabled = true;
+      var overlap = Number(select.value);
+      request('POST', '/tokens/' + encodeURIComponent(token.id) + '/rotate', {
+        overlap_seconds: overlap
+      }).then(function (r) {
+        if (r.status === 201 && r.data && r.data.plaintext) {
+          notice(
+            overlap
+              ? 'Regenerated \u201c' + token.name + '\u201d. The old token works until ' +
+                  dateTimeFormat.format(new Date(r.data.previous.expires_at)) + '.'
+              : 'Regenerated \u201c' + token.name + '\u201d. The old token no longer works.'
+          );
+          reveal(r.data);
+        } else if (!isSignedOut(r)) {
+          notice('The token could not be regenerated: ' + message(r), true);
+        }
+        return reload();
+      });
+    });
+    no.addEventListener('click', function () {
+      showActions(token, actions);
+    });
+    actions.replaceChildren(box);
+    select.focus();
   }
 
   function revokeButton(token, actions) {
@@ -251,41 +377,78 @@
         } else if (!isSignedOut(r)) {
           notice('The token could not be revoked: ' + message(r), true);
         }
-        return load();
+        return reload();
       });
     });
     no.addEventListener('click', function () {
-      actions.replaceChildren(revokeButton(token, actions));
+      showActions(token, actions);
     });
     actions.replaceChildren(box);
     yes.focus();
   }
 
-  function render(tokens) {
+  // Shows `tokens`: the whole list when `append` is false, one more page when true.
+  function render(tokens, append) {
     ui.loading.hidden = true;
-    ui.tokens.replaceChildren();
+    if (!append) {
+      ui.tokens.replaceChildren();
+    }
     tokens.forEach(function (t) {
       ui.tokens.append(row(t));
     });
-    ui.table.hidden = tokens.length === 0;
-    ui.empty.hidden = tokens.length !== 0;
-    var revocable = tokens.some(function (t) {
-      return t.status !== 'revoked';
+    var shown = ui.tokens.children.length;
+    ui.table.hidden = shown === 0;
+    ui.empty.hidden = shown !== 0;
+    ui.more.hidden = !nextPage;
+    var revocable = Array.prototype.some.call(ui.tokens.children, function (tr) {
+      return tr.getAttribute('data-status') !== 'revoked';
     });
-    ui.revokeAll.hidden = !revocable;
-    if (!revocable) {
+    ui.revokeAll.hidden = !revocable && !nextPage;
+    if (ui.revokeAll.hidden) {
       ui.confirmAll.hidden = true;
     }
   }
 
+  function loaded(r, append) {
+    if (r.status === 200 && Array.isArray(r.data)) {
+      nextPage = r.next;
+      render(r.data, append);
+      return true;
+    }
+    if (!isSignedOut(r)) {
+      ui.loading.hidden = false;
+      ui.loading.textContent = 'Your tokens could not be loaded: ' + message(r);
+    }
+    return false;
+  }
+
+  // The first page of the list.
   function load() {
     return request('GET', '/tokens').then(function (r) {
-      if (r.status === 200 && Array.isArray(r.data)) {
-        render(r.data);
-      } else if (!isSignedOut(r)) {
-        ui.loading.hidden = false;
-        ui.loading.textContent = 'Your tokens could not be loaded: ' + message(r);
+      loaded(r, false);
+    });
+  }
+
+  // The next page, below the rows shown.
+  function loadMore() {
+    if (!nextPage) {
+      return Promise.resolve();
+    }
+    ui.more.disabled = true;
+    return requestUrl('GET', nextPage).then(function (r) {
+      ui.more.disabled = false;
+      loaded(r, true);
+    });
+  }
+
+  // The list again after a change, as far down as it was shown.
+  function reload() {
+    var wanted = ui.tokens.children.length;
+    return load().then(function more() {
+      if (nextPage && ui.tokens.children.length < wanted) {
+        return loadMore().then(more);
       }
+      return undefined;
     });
   }
 
@@ -379,9 +542,9 @@
         ui.form.reset();
         updateExpiryDate();
         reveal(r.data);
-        return load();
+        return reload();
       }
-      if (r.refusal && r.refusal.code === 'invalid_input' && Array.isArray(r.refusal.problems)) {
+      if (r.refusal && Array.isArray(r.refusal.problems)) {
         showErrors(
           r.refusal.problems.map(function (p) {
             return p.message;
@@ -429,8 +592,12 @@
       } else if (!isSignedOut(r)) {
         notice('The tokens could not be revoked: ' + message(r), true);
       }
-      return load();
+      return reload();
     });
+  });
+
+  ui.more.addEventListener('click', function () {
+    loadMore();
   });
 
   updateExpiryDate();
