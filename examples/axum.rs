@@ -2,8 +2,8 @@
 //! Passport's documentation.
 //!
 //! ```text
-//! cargo run --example axum            # serves on 127.0.0.1:3000
-//! PORT=8080 cargo run --example axum  # another port (0 picks a free one)
+//! cargo run --all-features --example axum            # serves on 127.0.0.1:3000
+//! PORT=8080 cargo run --all-features --example axum  # another port (0 picks a free one)
 //! ```
 //!
 //! On start it issues two tokens for user 1 through [`Tokens`], kept in a SQLite file

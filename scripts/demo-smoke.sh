@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the README's first command (`cargo run --example demo`) the way a newcomer does:
+# Runs the README's first command (`cargo run --all-features --example demo`) the way a newcomer does:
 # signs in as a demo user it prints, generates tokens through the token page's API the
 # way the page does, calls the demo's API with them, and revokes one.
 set -euo pipefail
@@ -16,8 +16,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --quiet --example demo
-PORT="$port" TOWER_PAT_DEMO_DB="$db" cargo run --quiet --example demo >"$log" 2>&1 &
+cargo build --quiet --all-features --example demo
+PORT="$port" TOWER_PAT_DEMO_DB="$db" cargo run --quiet --all-features --example demo >"$log" 2>&1 &
 pid=$!
 for _ in $(seq 1 120); do
     grep -q '^Listening on' "$log" && break

@@ -1,6 +1,6 @@
 //! The demo application: sign-in with a real session, the token page, and an API guarded
 //! by personal access tokens, shaped after Laravel Passport's documentation. `main.rs`
-//! serves it; the browser test (`tests/browser.rs`) drives the very same application.
+//! serves it; the browser test (`tests/browser/`) drives the very same application.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -75,7 +75,7 @@ pub struct Demo {
     /// The layer guarding `/api`: [`PatLayer::flush`] writes the last uses on shutdown.
     pub layer: PatLayer<SqliteStore<i64>>,
     /// The facade behind the page and the API.
-    // `tests/browser.rs` builds this module too, and does not read it.
+    // `tests/browser/` builds this module too, and does not read it.
     #[allow(dead_code)]
     pub tokens: Tokens<SqliteStore<i64>>,
 }

@@ -2,8 +2,8 @@
 //! with them, revoke them.
 //!
 //! ```text
-//! cargo run --example demo            # serves http://127.0.0.1:3000
-//! PORT=8080 cargo run --example demo  # another port (0 picks a free one)
+//! cargo run --all-features --example demo            # serves http://127.0.0.1:3000
+//! PORT=8080 cargo run --all-features --example demo  # another port (0 picks a free one)
 //! ```
 //!
 //! - `GET /`: sign in as one of the demo users it prints (a real session from

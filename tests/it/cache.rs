@@ -10,7 +10,7 @@
 
 #![cfg(feature = "cache")]
 
-mod common;
+use crate::common;
 
 use std::{
     net::SocketAddr,

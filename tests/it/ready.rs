@@ -3,7 +3,7 @@
 //! and driven directly with `ServiceExt::ready` / `call` while earlier calls are still in
 //! flight; through both the synchronous (`find_ready`) and the async (`find`) store paths.
 
-mod common;
+use crate::common;
 
 use std::{
     convert::Infallible,

@@ -2,7 +2,7 @@
 //! error string produced over a full create → use → refuse → revoke cycle is searched for
 //! the plaintext and for any 12-character piece of its secret part.
 
-mod common;
+use crate::common;
 
 use std::{
     io,

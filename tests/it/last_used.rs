@@ -2,7 +2,7 @@
 //! with one token from 32 concurrent tasks within one interval make exactly one write, and
 //! a write that never finishes holds no request up.
 
-mod common;
+use crate::common;
 
 use std::{
     net::SocketAddr,

@@ -2,7 +2,7 @@
 //! loopback socket: who may call it (a signed-in user, never a token, never another
 //! site), what it answers, and that bad input stores nothing.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 

@@ -14,7 +14,7 @@
 
 #![cfg(all(feature = "cache", feature = "postgres"))]
 
-mod common;
+use crate::common;
 
 use std::{
     net::SocketAddr,

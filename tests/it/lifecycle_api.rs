@@ -4,7 +4,7 @@
 //! wildcard included), names a person can trust, and 422s that never echo their input
 //! at length.
 
-mod common;
+use crate::common;
 
 use std::{
     collections::HashSet,

@@ -9,7 +9,7 @@
 
 #![cfg(any(feature = "sqlite", feature = "postgres"))]
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 

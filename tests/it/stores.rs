@@ -5,8 +5,6 @@
 
 #![cfg(feature = "test-kit")]
 
-mod common;
-
 use tower_pat::{MemoryStore, testing::Conformance};
 
 #[tokio::test]
@@ -67,7 +65,7 @@ mod shared {
 
 #[cfg(feature = "sqlite")]
 mod sqlite {
-    use crate::shared::*;
+    use super::shared::*;
     use sqlx::{AssertSqlSafe, SqlitePool};
     use tower_pat::{
         ManageTokens, SqliteStore, TokenStore, Tokens, scope::ScopeRegistry, store::Revoked,
@@ -355,7 +353,7 @@ mod sqlite {
 
 #[cfg(feature = "postgres")]
 mod postgres {
-    use crate::shared::*;
+    use super::shared::*;
     use sqlx::{AssertSqlSafe, PgPool};
     use tower_pat::{ManageTokens, PostgresStore, TokenStore};
 

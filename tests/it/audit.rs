@@ -6,7 +6,7 @@
 //!
 //! Run with `--nocapture` to see the trail of one token's life as `tracing` prints it.
 
-mod common;
+use crate::common;
 
 use std::{
     io::Write as _,

@@ -8,9 +8,8 @@
 //! Needs `TOWER_PAT_CHROMEDRIVER` (and `TOWER_PAT_CHROMIUM` where chromedriver would not
 //! find the browser); without it the test says it was skipped, and passes.
 
-#[path = "../examples/demo/app.rs"]
-mod app;
-mod common;
+use crate::app;
+use crate::common;
 
 use std::{
     io::Write as _,

@@ -2,7 +2,7 @@
 //! `PatLayer` and `RequireScopesLayer` (or one `ScopeMapLayer` for every path) around a
 //! `service_fn`, served by hyper's http1 connection builder.
 
-mod common;
+use crate::common;
 
 use std::{convert::Infallible, net::SocketAddr};
 

@@ -8,7 +8,7 @@
 //!
 //! Run with `--nocapture` to see the figures each test prints.
 
-mod common;
+use crate::common;
 
 use std::{
     io::Write as _,
@@ -626,9 +626,10 @@ async fn another_instance_sees_the_rotation_through_the_listener() {
 /// changes nothing.
 #[tokio::test]
 async fn migrate_upgrades_a_table_made_by_the_first_migration() {
-    const SQLITE_0001: &str = include_str!("../migrations/sqlite/0001_personal_access_tokens.sql");
+    const SQLITE_0001: &str =
+        include_str!("../../migrations/sqlite/0001_personal_access_tokens.sql");
     const POSTGRES_0001: &str =
-        include_str!("../migrations/postgres/0001_personal_access_tokens.sql");
+        include_str!("../../migrations/postgres/0001_personal_access_tokens.sql");
     let hashes = [
         tower_pat::token::TokenHash::of("first"),
         tower_pat::token::TokenHash::of("second"),

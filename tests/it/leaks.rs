@@ -3,7 +3,7 @@
 //! raw body, DER in base64) by keys the tests make: a real token is revoked and the layer
 //! then refuses it; every refusal revokes nothing and asks the store nothing.
 
-mod common;
+use crate::common;
 
 use std::{
     net::SocketAddr,
@@ -702,7 +702,7 @@ fn the_registered_pattern_matches_tokens_and_rejects_near_misses() {
     assert_eq!(DEFAULT_TOKEN_PATTERN, r"\bpat_[0-9A-Za-z]{39}\b");
     // The README gives it to copy, exactly.
     assert!(
-        include_str!("../README.md")
+        include_str!("../../README.md")
             .lines()
             .any(|l| l == DEFAULT_TOKEN_PATTERN)
     );

@@ -1,7 +1,7 @@
 //! tonic end to end over loopback: `PatLayer` as a server layer, per-method scopes from one
 //! `ScopeMapLayer`, and the generated client seeing gRPC-native statuses.
 
-mod common;
+use crate::common;
 
 #[allow(clippy::all, missing_docs, unreachable_pub)]
 pub mod pb {

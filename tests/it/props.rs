@@ -2,7 +2,7 @@
 //! (all / any / inheritance / `*`), the stack's decisions against those laws, token
 //! round trips, and single-character changes to valid tokens.
 //!
-//! Each property prints its case count (`cargo test --test props -- --nocapture`);
+//! Each property prints its case count (`cargo test --all-features --test it props:: -- --nocapture`);
 //! `PROPTEST_CASES` overrides them all.
 
 use std::{

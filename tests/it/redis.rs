@@ -17,7 +17,7 @@
 
 #![cfg(feature = "redis")]
 
-mod common;
+use crate::common;
 
 use std::{
     future::Future,

@@ -1,7 +1,7 @@
 //! Axum end to end over loopback: every row of the RFC 6750 rejection table with the
 //! exact `WWW-Authenticate` text, and the token lifecycle as a client sees it.
 
-mod common;
+use crate::common;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration as StdDuration};
 

@@ -10,9 +10,8 @@
 //! The test saves screenshots of the page, 1280 and 390 pixels wide, in
 //! `<target dir>/screenshots/`.
 
-#[path = "../examples/demo/app.rs"]
-mod app;
-mod common;
+use crate::app;
+use crate::common;
 
 use std::{
     io::Write as _,

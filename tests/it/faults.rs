@@ -5,7 +5,7 @@
 //! client throw a good token away — within the configured store timeout, and recover as
 //! soon as the store does. Garbage never reaches the store at all.
 
-mod common;
+use crate::common;
 
 #[allow(clippy::all, missing_docs, unreachable_pub)]
 mod pb {

@@ -3,7 +3,7 @@
 //! misspelt scheme at once; `SqliteStore::open` refuses another kind of URL and a file in
 //! a directory that does not exist, naming them.
 
-mod common;
+use crate::common;
 
 use std::{error::Error as _, net::SocketAddr};
 

@@ -1,0 +1,31 @@
+//! The in-process integration tests, one binary: real servers over loopback, real
+//! databases where their environment variables name them. Kept apart: `tests/alloc.rs`
+//! (its own global allocator), `tests/panics.rs` (its own panic hook), `tests/browser/`
+//! (Chromium over WebDriver).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod audit;
+mod cache;
+mod concurrency;
+mod connect;
+mod faults;
+mod grpc;
+mod http;
+mod hyper;
+mod last_used;
+#[cfg(feature = "leaks")]
+mod leaks;
+mod lifecycle;
+mod lifecycle_api;
+mod logging;
+mod manage;
+mod props;
+mod ready;
+#[cfg(feature = "redis")]
+mod redis;
+mod revocation;
+mod secrets;
+mod store_stack;
+mod stores;
