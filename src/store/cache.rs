@@ -101,6 +101,7 @@ use time::OffsetDateTime;
 
 use super::{Cursor, Lookup, ManageTokens, Revoked, Rotated, StoreError, TokenStore};
 use crate::{
+    credential::Presented,
     hashers::PrefixState,
     record::{TokenId, TokenRecord, UserId},
     token::TokenHash,
@@ -670,8 +671,10 @@ impl<St: TokenStore> CachedStore<St> {
         self.core.positive.entry_count()
     }
 
-    /// The one load of `hash` under way (joined), or a new one.
-    fn load(&self, hash: &TokenHash) -> Load<St::UserId> {
+    /// The one load of `presented` under way (joined), or a new one: loads are keyed, and
+    /// joined, by the credential's key.
+    fn load(&self, presented: Presented) -> Load<St::UserId> {
+        let hash = presented.key();
         let core = &self.core;
         let epoch = core.epoch();
         let mut inflight = lock(&core.inflight);
@@ -695,7 +698,7 @@ impl<St: TokenStore> CachedStore<St> {
         let hash = *hash;
         let fut: BoxFuture<'static, LoadOutput<St::UserId>> = Box::pin(async move {
             let guard = guard;
-            match store.find(&hash).await {
+            match store.find_presented(&presented).await {
                 Ok(found) => {
                     guard.core.remember(hash, &found, epoch);
                     Ok(found)
@@ -745,7 +748,20 @@ impl<St: TokenStore> TokenStore for CachedStore<St> {
         if let Some(found) = self.core.cached(hash) {
             return Ok(found);
         }
-        self.load(hash).await.map_err(StoreError::shared)
+        self.load(Presented::pat(*hash))
+            .await
+            .map_err(StoreError::shared)
+    }
+
+    /// Cached by the credential's key, as [`find`](Self::find) caches by the hash: a
+    /// Passport token's signature is checked again only once its record has left the cache.
+    async fn find_presented(&self, presented: &Presented) -> Lookup<St::UserId> {
+        if let Some(found) = self.core.cached(presented.key()) {
+            return Ok(found);
+        }
+        self.load(presented.clone())
+            .await
+            .map_err(StoreError::shared)
     }
 
     #[inline]

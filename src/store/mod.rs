@@ -41,6 +41,7 @@ use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
 use crate::{
+    credential::{Credential, Presented},
     record::{TokenId, TokenRecord, UserId},
     token::TokenHash,
 };
@@ -109,6 +110,27 @@ pub trait TokenStore: Send + Sync + 'static {
     fn find_ready(&self, hash: &TokenHash) -> Option<Lookup<Self::UserId>> {
         let _ = hash;
         None
+    }
+
+    /// The record for a credential the layer checked offline: what a store of Laravel's
+    /// tables (or any store that knows more than one format) implements. The record found
+    /// must have the presented [`key`](Presented::key) as its `token_hash`, and its
+    /// [`kind`](TokenRecord::kind) must be the credential's: the layer refuses a record
+    /// that does not.
+    ///
+    /// The default answers the crate's own tokens and Sanctum's (both looked up by their
+    /// key) through [`find`](Self::find), and knows no Passport token. A store of the
+    /// crate's own tables needs nothing more.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the backend fails or a row cannot be read.
+    async fn find_presented(&self, presented: &Presented) -> Lookup<Self::UserId> {
+        match presented.credential() {
+            Credential::Pat | Credential::Sanctum { .. } => self.find(presented.key()).await,
+            #[allow(unreachable_patterns)]
+            _ => Ok(None),
+        }
     }
 
     /// Records uses: sets each token's `last_used_at` to the time given, unless it is
@@ -425,6 +447,10 @@ impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
 
     fn find_ready(&self, hash: &TokenHash) -> Option<Lookup<Self::UserId>> {
         (**self).find_ready(hash)
+    }
+
+    async fn find_presented(&self, presented: &Presented) -> Lookup<Self::UserId> {
+        (**self).find_presented(presented).await
     }
 
     async fn touch(&self, uses: &[(TokenId, OffsetDateTime)]) -> Result<(), StoreError> {

@@ -138,6 +138,7 @@ use super::{
     cache::{Evictor, WeakEvictor},
 };
 use crate::{
+    credential::Presented,
     record::{TokenId, TokenRecord, UserId},
     token::TokenHash,
 };
@@ -724,6 +725,10 @@ impl<St: TokenStore> TokenStore for BusStore<St> {
     #[inline]
     fn find_ready(&self, hash: &TokenHash) -> Option<Lookup<St::UserId>> {
         self.store.find_ready(hash)
+    }
+
+    async fn find_presented(&self, presented: &Presented) -> Lookup<St::UserId> {
+        self.store.find_presented(presented).await
     }
 
     async fn touch(&self, uses: &[(TokenId, OffsetDateTime)]) -> Result<(), StoreError> {
