@@ -162,18 +162,4 @@ impl Formats {
     pub fn pat(&self) -> &TokenFormat {
         &self.pat
     }
-
-    /// Whether anything but the crate's own tokens is accepted (a bearer outside RFC
-    /// 6750's `b64token`, Sanctum's `|`, may then be a token).
-    #[allow(dead_code)] // read by the credential seam, next
-    pub(crate) fn only_pat(&self) -> bool {
-        #[cfg(feature = "laravel")]
-        {
-            self.sanctum.is_none() && self.passport.is_none()
-        }
-        #[cfg(not(feature = "laravel"))]
-        {
-            true
-        }
-    }
 }

@@ -358,7 +358,7 @@ impl<U> AccessToken<U> {
     /// Whether the token may do `scope` (Passport's `tokenCan`), under the layer's
     /// matching rules.
     pub fn can(&self, scope: &str) -> bool {
-        self.record.scopes.grants(scope, self.settings.matching)
+        self.record.scopes.grants(scope, self.matching())
     }
 
     /// Whether the token may not do `scope`.
@@ -402,9 +402,12 @@ impl<U> AccessToken<U> {
         self.record.kind
     }
 
-    /// The matching rules [`can`](Self::can) applies.
+    /// The matching rules [`can`](Self::can) applies: the layer's for the crate's own
+    /// tokens; for a Laravel token (Sanctum abilities, Passport scopes) the layer's with
+    /// `*` meaning every scope, as it does in Laravel.
+    #[inline]
     pub fn matching(&self) -> ScopeMatching {
-        self.settings.matching
+        self.settings.matching_for(self.record.kind)
     }
 
     /// The whole stored record.
@@ -427,6 +430,7 @@ impl<U: UserId> AccessToken<U> {
         if TypeId::of::<U>() != TypeId::of::<i64>() {
             extensions.insert(Admission {
                 scopes: Some(self.record.scopes.clone()),
+                matching: self.matching(),
                 settings: Arc::clone(&self.settings),
                 user_id_type: type_name::<U>(),
             });
@@ -450,6 +454,16 @@ impl Settings {
             rejector: Rejector::new(realm, body),
         }
     }
+
+    /// The matching rules for a token of `kind`: Laravel's tokens mean every scope by
+    /// `*` whatever the layer's wildcard rule says.
+    #[inline]
+    pub(crate) fn matching_for(&self, kind: CredentialKind) -> ScopeMatching {
+        match kind {
+            CredentialKind::Pat => self.matching,
+            _ => self.matching.with_wildcard(true),
+        }
+    }
 }
 
 /// The admission of a request, as `PatLayer` decided it, for the scope checks and the
@@ -460,6 +474,7 @@ impl Settings {
 #[derive(Clone)]
 struct Admission {
     scopes: Option<Scopes>,
+    matching: ScopeMatching,
     settings: Arc<Settings>,
     user_id_type: &'static str,
 }
@@ -469,6 +484,8 @@ struct Admission {
 pub(crate) struct AdmissionRef<'a> {
     /// The token's scopes; `None` for a request let through without credentials.
     pub(crate) scopes: Option<&'a Scopes>,
+    /// The matching rules for the token's scopes.
+    pub(crate) matching: ScopeMatching,
     pub(crate) settings: &'a Arc<Settings>,
     /// The token's user id type, to name it when an extractor asks for another.
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
@@ -482,12 +499,14 @@ pub(crate) fn admission(extensions: &Extensions) -> Option<AdmissionRef<'_>> {
     if let Some(token) = extensions.get::<AccessToken<i64>>() {
         return Some(AdmissionRef {
             scopes: Some(token.scopes()),
+            matching: token.matching(),
             settings: &token.settings,
             user_id_type: type_name::<i64>(),
         });
     }
     extensions.get::<Admission>().map(|a| AdmissionRef {
         scopes: a.scopes.as_ref(),
+        matching: a.matching,
         settings: &a.settings,
         user_id_type: a.user_id_type,
     })
@@ -497,6 +516,7 @@ pub(crate) fn admission(extensions: &Extensions) -> Option<AdmissionRef<'_>> {
 pub(crate) fn admit_anonymous(extensions: &mut Extensions, settings: Arc<Settings>) {
     extensions.insert(Admission {
         scopes: None,
+        matching: settings.matching,
         settings,
         user_id_type: "",
     });

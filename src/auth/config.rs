@@ -9,16 +9,20 @@ use time::Duration;
 
 use crate::{
     clock::{Clock, SystemClock},
+    credential::Formats,
     record::DEFAULT_REALM,
     reject::RejectionBody,
     scope::ScopeMatching,
     store::StoreError,
-    token::TokenFormat,
 };
 
 /// The longest `Authorization` value the layer reads; a longer one is rejected before
 /// anything is hashed.
 pub const DEFAULT_MAX_HEADER_LEN: usize = 4096;
+
+/// The response header [`PatLayer::expiry_header`](super::PatLayer::expiry_header) sends
+/// unless another name is given: the admitted token's expiry, as an HTTP date.
+pub const DEFAULT_EXPIRY_HEADER: &str = "token-expires-at";
 
 /// How often, at most, a token's `last_used_at` is written back, unless configured.
 pub const DEFAULT_LAST_USED_INTERVAL: Duration = Duration::minutes(1);
@@ -41,6 +45,8 @@ pub(crate) struct LayerOptions {
     pub(crate) optional: bool,
     pub(crate) last_used_interval: Option<Duration>,
     pub(crate) store_timeout: Option<StoreTimeout>,
+    pub(crate) idle_lifetime: Option<Duration>,
+    pub(crate) expiry_header: Option<http::HeaderName>,
 }
 
 impl Default for LayerOptions {
@@ -57,6 +63,8 @@ impl Default for LayerOptions {
             store_timeout: Some(StoreTimeout::new(DEFAULT_STORE_TIMEOUT, tokio::time::sleep)),
             #[cfg(not(feature = "tokio"))]
             store_timeout: None,
+            idle_lifetime: None,
+            expiry_header: None,
         }
     }
 }
@@ -65,7 +73,8 @@ impl Default for LayerOptions {
 /// asked.
 #[derive(Clone, Debug)]
 pub(crate) struct CredentialRules {
-    pub(crate) format: TokenFormat,
+    /// The formats accepted: the crate's own, and Laravel's where configured.
+    pub(crate) formats: Formats,
     /// Whether the `access_token` query parameter is read (RFC 6750 §2.3).
     pub(crate) query_token: bool,
     pub(crate) max_header_len: usize,
@@ -74,7 +83,7 @@ pub(crate) struct CredentialRules {
 impl Default for CredentialRules {
     fn default() -> Self {
         Self {
-            format: TokenFormat::default(),
+            formats: Formats::default(),
             query_token: false,
             max_header_len: DEFAULT_MAX_HEADER_LEN,
         }

@@ -3,9 +3,21 @@
 //! verdict on what was presented.
 //!
 //! This is the seam between "the bytes a client presented" and "the key the store is
-//! asked for": [`presented`] returns the [`TokenHash`] to look up, or why the request is
-//! rejected before any store is asked. The service knows nothing of the token format; a
-//! second credential format would be a second verdict here.
+//! asked for": [`presented`] returns the [`TokenHash`] to look up and which format the
+//! bearer has the shape of ([`Candidate`]), or why the request is rejected before any
+//! store is asked. The service knows nothing of the formats. The crate's own shape is
+//! tried first, then Passport's (a JWT) and Sanctum's where the layer accepts them
+//! ([`Formats`](crate::credential::Formats)); a bearer of no accepted shape is judged as
+//! the crate's own format would judge it, so it is rejected without a store call.
+//!
+//! A bearer outside RFC 6750's `b64token` characters is `invalid_request`, except that a
+//! layer accepting Sanctum's tokens lets Sanctum's `id|secret` through to that format
+//! first (`|` is not a `b64token` character).
+//!
+//! The token page's "does this request carry a token" check (`manage::guard`) is broader
+//! on purpose: it refuses a request with any `Authorization` header or `access_token`
+//! parameter, whatever it holds, since a page for people must not be reachable with any
+//! credential a script could hold; this parser decides what a credential is.
 //!
 //! The verdict comes in two steps. Before anything is hashed: the length and the prefix
 //! ([`presented`]). Before a store is asked to wait for a lookup, or when a store that
@@ -15,11 +27,44 @@
 
 use http::{Request, header::AUTHORIZATION};
 
+use time::OffsetDateTime;
+
 use super::config::CredentialRules;
 use crate::{
+    credential::{Credential, CredentialKind},
+    record::TokenRecord,
     reject::RejectionKind,
     token::{MalformedToken, TokenHash},
 };
+
+/// Which accepted format a bearer has the shape of: decided before its key is looked up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Candidate {
+    /// The crate's own format.
+    Pat,
+    /// Sanctum's, naming its row or not.
+    #[cfg_attr(not(feature = "laravel"), allow(dead_code))]
+    Sanctum(Option<u64>),
+    /// Passport's (a JWT): its signature is checked before a store is asked.
+    #[cfg_attr(not(feature = "laravel"), allow(dead_code))]
+    Passport,
+}
+
+impl Candidate {
+    /// Whether `record`, found by this candidate's key, is the token presented: of the
+    /// same format, and for a Sanctum token naming a row, that row.
+    #[inline]
+    pub(super) fn matches<U>(self, record: &TokenRecord<U>) -> bool {
+        match self {
+            Self::Pat => record.kind == CredentialKind::Pat,
+            Self::Sanctum(id) => {
+                record.kind == CredentialKind::Sanctum
+                    && id.is_none_or(|id| record.id == crate::record::TokenId::from_integer(id))
+            }
+            Self::Passport => record.kind == CredentialKind::Passport,
+        }
+    }
+}
 
 /// Finds the bearer token of a request and marks the `Authorization` header sensitive:
 /// `Ok(None)` when there is none, else the hash of a token with the format's length and
@@ -32,7 +77,7 @@ use crate::{
 pub(super) fn presented<B>(
     req: &mut Request<B>,
     rules: &CredentialRules,
-) -> Result<Option<TokenHash>, RejectionKind> {
+) -> Result<Option<(TokenHash, Candidate)>, RejectionKind> {
     let in_query = rules.query_token && req.uri().query().and_then(query_token).is_some();
     let headers = req.headers_mut();
     if headers.len() != headers.keys_len() && headers.get_all(AUTHORIZATION).iter().nth(1).is_some()
@@ -63,7 +108,9 @@ pub(super) fn presented<B>(
 }
 
 /// The second step of the offline verdict, for a request [`presented`] found a token in:
-/// the charset and the checksum of that token.
+/// the charset and the checksum of one of the crate's tokens; nothing more for a Sanctum
+/// token (its checksum is advice: Sanctum accepts a token without one); the signature and
+/// the dates of a Passport token, at `now`. What the store is then told.
 ///
 /// # Errors
 ///
@@ -72,37 +119,83 @@ pub(super) fn presented<B>(
 pub(super) fn checked_offline<B>(
     req: &Request<B>,
     rules: &CredentialRules,
-) -> Result<(), RejectionKind> {
+    candidate: Candidate,
+    now: impl FnOnce() -> OffsetDateTime,
+) -> Result<Credential, RejectionKind> {
+    let kind = candidate;
     let from_header = req.headers().get(AUTHORIZATION).and_then(|value| {
         bearer(value.as_bytes(), rules.max_header_len)
             .ok()
             .flatten()
     });
-    let candidate = match from_header {
-        Some(candidate) => candidate,
+    let bearer_token = match from_header {
+        Some(token) => token,
         None => match req.uri().query().and_then(query_token) {
-            Some(candidate) => candidate.as_bytes(),
+            Some(token) => token.as_bytes(),
             // `presented` found a token, so there is one: fail closed all the same.
             None => return Err(RejectionKind::InvalidRequest),
         },
     };
-    judge(rules, candidate).map(|_| ())
+    match kind {
+        Candidate::Pat => judge(rules, bearer_token).map(|_| Credential::Pat),
+        Candidate::Sanctum(id) => Ok(Credential::Sanctum { id }),
+        #[cfg(feature = "laravel")]
+        Candidate::Passport => {
+            use crate::laravel::PassportError;
+            let Some(format) = &rules.formats.passport else {
+                return Err(RejectionKind::MalformedToken);
+            };
+            match format.verify(bearer_token, now()) {
+                Ok(claims) => Ok(Credential::Passport(claims)),
+                Err(why) => {
+                    tracing::debug!(reason = %why, "Passport token rejected offline");
+                    Err(match why {
+                        PassportError::Expired => RejectionKind::ExpiredToken,
+                        _ => RejectionKind::MalformedToken,
+                    })
+                }
+            }
+        }
+        #[cfg(not(feature = "laravel"))]
+        Candidate::Passport => {
+            let _ = now;
+            Err(RejectionKind::MalformedToken)
+        }
+    }
 }
 
-/// The first step: a token with the format's length and prefix is hashed; anything else
-/// gets the whole verdict, to say why it is rejected.
+/// The first step: a token with the crate's length and prefix is hashed; then the
+/// Laravel shapes where accepted; anything else gets the whole verdict of the crate's
+/// format, to say why it is rejected.
 #[inline]
-fn shaped(rules: &CredentialRules, candidate: &[u8]) -> Result<TokenHash, RejectionKind> {
-    if rules.format.is_shaped(candidate) {
-        Ok(TokenHash::of_bytes(candidate))
-    } else {
-        judge(rules, candidate)
+fn shaped(
+    rules: &CredentialRules,
+    candidate: &[u8],
+) -> Result<(TokenHash, Candidate), RejectionKind> {
+    if rules.formats.pat.is_shaped(candidate) {
+        return Ok((TokenHash::of_bytes(candidate), Candidate::Pat));
     }
+    #[cfg(feature = "laravel")]
+    if let Some(found) = laravel_shaped(rules, candidate) {
+        return Ok(found);
+    }
+    judge(rules, candidate).map(|hash| (hash, Candidate::Pat))
+}
+
+/// A bearer with the shape of a Passport or a Sanctum token the layer accepts: its key.
+#[cfg(feature = "laravel")]
+#[inline(never)]
+fn laravel_shaped(rules: &CredentialRules, candidate: &[u8]) -> Option<(TokenHash, Candidate)> {
+    if rules.formats.passport.is_some() && crate::laravel::PassportFormat::is_shaped(candidate) {
+        return Some((TokenHash::of_bytes(candidate), Candidate::Passport));
+    }
+    let token = rules.formats.sanctum.as_ref()?.parse(candidate)?;
+    Some((token.key, Candidate::Sanctum(token.id)))
 }
 
 /// The whole offline verdict: the hash to look up, or why the credentials are rejected.
 fn judge(rules: &CredentialRules, candidate: &[u8]) -> Result<TokenHash, RejectionKind> {
-    rules.format.parse_bytes(candidate).map_err(|why| {
+    rules.formats.pat.parse_bytes(candidate).map_err(|why| {
         tracing::debug!(reason = %why, "bearer token rejected offline");
         offline_rejection(candidate, why)
     })
@@ -185,7 +278,7 @@ mod tests {
     #[test]
     fn credentials_that_fail_the_format_are_classified() {
         let rules = CredentialRules::default();
-        let format = &rules.format;
+        let format = &rules.formats.pat;
         let good = format.generate().unwrap();
         assert_eq!(
             judge(&rules, good.expose_secret().as_bytes()),
@@ -213,14 +306,14 @@ mod tests {
     #[test]
     fn a_shaped_token_is_hashed_and_its_checksum_judged_later() {
         let rules = CredentialRules::default();
-        let good = rules.format.generate().unwrap();
+        let good = rules.formats.pat.generate().unwrap();
         let mut typo = good.expose_secret().to_owned().into_bytes();
         typo[10] = if typo[10] == b'a' { b'b' } else { b'a' };
         let typo = String::from_utf8(typo).unwrap();
         let mut spaced = good.expose_secret().to_owned();
         spaced.replace_range(10..11, " ");
         for (token, later) in [
-            (good.expose_secret(), Ok(())),
+            (good.expose_secret(), Ok(Credential::Pat)),
             (typo.as_str(), Err(RejectionKind::MalformedToken)),
             // Right length and prefix, but not a `b64token`.
             (spaced.as_str(), Err(RejectionKind::InvalidRequest)),
@@ -229,17 +322,21 @@ mod tests {
             let mut req = request("/", &[&header], 0);
             assert_eq!(
                 presented(&mut req, &rules),
-                Ok(Some(TokenHash::of(token))),
+                Ok(Some((TokenHash::of(token), Candidate::Pat))),
                 "{token:?}"
             );
-            assert_eq!(checked_offline(&req, &rules), later, "{token:?}");
+            assert_eq!(
+                checked_offline(&req, &rules, Candidate::Pat, OffsetDateTime::now_utc),
+                later,
+                "{token:?}"
+            );
         }
         // From the query string too.
         let mut rules = rules;
         rules.query_token = true;
         let req = request(&format!("/?access_token={typo}"), &[], 0);
         assert_eq!(
-            checked_offline(&req, &rules),
+            checked_offline(&req, &rules, Candidate::Pat, OffsetDateTime::now_utc),
             Err(RejectionKind::MalformedToken)
         );
     }
@@ -258,11 +355,14 @@ mod tests {
     #[test]
     fn repeated_authorization_is_found_among_other_repeated_headers() {
         let config = CredentialRules::default();
-        let token = config.format.generate().unwrap();
+        let token = config.formats.pat.generate().unwrap();
         let bearer = format!("Bearer {}", token.expose_secret());
         for cookies in [0, 1, 3] {
             let mut one = request("/", &[&bearer], cookies);
-            assert_eq!(presented(&mut one, &config), Ok(Some(token.hash())));
+            assert_eq!(
+                presented(&mut one, &config),
+                Ok(Some((token.hash(), Candidate::Pat)))
+            );
             assert!(one.headers()[AUTHORIZATION].is_sensitive());
             let mut two = request("/", &[&bearer, &bearer], cookies);
             assert_eq!(
@@ -277,7 +377,7 @@ mod tests {
     #[test]
     fn the_query_is_not_looked_at_unless_enabled() {
         let mut config = CredentialRules::default();
-        let token = config.format.generate().unwrap();
+        let token = config.formats.pat.generate().unwrap();
         let in_query = format!("/orders?access_token={}", token.expose_secret());
         let header = format!("Bearer {}", token.expose_secret());
 
@@ -291,13 +391,13 @@ mod tests {
         );
         assert_eq!(
             presented(&mut request(&in_query, &[&header], 0), &config),
-            Ok(Some(token.hash()))
+            Ok(Some((token.hash(), Candidate::Pat)))
         );
 
         config.query_token = true;
         assert_eq!(
             presented(&mut request(&in_query, &[], 0), &config),
-            Ok(Some(token.hash()))
+            Ok(Some((token.hash(), Candidate::Pat)))
         );
         assert_eq!(
             presented(&mut request(&in_query, &[&header], 0), &config),

@@ -15,17 +15,19 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::{
-    admit::{Shared, verdict},
+    admit::{Presentation, Shared, Stamp, verdict},
     config::bounded,
+    credentials::Candidate,
 };
 use crate::{
+    credential::Presented,
     store::{Lookup, TokenStore},
-    token::TokenHash,
 };
 
 /// A request waiting for the store's answer, with the readied inner service.
 pub(super) struct Pending<S, St, ReqB> {
-    pub(super) hash: TokenHash,
+    pub(super) presented: Presented,
+    pub(super) candidate: Candidate,
     pub(super) req: Request<ReqB>,
     pub(super) inner: S,
     pub(super) shared: Arc<Shared<St>>,
@@ -59,6 +61,7 @@ pin_project! {
         Inner {
             #[pin]
             fut: S::Future,
+            stamp: Option<Box<Stamp>>,
         },
         // Boxed, as the pending lookup is: the future a hot request carries stays the
         // size of the inner service's.
@@ -74,9 +77,12 @@ where
     St: TokenStore,
 {
     #[inline]
-    pub(super) fn inner(fut: S::Future) -> Self {
+    pub(super) fn inner(fut: S::Future, stamp: Option<Stamp>) -> Self {
         Self {
-            state: State::Inner { fut },
+            state: State::Inner {
+                fut,
+                stamp: stamp.map(Box::new),
+            },
         }
     }
 
@@ -92,9 +98,13 @@ where
     /// Asks the store (within the store timeout, if one is set).
     pub(super) fn lookup(pending: Box<Pending<S, St, ReqB>>) -> Self {
         let shared = Arc::clone(&pending.shared);
-        let hash = pending.hash;
+        let presented = pending.presented.clone();
         let fut = Box::pin(async move {
-            bounded(shared.store_timeout.as_ref(), shared.store.find(&hash)).await
+            bounded(
+                shared.store_timeout.as_ref(),
+                shared.store.find_presented(&presented),
+            )
+            .await
         });
         Self {
             state: State::Lookup {
@@ -118,28 +128,42 @@ where
         let mut this = self.project();
         loop {
             let next = match this.state.as_mut().project() {
-                StateProj::Inner { fut } => return fut.poll(cx),
+                StateProj::Inner { fut, stamp } => {
+                    let mut res = ready!(fut.poll(cx));
+                    if let (Ok(res), Some(stamp)) = (&mut res, stamp.take()) {
+                        stamp.apply(res);
+                    }
+                    return Poll::Ready(res);
+                }
                 StateProj::Done { res } => {
                     return Poll::Ready(Ok(*res.take().expect("polled after completion")));
                 }
                 StateProj::Lookup { fut, pending } => {
                     let found = ready!(fut.as_mut().poll(cx));
                     let Pending {
-                        hash,
+                        presented,
+                        candidate,
                         mut req,
                         mut inner,
                         shared,
                     } = *pending.take().expect("polled after completion");
                     let now = shared.clock.unix_nanos();
-                    match verdict(&hash, found, now) {
+                    let at = Presentation {
+                        hash: presented.key(),
+                        candidate,
+                        now,
+                        idle: shared.idle,
+                    };
+                    match verdict(at, found) {
                         Ok(record) => {
-                            shared.admit(record, now, &mut req);
+                            let stamp = shared.admit(record, now, &mut req);
                             State::Inner {
                                 fut: inner.call(req),
+                                stamp: stamp.map(Box::new),
                             }
                         }
-                        Err(kind) => State::Done {
-                            res: Some(Box::new(shared.reject(kind, &req))),
+                        Err(refused) => State::Done {
+                            res: Some(Box::new(shared.refuse(refused, &req))),
                         },
                     }
                 }

@@ -1,8 +1,8 @@
 //! [`PatLayer`] and its setters; the options themselves live in `config`.
 
-use std::{fmt, future::Future, sync::Arc};
+use std::{any::Any, fmt, future::Future, sync::Arc};
 
-use http::Response;
+use http::{HeaderName, Response};
 use time::Duration;
 use tower_layer::Layer;
 
@@ -13,7 +13,9 @@ use super::{
     usage::{self, Usage},
 };
 use crate::{
+    audit::Audit,
     clock::Clock,
+    credential::Formats,
     lifecycle::Tokens,
     record::Settings,
     reject::{InvalidRealm, Rejection, RejectionBody, is_valid_realm},
@@ -37,6 +39,9 @@ pub struct PatLayer<St> {
     store: Arc<St>,
     options: LayerOptions,
     usage: Arc<Usage>,
+    /// An `Audit<St::UserId>`: kept without naming the store's user id type, which the
+    /// struct does not bound.
+    audit: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl<St> Clone for PatLayer<St> {
@@ -45,6 +50,7 @@ impl<St> Clone for PatLayer<St> {
             store: Arc::clone(&self.store),
             options: self.options.clone(),
             usage: Arc::clone(&self.usage),
+            audit: self.audit.clone(),
         }
     }
 }
@@ -53,6 +59,7 @@ impl<St> fmt::Debug for PatLayer<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PatLayer")
             .field("options", &self.options)
+            .field("audit", &self.audit.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -71,7 +78,18 @@ impl<St: TokenStore> PatLayer<St> {
             store,
             options: LayerOptions::default(),
             usage: Arc::default(),
+            audit: None,
         }
+    }
+
+    /// Tells `audit` of every request this layer refuses (within the trail's budget for
+    /// refusals, so a flood of garbage cannot flood it): an expired or idle token as
+    /// such, any other refusal with its code and, when the store knew the token, its id
+    /// and user. A request without credentials is not told. [`Tokens::layer`] sets the
+    /// facade's trail.
+    pub fn audit(mut self, audit: Audit<St::UserId>) -> Self {
+        self.audit = Some(Arc::new(audit));
+        self
     }
 
     /// Writes the uses recorded so far (`last_used_at`) now, in one
@@ -133,7 +151,50 @@ impl<St: TokenStore> PatLayer<St> {
 impl<St> PatLayer<St> {
     /// The token format to accept (must match the one tokens were created with).
     pub fn format(mut self, format: TokenFormat) -> Self {
-        self.options.credentials.format = format;
+        self.options.credentials.formats.pat = format;
+        self
+    }
+
+    /// The formats to accept: the crate's own (as [`format`](Self::format) sets it), and
+    /// with feature `laravel` the tokens a Laravel application issued (Sanctum's, and
+    /// Passport's personal access tokens), picked by the bearer's shape; the store answers
+    /// them through [`TokenStore::find_presented`]. Scope checks work alike for every
+    /// format; for Laravel's tokens `*` means every scope, as it does in Laravel.
+    pub fn accept(mut self, formats: Formats) -> Self {
+        self.options.credentials.formats = formats;
+        self
+    }
+
+    /// Refuses a token unused for `idle` or longer (judged on the `last_used_at` the
+    /// store returned, or `created_at` for a token never used) as `invalid_token` with
+    /// its own description and the rejection code `idle_token`. Off by default;
+    /// [`Tokens::layer`] sets the facade's
+    /// [`idle_lifetime`](crate::Tokens::idle_lifetime). A use never extends a token past
+    /// its `expires_at`.
+    ///
+    /// Recorded uses reach the store every [`last_used_interval`](Self::last_used_interval)
+    /// and a cache holds a record up to its TTL, so keep `idle` far longer than both
+    /// (days, not minutes).
+    pub fn idle_lifetime(mut self, idle: Option<Duration>) -> Self {
+        self.options.idle_lifetime = idle.filter(|d| d.is_positive());
+        self
+    }
+
+    /// Sends the admitted token's expiry on every response to an authenticated request,
+    /// as an HTTP date (`Token-Expires-At: Sat, 04 Dec 2027 20:00:00 GMT`), so a client's
+    /// logs warn before its token stops working. `None` (the default) sends nothing;
+    /// [`DEFAULT_EXPIRY_HEADER`](super::DEFAULT_EXPIRY_HEADER) is the name suggested.
+    /// For gRPC the header is response metadata. It costs one small allocation per
+    /// response.
+    ///
+    /// ```
+    /// use tower_pat::{MemoryStore, PatLayer, auth::DEFAULT_EXPIRY_HEADER};
+    ///
+    /// let layer = PatLayer::new(MemoryStore::<i64>::new())
+    ///     .expiry_header(Some(http::HeaderName::from_static(DEFAULT_EXPIRY_HEADER)));
+    /// ```
+    pub fn expiry_header(mut self, name: Option<HeaderName>) -> Self {
+        self.options.expiry_header = name;
         self
     }
 
@@ -284,6 +345,7 @@ impl<S, St> Layer<S> for PatLayer<St> {
 
     fn layer(&self, inner: S) -> Self::Service {
         let options = &self.options;
+        let idle = options.idle_lifetime.map(|d| d.whole_nanoseconds());
         let settings = Settings::new(&options.realm, options.matching, options.body.clone());
         Pat::new(
             inner,
@@ -296,6 +358,9 @@ impl<S, St> Layer<S> for PatLayer<St> {
                 last_used_interval: options.last_used_interval,
                 settings: Arc::new(settings),
                 usage: Arc::clone(&self.usage),
+                idle,
+                expiry_header: options.expiry_header.clone(),
+                audit: self.audit.clone(),
             }),
         )
     }
@@ -304,10 +369,13 @@ impl<S, St> Layer<S> for PatLayer<St> {
 impl<St: ManageTokens> Tokens<St> {
     /// The layer that resolves the tokens this facade creates: same store (shared, not
     /// wrapped again), format, clock and scope matching rules.
+    /// The facade's idle lifetime is enforced, and its audit trail told of refusals.
     pub fn layer(&self) -> PatLayer<St> {
         PatLayer::from_shared(Arc::clone(self.store()))
             .format(self.token_format().clone())
             .matching(self.registry().matching())
             .shared_clock(self.shared_clock())
+            .idle_lifetime(self.longest_idle())
+            .audit(self.audit_handle().clone())
     }
 }

@@ -54,7 +54,7 @@ mod usage;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use config::DEFAULT_STORE_TIMEOUT;
-pub use config::{DEFAULT_LAST_USED_INTERVAL, DEFAULT_MAX_HEADER_LEN};
+pub use config::{DEFAULT_EXPIRY_HEADER, DEFAULT_LAST_USED_INTERVAL, DEFAULT_MAX_HEADER_LEN};
 pub use future::ResponseFuture;
 pub use layer::PatLayer;
 pub use service::Pat;

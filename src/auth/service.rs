@@ -11,11 +11,16 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::{
-    admit::{Shared, verdict},
+    admit::{Presentation, Shared, verdict},
     credentials,
     future::{Pending, ResponseFuture},
 };
-use crate::{record::admit_anonymous, reject::RejectionKind, store::TokenStore};
+use crate::{
+    credential::{Credential, Presented},
+    record::admit_anonymous,
+    reject::RejectionKind,
+    store::TokenStore,
+};
 
 /// The service [`PatLayer`](super::PatLayer) makes.
 pub struct Pat<S, St> {
@@ -65,47 +70,61 @@ where
     #[inline]
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let shared = &self.shared;
-        let hash = match credentials::presented(&mut req, &shared.credentials) {
-            Ok(Some(hash)) => hash,
+        let (hash, candidate) = match credentials::presented(&mut req, &shared.credentials) {
+            Ok(Some(found)) => found,
             Ok(None) if shared.optional => {
                 admit_anonymous(req.extensions_mut(), Arc::clone(&shared.settings));
                 // Called right away: the readied service itself, no clone needed.
-                return ResponseFuture::inner(self.inner.call(req));
+                return ResponseFuture::inner(self.inner.call(req), None);
             }
             Ok(None) => {
                 return ResponseFuture::done(
-                    shared.reject(RejectionKind::MissingCredentials, &req),
+                    shared.refuse(RejectionKind::MissingCredentials.into(), &req),
                 );
             }
-            Err(kind) => return ResponseFuture::done(shared.reject(kind, &req)),
+            Err(kind) => return ResponseFuture::done(shared.refuse(kind.into(), &req)),
         };
         // A store that answers at once (a map, a warm cache) costs no future and no box.
         // A token it found is real; anything else gets the rest of the offline verdict
-        // (charset, checksum) before it is answered or a store is asked to wait.
+        // (charset, checksum; a JWT's signature) before it is answered or a store is
+        // asked to wait, which is told what the verdict found.
         let found = shared.store.find_ready(&hash);
-        if !matches!(found, Some(Ok(Some(_))))
-            && let Err(kind) = credentials::checked_offline(&req, &shared.credentials)
-        {
-            return ResponseFuture::done(shared.reject(kind, &req));
-        }
-        match found {
-            Some(found) => {
+        let credential = if matches!(found, Some(Ok(Some(_)))) {
+            None
+        } else {
+            let now = || shared.clock.now();
+            match credentials::checked_offline(&req, &shared.credentials, candidate, now) {
+                Ok(credential) => Some(credential),
+                Err(kind) => return ResponseFuture::done(shared.refuse(kind.into(), &req)),
+            }
+        };
+        match (found, credential) {
+            (Some(found), _) => {
                 let now = shared.clock.unix_nanos();
-                match verdict(&hash, found, now) {
+                let at = Presentation {
+                    hash: &hash,
+                    candidate,
+                    now,
+                    idle: shared.idle,
+                };
+                match verdict(at, found) {
                     Ok(record) => {
-                        shared.admit(record, now, &mut req);
-                        ResponseFuture::inner(self.inner.call(req))
+                        let stamp = shared.admit(record, now, &mut req);
+                        ResponseFuture::inner(self.inner.call(req), stamp)
                     }
-                    Err(kind) => ResponseFuture::done(shared.reject(kind, &req)),
+                    Err(refused) => ResponseFuture::done(shared.refuse(refused, &req)),
                 }
             }
-            None => {
+            (None, credential) => {
                 // The readied service moves into the future; a clone stays for the next
                 // `poll_ready`.
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
+                // The offline verdict ran: a store that did not answer at once knew nothing.
+                let credential = credential.unwrap_or(Credential::Pat);
                 ResponseFuture::lookup(Box::new(Pending {
-                    hash,
+                    presented: Presented::new(hash, credential),
+                    candidate,
                     req,
                     inner,
                     shared: Arc::clone(shared),

@@ -65,6 +65,7 @@ pub(crate) struct Challenges {
     unknown_token: HeaderValue,
     revoked_token: HeaderValue,
     expired_token: HeaderValue,
+    idle_token: HeaderValue,
 }
 
 impl Challenges {
@@ -78,6 +79,7 @@ impl Challenges {
             unknown_token: c(RejectionKind::UnknownToken),
             revoked_token: c(RejectionKind::RevokedToken),
             expired_token: c(RejectionKind::ExpiredToken),
+            idle_token: c(RejectionKind::IdleToken),
         }
     }
 
@@ -91,6 +93,7 @@ impl Challenges {
             RejectionKind::UnknownToken => Some(&self.unknown_token),
             RejectionKind::RevokedToken => Some(&self.revoked_token),
             RejectionKind::ExpiredToken => Some(&self.expired_token),
+            RejectionKind::IdleToken => Some(&self.idle_token),
             RejectionKind::InsufficientScope
             | RejectionKind::StoreUnavailable
             | RejectionKind::MissingLayer => None,

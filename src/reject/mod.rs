@@ -75,6 +75,9 @@ pub enum RejectionKind {
     RevokedToken,
     /// Expired.
     ExpiredToken,
+    /// Unused for longer than the idle lifetime
+    /// ([`Tokens::idle_lifetime`](crate::Tokens::idle_lifetime)): expired by disuse.
+    IdleToken,
     /// The token lacks a scope the route requires.
     InsufficientScope,
     /// The store failed or timed out: fail closed.
@@ -169,6 +172,14 @@ impl RejectionKind {
                 true,
                 Unauthenticated,
                 "the access token has expired",
+            ),
+            Self::IdleToken => row(
+                S::UNAUTHORIZED,
+                "idle_token",
+                INVALID_TOKEN,
+                true,
+                Unauthenticated,
+                "the access token has expired: unused for too long",
             ),
             Self::InsufficientScope => row(
                 S::FORBIDDEN,
@@ -334,13 +345,14 @@ impl<'a> Rejection<'a> {
 pub(crate) mod tests {
     use super::*;
 
-    pub(crate) const ALL: [RejectionKind; 9] = [
+    pub(crate) const ALL: [RejectionKind; 10] = [
         RejectionKind::MissingCredentials,
         RejectionKind::InvalidRequest,
         RejectionKind::MalformedToken,
         RejectionKind::UnknownToken,
         RejectionKind::RevokedToken,
         RejectionKind::ExpiredToken,
+        RejectionKind::IdleToken,
         RejectionKind::InsufficientScope,
         RejectionKind::StoreUnavailable,
         RejectionKind::MissingLayer,

@@ -170,7 +170,7 @@ pub(crate) fn check<B: Default + 'static>(
         })
     });
     let met = match rule {
-        Rule::Require(requirement) => requirement.is_met_by(held, admission.settings.matching),
+        Rule::Require(requirement) => requirement.is_met_by(held, admission.matching),
         Rule::Authenticated => true,
         Rule::Deny => false,
     };

@@ -11,10 +11,13 @@ mod cache;
 mod concurrency;
 mod connect;
 mod faults;
+#[cfg(feature = "laravel")]
+mod formats;
 mod grpc;
 mod http;
 mod hyper;
 mod last_used;
+mod layer_lifecycle;
 #[cfg(feature = "leaks")]
 mod leaks;
 mod lifecycle;
