@@ -139,7 +139,10 @@ impl<S: TokenStore> TokenStore for CountingStore<S> {
     }
 }
 
-/// The first eight bytes of a key that is uniform already (a SHA-256 digest).
+/// The first eight bytes of a key that is uniform already (a SHA-256 digest): the same
+/// function as the crate's `MemoryStore` and cache use (`src/hashers.rs`,
+/// `PrefixHasher`, crate-private), so the floor probes a map exactly as the store does.
+/// Change both together.
 #[derive(Default)]
 struct FirstWord(u64);
 
@@ -152,7 +155,7 @@ impl Hasher for FirstWord {
         let mut word = [0u8; 8];
         let n = bytes.len().min(8);
         word[..n].copy_from_slice(&bytes[..n]);
-        self.0 ^= u64::from_le_bytes(word);
+        self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(word);
     }
 }
 

@@ -1,4 +1,5 @@
-//! Hashers for the maps the request path probes: keys that are uniform random bytes already
+//! Hashers for the maps the request path probes (`benches/stack.rs`'s floor copies
+//! `PrefixHasher`: change both together): keys that are uniform random bytes already
 //! (token hashes, SHA-256 digests), and keys fixed when the map is built (the scope map's
 //! paths).
 

@@ -121,7 +121,11 @@ async fn sanctum_and_own_tokens_through_one_layer() {
     let long = format!("7|{}", "a".repeat(400));
     let reply = common::bearer(addr, "/whoami", &long).await;
     assert_ne!(reply.status, StatusCode::OK);
-    assert_eq!(asked.load(Ordering::SeqCst), before, "a bad shape was looked up");
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        before,
+        "a bad shape was looked up"
+    );
 }
 
 #[tokio::test]
