@@ -6,6 +6,14 @@
 //! so a token is written at most once per interval whatever the request rate or the
 //! concurrency. A flush takes every queued use and hands them to
 //! [`TokenStore::touch`] in one call (one statement in the SQL stores).
+//!
+//! A hot token is answered by a lock-free filter (one atomic load) before the shards'
+//! locks are taken. It pays for its lines: counted under callgrind
+//! (`scripts/count-instructions.sh hot_token`, the filter turned off by hand for the
+//! second figure), a hot request costs +5,678 instructions over the empty service with it
+//! and +6,039 without, 6% of the layer's whole overhead for a lock, a map probe and an
+//! unlock it skips; and under concurrency it keeps the requests for one token on many
+//! cores from taking turns at that token's shard lock.
 
 use std::{
     collections::HashMap,
