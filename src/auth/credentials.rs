@@ -14,10 +14,12 @@
 //! layer accepting Sanctum's tokens lets Sanctum's `id|secret` through to that format
 //! first (`|` is not a `b64token` character).
 //!
-//! The token page's "does this request carry a token" check (`manage::guard`) is broader
-//! on purpose: it refuses a request with any `Authorization` header or `access_token`
-//! parameter, whatever it holds, since a page for people must not be reachable with any
-//! credential a script could hold; this parser decides what a credential is.
+//! The token page's "does this request carry a token" check (`manage::guard::carries_token`)
+//! is broader on purpose: any `Bearer` credentials however malformed, several of them, an
+//! `access_token` parameter whatever the layer's query rule, or a token a layer resolved.
+//! This parser decides which credential a request presents, and rejects what is not one;
+//! that check only has to know that a script's credential is there, and a page for people
+//! must refuse it even where this parser would say "no credentials".
 //!
 //! The verdict comes in two steps. Before anything is hashed: the length and the prefix
 //! ([`presented`]). Before a store is asked to wait for a lookup, or when a store that

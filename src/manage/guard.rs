@@ -18,6 +18,11 @@ const SEC_FETCH_SITE: &str = "sec-fetch-site";
 /// `Authorization` header, an `access_token` query parameter, or an
 /// [`AccessToken`](crate::AccessToken) a `PatLayer` in front resolved. Such a request
 /// is never taken for the signed-in user's.
+///
+/// Broader than the layer's credential parser (`auth/credentials.rs`), which decides
+/// which credential a request presents: here a `Bearer` value that parser would reject, or
+/// a query parameter it would not read, still counts, since a page for people must refuse
+/// anything a script may have sent as a credential.
 pub(crate) fn carries_token(parts: &Parts) -> bool {
     let header = parts
         .headers
