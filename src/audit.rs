@@ -395,8 +395,10 @@ impl<U: Clone + fmt::Debug + Send + Sync + 'static> AuditBuilder<U> {
         self
     }
 
-    /// The clock that dates the layer's events (a [`ManualClock`](crate::clock::ManualClock)
-    /// in tests). The facade dates its own events with its clock.
+    /// The clock that dates the events recorded through [`Audit::refused`],
+    /// [`Audit::expired_on_use`] and [`Audit::idle_expired`] by hand (a
+    /// [`ManualClock`](crate::clock::ManualClock) in tests). The facade dates its own events
+    /// with its clock, and a `PatLayer` its refusals with the layer's clock.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
@@ -627,7 +629,19 @@ impl<U: Clone + fmt::Debug + Send + Sync + 'static> Audit<U> {
     /// token and user when the store knew them. Within the per-second budget it is an
     /// event; beyond it, it is counted in the next `suppressed` event. Never waits.
     pub fn refused(&self, code: &'static str, token_id: Option<TokenId>, user_id: Option<U>) {
-        let Some(at) = self.spend() else {
+        self.refused_at(None, code, token_id, user_id);
+    }
+
+    /// [`refused`](Self::refused), dated `at` (the layer's clock) rather than by this
+    /// trail's clock.
+    pub(crate) fn refused_at(
+        &self,
+        at: Option<OffsetDateTime>,
+        code: &'static str,
+        token_id: Option<TokenId>,
+        user_id: Option<U>,
+    ) {
+        let Some(at) = self.spend(at) else {
             return;
         };
         let mut event = AuditEvent::new(AuditKind::Refused, at, SOURCE_LAYER).with_code(code);
@@ -639,17 +653,24 @@ impl<U: Clone + fmt::Debug + Send + Sync + 'static> Audit<U> {
     /// Records that a request came with `record` after it expired (within the layer's
     /// budget, as [`refused`](Self::refused)). Never waits.
     pub fn expired_on_use(&self, record: &TokenRecord<U>) {
-        self.layer_event(AuditKind::ExpiredOnUse, record);
+        self.layer_event(None, AuditKind::ExpiredOnUse, record);
     }
 
     /// Records that a request came with `record` after it was idle longer than the idle
     /// lifetime (within the layer's budget, as [`refused`](Self::refused)). Never waits.
     pub fn idle_expired(&self, record: &TokenRecord<U>) {
-        self.layer_event(AuditKind::IdleExpired, record);
+        self.layer_event(None, AuditKind::IdleExpired, record);
     }
 
-    fn layer_event(&self, kind: AuditKind, record: &TokenRecord<U>) {
-        let Some(at) = self.spend() else {
+    /// A layer's event about `record`, dated `at` (the layer's clock) or, without it, by
+    /// this trail's clock.
+    pub(crate) fn layer_event(
+        &self,
+        at: Option<OffsetDateTime>,
+        kind: AuditKind,
+        record: &TokenRecord<U>,
+    ) {
+        let Some(at) = self.spend(at) else {
             return;
         };
         let event = AuditEvent::new(kind, at, SOURCE_LAYER)
@@ -658,10 +679,10 @@ impl<U: Clone + fmt::Debug + Send + Sync + 'static> Audit<U> {
         self.record(event);
     }
 
-    /// Takes one event from the per-second budget: the time to date it, or `None` when
-    /// the budget is spent (the event is counted). Tells what the last second
-    /// suppressed, first, if it is over.
-    fn spend(&self) -> Option<OffsetDateTime> {
+    /// Takes one event from the per-second budget: the time to date it (`at`, else now),
+    /// or `None` when the budget is spent (the event is counted). Tells what the last
+    /// second suppressed, first, if it is over.
+    fn spend(&self, at: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
         let (untold, allowed) = {
             let mut budget = lock(&self.shared.budget);
             let untold = budget.roll(Instant::now());
@@ -675,7 +696,7 @@ impl<U: Clone + fmt::Debug + Send + Sync + 'static> Audit<U> {
         };
         self.tell_suppressed(untold);
         if allowed {
-            Some(self.now())
+            Some(at.unwrap_or_else(|| self.now()))
         } else {
             self.shared.suppressed.fetch_add(1, Ordering::Relaxed);
             // The drain task tells it a second later, if nothing else does.

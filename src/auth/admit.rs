@@ -14,7 +14,7 @@ use super::{
     usage::Usage,
 };
 use crate::{
-    audit::Audit,
+    audit::{Audit, AuditKind},
     clock::Clock,
     record::{AccessToken, Settings, TokenRecord},
     reject::RejectionKind,
@@ -206,11 +206,18 @@ impl<St: TokenStore> Shared<St> {
         else {
             return;
         };
+        // Dated by the layer's clock, as the facade dates its events by its own.
+        let at = Some(self.clock.now());
         match (kind, record) {
             (RejectionKind::MissingCredentials, _) => {}
-            (RejectionKind::ExpiredToken, Some(record)) => audit.expired_on_use(record),
-            (RejectionKind::IdleToken, Some(record)) => audit.idle_expired(record),
-            (kind, record) => audit.refused(
+            (RejectionKind::ExpiredToken, Some(record)) => {
+                audit.layer_event(at, AuditKind::ExpiredOnUse, record);
+            }
+            (RejectionKind::IdleToken, Some(record)) => {
+                audit.layer_event(at, AuditKind::IdleExpired, record);
+            }
+            (kind, record) => audit.refused_at(
+                at,
                 kind.code(),
                 record.map(|r| r.id),
                 record.map(|r| r.user_id.clone()),
