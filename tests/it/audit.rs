@@ -131,7 +131,10 @@ async fn a_tokens_life_is_written_in_order_after_each_change() {
     let events = trail.0.lock().unwrap().clone();
     // Every event is dated by the facade's clock, the layer's included (it shares it).
     let old_expired = datetime!(2030-01-01 00:11 UTC);
-    assert_eq!(events[2].at, old_expired, "the layer's event is dated by its clock");
+    assert_eq!(
+        events[2].at, old_expired,
+        "the layer's event is dated by its clock"
+    );
     assert_eq!(events[0].token_id, Some(created.record.id));
     assert_eq!(events[0].user_id, Some(7));
     assert_eq!(events[0].name.as_deref(), Some("deploy"));
