@@ -300,9 +300,7 @@ impl Statements {
                 r#"DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE {condition} LIMIT {p2})"#
             )),
             #[cfg(feature = "mysql")]
-            Writes::MySql => changing(format!(
-                r#"DELETE FROM {t} WHERE {condition} LIMIT {p2}"#
-            )),
+            Writes::MySql => changing(format!(r#"DELETE FROM {t} WHERE {condition} LIMIT {p2}"#)),
         };
         // `SELECT` without `FROM` takes no `WHERE` in MySQL.
         let dual = match writes {
@@ -319,15 +317,11 @@ impl Statements {
             find: statement(format!(
                 r#"SELECT {COLUMNS} FROM {t} WHERE token_hash = {p1}"#
             )),
-            get: statement(format!(
-                r#"SELECT {COLUMNS} FROM {t} WHERE id = {p1}"#
-            )),
+            get: statement(format!(r#"SELECT {COLUMNS} FROM {t} WHERE id = {p1}"#)),
             list: statement(format!(
                 r#"SELECT {COLUMNS} FROM {t} WHERE user_id = {p1} ORDER BY created_at DESC, {id_order} DESC"#
             )),
-            insert: statement(format!(
-                r#"INSERT INTO {t} ({COLUMNS}) VALUES ({params})"#
-            )),
+            insert: statement(format!(r#"INSERT INTO {t} ({COLUMNS}) VALUES ({params})"#)),
             revoke: changing(format!(
                 r#"UPDATE {t} SET revoked = TRUE, updated_at = {p1} WHERE id = {p2} AND user_id = {p3} AND NOT revoked"#
             )),
@@ -342,7 +336,7 @@ impl Statements {
             )),
             touch: statement(match writes {
                 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-            Writes::Standard => format!(
+                Writes::Standard => format!(
                     r#"UPDATE {t} SET last_used_at = u.at FROM {uses} WHERE {t}.id = u.id AND ({t}.last_used_at IS NULL OR {t}.last_used_at < u.at)"#
                 ),
                 #[cfg(feature = "mysql")]
@@ -370,7 +364,7 @@ impl Statements {
             )),
             claim_notices: statement(match writes {
                 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-            Writes::Standard => format!(
+                Writes::Standard => format!(
                     r#"UPDATE {t} SET expiry_notice = {p1} WHERE id IN (SELECT id FROM {t} WHERE {claimable} ORDER BY expires_at, {id_order} LIMIT {p4}{claim_lock}) AND {live} AND (expiry_notice IS NULL OR expiry_notice > {p1}) RETURNING {COLUMNS}"#
                 ),
                 #[cfg(feature = "mysql")]
