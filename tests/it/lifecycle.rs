@@ -1,5 +1,6 @@
 //! A token's life over the real stores (`MemoryStore`, `SqliteStore` on a file,
-//! `PostgresStore` at `TOWER_PAT_POSTGRES_URL`, skipped saying so without it), through
+//! `PostgresStore` at `TOWER_PAT_POSTGRES_URL` and `MySqlStore` at `TOWER_PAT_MYSQL_URL`,
+//! each skipped saying so without its variable), through
 //! `Tokens` and a `PatLayer` served on loopback: rotation with an overlap, to the second;
 //! concurrent rotations; the per-user cap under concurrent creates; a cache in front, and
 //! another instance behind the PostgreSQL listener, seeing the shortened expiry; the
@@ -18,13 +19,13 @@ use std::{
 };
 
 use axum::{Router, routing::get};
-use common::db::{TempDb, with_postgres};
+use common::db::{TempDb, with_mysql, with_postgres};
 use http::StatusCode;
 use sqlx::AssertSqlSafe;
 use time::{Duration, OffsetDateTime, macros::datetime};
 use tower_pat::{
-    AccessToken, CreateToken, ManageTokens, MemoryStore, PostgresStore, RotateToken, SqliteStore,
-    TokenError, TokenStore, Tokens,
+    AccessToken, CreateToken, ManageTokens, MemoryStore, MySqlStore, PostgresStore, RotateToken,
+    SqliteStore, TokenError, TokenStore, Tokens,
     clock::ManualClock,
     store::{CachedStore, Cursor},
 };
@@ -45,8 +46,18 @@ async fn pg_pool(url: &str) -> sqlx::PgPool {
         .expect("connect to PostgreSQL")
 }
 
+/// A MySQL pool of 8 connections, likewise.
+async fn mysql_pool(url: &str) -> sqlx::MySqlPool {
+    sqlx::mysql::MySqlPoolOptions::new()
+        .max_connections(8)
+        .connect(url)
+        .await
+        .expect("connect to MySQL")
+}
+
 /// Runs the body once on each store, with `$store` of the store's own type: memory, a
-/// SQLite file, and PostgreSQL (on a table of its own) when the variable is set.
+/// SQLite file, and PostgreSQL and MySQL (each on a table of its own) when their
+/// variables are set.
 macro_rules! on_every_store {
     (|$name:ident, $store:ident| $body:block) => {{
         async fn run<St: ManageTokens<UserId = i64>>($name: &'static str, $store: St) $body
@@ -62,6 +73,13 @@ macro_rules! on_every_store {
             let store = PostgresStore::<i64>::new(pg_pool(&url).await).with_table(&table);
             store.migrate().await.unwrap();
             run("postgres", store).await;
+        })
+        .await;
+
+        with_mysql(|url, table| async move {
+            let store = MySqlStore::<i64>::new(mysql_pool(&url).await).with_table(&table);
+            store.migrate().await.unwrap();
+            run("mysql", store).await;
         })
         .await;
     }};
