@@ -648,6 +648,7 @@ async fn migrate_upgrades_a_table_made_by_the_first_migration() {
         include_str!("../../migrations/sqlite/0001_personal_access_tokens.sql");
     const POSTGRES_0001: &str =
         include_str!("../../migrations/postgres/0001_personal_access_tokens.sql");
+    const MYSQL_0001: &str = include_str!("../../migrations/mysql/0001_personal_access_tokens.sql");
     let hashes = [
         tower_pat::token::TokenHash::of("first"),
         tower_pat::token::TokenHash::of("second"),
@@ -694,7 +695,9 @@ async fn migrate_upgrades_a_table_made_by_the_first_migration() {
     assert_eq!(count, 3);
 
     // PostgreSQL.
+    let (pg_ids, pg_hashes) = (ids.clone(), hashes.clone());
     with_postgres(|url, table| async move {
+        let (ids, hashes) = (pg_ids, pg_hashes);
         let pool = pg_pool(&url).await;
         let sql = POSTGRES_0001
             .replace("{table}", &table)
@@ -724,6 +727,47 @@ async fn migrate_upgrades_a_table_made_by_the_first_migration() {
         let indexes: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_indexes WHERE tablename = $1 AND indexname = $1 || '_expiring_idx'",
         )
+        .bind(&table)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(indexes, 1);
+    })
+    .await;
+
+    // MySQL.
+    with_mysql(|url, table| async move {
+        let pool = mysql_pool(&url).await;
+        let sql = MYSQL_0001
+            .replace("{table}", &table)
+            .replace("{user_id_type}", "BIGINT");
+        sqlx::raw_sql(AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+        for (id, hash) in ids.iter().zip(&hashes) {
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO `{table}` (id, user_id, client_id, name, scopes, token_hash, revoked,
+                   created_at, updated_at, expires_at, last_used_at)
+                   VALUES (?, 7, NULL, 'old', 'orders:read', ?, FALSE, '2030-01-01 00:00:00',
+                   '2030-01-01 00:00:00', '2096-10-02 07:06:40', NULL)"
+            )))
+            .bind(id)
+            .bind(&hash.as_bytes()[..])
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        let store = MySqlStore::<i64>::new(pool.clone()).with_table(&table);
+        assert!(
+            store.find(&hashes[0]).await.is_err(),
+            "the old table lacks the new columns"
+        );
+        store.migrate().await.expect("the upgrade");
+        upgraded("mysql", store.clone(), &hashes).await;
+        store.migrate().await.expect("migrating again");
+        let indexes: i64 = sqlx::query_scalar(
+            "SELECT count(DISTINCT index_name) FROM information_schema.statistics
+             WHERE table_schema = DATABASE() AND table_name = ? AND index_name = CONCAT(?, '_expiring_idx')",
+        )
+        .bind(&table)
         .bind(&table)
         .fetch_one(&pool)
         .await
