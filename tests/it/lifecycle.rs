@@ -695,7 +695,7 @@ async fn migrate_upgrades_a_table_made_by_the_first_migration() {
     assert_eq!(count, 3);
 
     // PostgreSQL.
-    let (pg_ids, pg_hashes) = (ids.clone(), hashes.clone());
+    let (pg_ids, pg_hashes) = (ids.clone(), hashes);
     with_postgres(|url, table| async move {
         let (ids, hashes) = (pg_ids, pg_hashes);
         let pool = pg_pool(&url).await;
