@@ -317,7 +317,7 @@ impl<U: MySqlUserId> MySqlStore<U> {
             Ok(())
         }
         .await;
-        lock.release().await?;
+        lock.release().await;
         result
     }
 
@@ -525,15 +525,15 @@ impl NamedLock {
         &mut self.conn
     }
 
-    /// Frees the lock, and the connection goes back to the pool.
-    async fn release(mut self) -> Result<(), StoreError> {
-        sqlx::query("SELECT RELEASE_LOCK(?)")
+    /// Frees the lock, and the connection goes back to the pool; if the server cannot
+    /// be told, the connection closes instead, which frees the lock as surely. What was
+    /// done under the lock stands either way, so this reports nothing.
+    async fn release(mut self) {
+        let released = sqlx::query("SELECT RELEASE_LOCK(?)")
             .bind(self.name.as_str())
             .execute(&mut *self.conn)
-            .await
-            .map_err(StoreError::new)?;
-        self.released = true;
-        Ok(())
+            .await;
+        self.released = released.is_ok();
     }
 }
 
@@ -707,7 +707,7 @@ impl<U: MySqlUserId> ManageTokens for MySqlStore<U> {
             .execute(lock.connection())
             .await
             .map_err(|err| sql::insert_error(record.id, err));
-        lock.release().await?;
+        lock.release().await;
         Ok(inserted?.rows_affected() > 0)
     }
 
