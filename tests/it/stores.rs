@@ -624,6 +624,25 @@ mod mysql {
     }
 
     #[tokio::test]
+    async fn store_conforms_with_uuid_user_ids() {
+        with_mysql(|url, table| async move {
+            let store = MySqlStore::<uuid::Uuid>::new(mysql_pool(&url).await).with_table(&table);
+            assert!(
+                store
+                    .schema_sql()
+                    .contains("user_id      VARBINARY(255) NOT NULL")
+            );
+            store.migrate().await.unwrap();
+            Conformance::new(|_| uuid::Uuid::new_v4())
+                .client_id(true)
+                .last_used(true)
+                .manage_tokens(&store)
+                .await;
+        })
+        .await;
+    }
+
+    #[tokio::test]
     async fn string_user_ids_compare_byte_for_byte() {
         with_mysql(|url, table| async move {
             let store = MySqlStore::<String>::new(mysql_pool(&url).await).with_table(&table);
