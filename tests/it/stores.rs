@@ -665,6 +665,50 @@ mod mysql {
         .await;
     }
 
+    /// Claims of expiry notices from several instances at once (each with a pool of its
+    /// own) never take one token twice, and take every token once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_claims_take_each_token_once() {
+        with_mysql(|url, table| async move {
+            let stores: Vec<_> = futures_util::future::join_all((0..4).map(|_| async {
+                MySqlStore::<i64>::new(mysql_pool(&url).await).with_table(&table)
+            }))
+            .await;
+            stores[0].migrate().await.unwrap();
+            let now = time::OffsetDateTime::now_utc()
+                .replace_nanosecond(0)
+                .unwrap();
+            const TOKENS: usize = 200;
+            for i in 0..TOKENS {
+                let mut token = record(1 + (i % 7) as i64);
+                token.expires_at = now + time::Duration::minutes(10 + i as i64);
+                stores[0].insert(token).await.unwrap();
+            }
+            let within = time::Duration::days(1);
+            let claims = stores.iter().map(|store| async move {
+                let mut mine = Vec::new();
+                loop {
+                    let batch = store.claim_expiry_notices(within, now, 7).await.unwrap();
+                    if batch.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(batch.into_iter().map(|r| r.id));
+                }
+            });
+            let claimed: Vec<Vec<TokenId>> = futures_util::future::join_all(claims).await;
+            let per_instance: Vec<usize> = claimed.iter().map(Vec::len).collect();
+            let all: Vec<TokenId> = claimed.into_iter().flatten().collect();
+            let distinct: std::collections::HashSet<_> = all.iter().collect();
+            eprintln!(
+                "mysql: {TOKENS} notices claimed by 4 instances at once, 7 at a time: {per_instance:?}, {} distinct",
+                distinct.len()
+            );
+            assert_eq!(all.len(), TOKENS, "every token once: {per_instance:?}");
+            assert_eq!(distinct.len(), TOKENS, "no token twice");
+        })
+        .await;
+    }
+
     #[tokio::test]
     async fn migrate_is_idempotent_and_safe_when_instances_start_together() {
         with_mysql(|url, table| async move {
