@@ -4,8 +4,8 @@
 //!
 //! ```text
 //! # Against your Laravel application's database and Passport key:
-//! DATABASE_URL=postgres://laravel@127.0.0.1/laravel \
-//! PASSPORT_PUBLIC_KEY_PATH=/srv/laravel/storage/oauth-public.key \
+//! DATABASE_URL=mysql://laravel:secret@127.0.0.1/laravel \
+//! PASSPORT_PUBLIC_KEY=/srv/laravel/storage/oauth-public.key \
 //!     cargo run --all-features --example laravel
 //!
 //! # Or a self-contained run: a SQLite database shaped by Laravel's migrations, holding
@@ -17,15 +17,14 @@
 //!
 //! | variable | meaning |
 //! |---|---|
-//! | `DATABASE_URL` | `postgres://…` or `sqlite://…` (the application's database) |
-//! | `PASSPORT_PUBLIC_KEY` | Passport's public key, PEM (`\n` escapes allowed), or |
-//! | `PASSPORT_PUBLIC_KEY_PATH` | the file `storage/oauth-public.key`; neither: Sanctum only |
+//! | `DATABASE_URL` | `mysql://…` (or `mariadb://…`), `postgres://…` or `sqlite://…`: the application's database |
+//! | `PASSPORT_PUBLIC_KEY` | Passport's public key: the path of `storage/oauth-public.key`, or the PEM itself (`\n` escapes allowed); unset: Sanctum tokens only |
+//! | `SANCTUM_TOKENABLE_TYPE` | the `tokenable_type`s accepted, comma-separated: the model and its morph-map alias (default `App\Models\User`) |
 //! | `SANCTUM_EXPIRATION` | minutes, Sanctum's `sanctum.expiration` (unset: none) |
-//! | `LARAVEL_OWNER_TYPES` | accepted `tokenable_type`s, comma-separated (default `App\Models\User`) |
-//! | `PORT` | where to listen (default 3001) |
+//! | `PORT` | where to listen on 127.0.0.1 (default 3000) |
 //!
-//! Routes: `GET /api/user` (any valid token: who it belongs to, its format and scopes) and
-//! `GET /api/orders` (needs `orders:read`). Lookups are cached for 30 seconds: a token
+//! Routes: `GET /api/user` answers `{"id": "<user id>", "format": "sanctum" | "passport" |
+//! "pat", "scopes": [...]}` for any valid token; `GET /api/orders` needs `orders:read`. Lookups are cached for 30 seconds: a token
 //! Laravel revokes (a deleted Sanctum row, `revoked = 1`) is refused at most that long
 //! after.
 
@@ -52,17 +51,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
         |_| "set DATABASE_URL to the Laravel application's database (or pass --self-test)",
     )?;
     let pool = connect(&url).await?;
-    let passport = match (
-        env::var("PASSPORT_PUBLIC_KEY"),
-        env::var("PASSPORT_PUBLIC_KEY_PATH"),
-    ) {
-        (Ok(pem), _) => Some(PassportFormat::from_pem(&pem)?),
-        (_, Ok(path)) => Some(PassportFormat::from_file(path)?),
-        _ => None,
+    let passport = match env::var("PASSPORT_PUBLIC_KEY") {
+        Ok(key) if key.contains("-----BEGIN") => Some(PassportFormat::from_pem(&key)?),
+        Ok(path) => Some(PassportFormat::from_file(path)?),
+        Err(_) => None,
     };
     let port: u16 = match env::var("PORT") {
         Ok(p) => p.parse().map_err(|e| format!("PORT={p:?}: {e}"))?,
-        Err(_) => 3001,
+        Err(_) => 3000,
     };
     let app = app(pool, passport).await?;
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
@@ -75,12 +71,19 @@ async fn main() -> Result<(), Box<dyn Error>> {
 }
 
 async fn connect(url: &str) -> Result<LaravelPool, Box<dyn Error>> {
-    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+    if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+        let url = url.replacen("mariadb:", "mysql:", 1);
+        Ok(sqlx::MySqlPool::connect(&url).await?.into())
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         Ok(sqlx::PgPool::connect(url).await?.into())
     } else if url.starts_with("sqlite:") {
         Ok(sqlx::SqlitePool::connect(url).await?.into())
     } else {
-        Err(format!("DATABASE_URL: expected postgres://… or sqlite://…, got {url:?}").into())
+        Err(format!(
+            "DATABASE_URL: expected mysql://…, postgres://… or sqlite://…, got a URL starting {:?}",
+            url.split(':').next().unwrap_or_default()
+        )
+        .into())
     }
 }
 
@@ -96,7 +99,7 @@ async fn app(
             .map_err(|e| format!("SANCTUM_EXPIRATION={minutes:?}: {e}"))?;
         store = store.sanctum_expiration(Some(time::Duration::minutes(minutes)));
     }
-    if let Ok(types) = env::var("LARAVEL_OWNER_TYPES") {
+    if let Ok(types) = env::var("SANCTUM_TOKENABLE_TYPE") {
         store = store.owner_types(types.split(',').map(str::trim));
     }
     let cached = CachedStore::builder()
@@ -120,9 +123,9 @@ async fn app(
 async fn user(token: AccessToken) -> Json<Value> {
     let scopes: Vec<&str> = token.scopes().iter().map(|s| s.as_str()).collect();
     Json(json!({
-        "user_id": token.user_id(),
+        "id": token.user_id().to_string(),
         "format": token.kind().as_str(),
-        "token": { "name": token.name(), "scopes": scopes },
+        "scopes": scopes,
     }))
 }
 

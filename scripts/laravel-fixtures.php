@@ -78,6 +78,11 @@ function jwt($key, array $claims, string $alg = 'RS256', ?string $hmac = null, b
     $signed = "$header.$payload";
     if ($alg === 'RS256') {
         openssl_sign($signed, $sig, $key, OPENSSL_ALGO_SHA256);
+    } elseif ($alg === 'RS256 other key') {
+        $header = b64url(json_encode(['typ' => 'JWT', 'alg' => 'RS256']));
+        $signed = "$header.$payload";
+        $other = openssl_pkey_new(['private_key_bits' => 2048, 'private_key_type' => OPENSSL_KEYTYPE_RSA]);
+        openssl_sign($signed, $sig, $other, OPENSSL_ALGO_SHA256);
     } elseif ($alg === 'HS256') {
         $sig = hash_hmac('sha256', $signed, $hmac, true);
     } else {
@@ -118,5 +123,8 @@ $mint('not a personal access client', ['aud' => 'password-client']);
 $mint('HS256 with the public key', [], 'HS256');
 $mint('alg none', [], 'none');
 $mint('expired', ['exp' => '1767225601.5']);
+$mint('signed by another key', [], 'RS256 other key');
+// A client credentials token: no user (`sub` empty), the row's `user_id` NULL.
+$mint('client credentials', ['sub' => '']);
 file_put_contents("$dir/passport.json", json_encode($passport, JSON_PRETTY_PRINT | JSON_UNESCAPED_SLASHES) . "\n");
 echo "wrote $dir/{sanctum.json,passport.json,oauth-public.key}\n";

@@ -1,6 +1,6 @@
 //! [`LaravelStore`]: the Sanctum and Passport tokens a Laravel application issued, read from
 //! its own tables (`personal_access_tokens`, `oauth_access_tokens`, `oauth_clients`) on
-//! PostgreSQL or SQLite.
+//! MySQL/MariaDB, PostgreSQL or SQLite.
 
 use std::{fmt, marker::PhantomData, str::FromStr};
 
@@ -32,6 +32,10 @@ const NEVER: OffsetDateTime = datetime!(9999-12-31 23:59:59 UTC);
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum LaravelPool {
+    /// MySQL or MariaDB (`DB_CONNECTION=mysql`/`mariadb`), Laravel's default.
+    #[cfg(feature = "mysql")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
+    MySql(sqlx::MySqlPool),
     /// PostgreSQL (`DB_CONNECTION=pgsql`).
     #[cfg(feature = "postgres")]
     #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -45,11 +49,20 @@ pub enum LaravelPool {
 impl fmt::Debug for LaravelPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            #[cfg(feature = "mysql")]
+            Self::MySql(_) => "LaravelPool::MySql",
             #[cfg(feature = "postgres")]
             Self::Postgres(_) => "LaravelPool::Postgres",
             #[cfg(feature = "sqlite")]
             Self::Sqlite(_) => "LaravelPool::Sqlite",
         })
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl From<sqlx::MySqlPool> for LaravelPool {
+    fn from(pool: sqlx::MySqlPool) -> Self {
+        Self::MySql(pool)
     }
 }
 
@@ -72,6 +85,8 @@ impl From<sqlx::SqlitePool> for LaravelPool {
 macro_rules! on_pool {
     ($pool:expr, |$p:ident| $body:expr) => {
         match $pool {
+            #[cfg(feature = "mysql")]
+            LaravelPool::MySql($p) => $body,
             #[cfg(feature = "postgres")]
             LaravelPool::Postgres($p) => $body,
             #[cfg(feature = "sqlite")]
@@ -100,12 +115,33 @@ impl LaravelPool {
         }
     }
 
+    fn is_mysql(&self) -> bool {
+        match self {
+            #[cfg(feature = "mysql")]
+            Self::MySql(_) => true,
+            // Unreachable when MySQL is the only database built in.
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
     /// The `n`th parameter, read as a timestamp without a zone.
     fn timestamp_param(&self, n: usize) -> String {
         if self.is_postgres() {
             format!("CAST(${n} AS TIMESTAMP)")
+        } else if self.is_mysql() {
+            "CAST(? AS DATETIME)".to_owned()
         } else {
             "?".to_owned()
+        }
+    }
+
+    /// `expr` read as text: every column is, so one row decoder serves every database.
+    fn text(&self, expr: &str) -> String {
+        if self.is_mysql() {
+            format!("CAST({expr} AS CHAR)")
+        } else {
+            format!("CAST({expr} AS TEXT)")
         }
     }
 
@@ -405,16 +441,21 @@ where
     }
 
     async fn find_sanctum(&self, key: &TokenHash) -> Lookup<U> {
+        let t = |expr: &str| self.pool.text(expr);
         let expires = if self.sanctum_expires_column {
-            "CAST(expires_at AS TEXT)"
+            t("expires_at")
         } else {
-            "NULL"
+            "NULL".to_owned()
         };
         let query = sql(format!(
-            "SELECT CAST(id AS TEXT), tokenable_type, CAST(tokenable_id AS TEXT), name, \
-             CAST(abilities AS TEXT), CAST(last_used_at AS TEXT), {expires}, \
-             CAST(created_at AS TEXT), CAST(updated_at AS TEXT) \
+            "SELECT {}, tokenable_type, {}, name, {}, {}, {expires}, {}, {} \
              FROM {} WHERE token = {}",
+            t("id"),
+            t("tokenable_id"),
+            t("abilities"),
+            t("last_used_at"),
+            t("created_at"),
+            t("updated_at"),
             self.sanctum_table,
             self.pool.param(1)
         ));
@@ -472,22 +513,28 @@ where
         let Some(schema) = self.passport else {
             return Ok(None);
         };
+        let t = |expr: &str| self.pool.text(expr);
         let personal = match schema {
-            PassportSchema::Flag => "c.personal_access_client",
+            PassportSchema::Flag => "c.personal_access_client".to_owned(),
             PassportSchema::GrantTypes => {
-                "CAST(c.grant_types AS TEXT) LIKE '%\"personal_access\"%'"
+                format!("{} LIKE '%\"personal_access\"%'", t("c.grant_types"))
             }
         };
         let query = sql(format!(
-            "SELECT CAST(t.user_id AS TEXT), CAST(t.client_id AS TEXT), t.name, \
-             CAST(t.scopes AS TEXT), CASE WHEN t.revoked THEN 'y' ELSE 'n' END, \
-             CAST(t.created_at AS TEXT), CAST(t.updated_at AS TEXT), \
+            "SELECT {}, {}, t.name, {}, CASE WHEN t.revoked THEN 'y' ELSE 'n' END, {}, {}, \
              CASE WHEN c.id IS NULL THEN 'missing' WHEN c.revoked THEN 'revoked' \
              WHEN {personal} THEN 'personal' ELSE 'other' END \
-             FROM {} t LEFT JOIN {} c ON CAST(c.id AS TEXT) = CAST(t.client_id AS TEXT) \
+             FROM {} t LEFT JOIN {} c ON {} = {} \
              WHERE t.id = {}",
+            t("t.user_id"),
+            t("t.client_id"),
+            t("t.scopes"),
+            t("t.created_at"),
+            t("t.updated_at"),
             self.tokens_table,
             self.clients_table,
+            t("c.id"),
+            t("t.client_id"),
             self.pool.param(1)
         ));
         let jti = claims.jti.clone();

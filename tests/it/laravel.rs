@@ -1,7 +1,8 @@
 //! Beside a Laravel application: the Sanctum and Passport tokens it issued, minted by PHP
 //! itself (`scripts/laravel-fixtures.php` wrote `tests/fixtures/laravel/`), read by
-//! `LaravelStore` from tables shaped as Laravel's migrations make them, on SQLite and (with
-//! `TOWER_PAT_POSTGRES_URL`) PostgreSQL, through a real layer over loopback.
+//! `LaravelStore` from tables shaped as Laravel's migrations make them, on SQLite, and on
+//! MariaDB and PostgreSQL where `TOWER_PAT_MYSQL_URL` and `TOWER_PAT_POSTGRES_URL` name
+//! them, through a real layer over loopback.
 
 use crate::common::{self, db};
 
@@ -28,6 +29,7 @@ fn fixture(name: &str) -> Vec<Value> {
 /// Which database, for the few statements whose SQL differs.
 #[derive(Clone, Copy, PartialEq)]
 enum Db {
+    MySql,
     Postgres,
     Sqlite,
 }
@@ -52,6 +54,11 @@ impl Tables {
 
     fn create(&self, db: Db, passport_12: bool) -> Vec<String> {
         let (id, ts, boolean) = match db {
+            Db::MySql => (
+                "bigint unsigned auto_increment primary key",
+                "timestamp",
+                "tinyint(1)",
+            ),
             Db::Postgres => (
                 "bigserial primary key",
                 "timestamp(0) without time zone",
@@ -96,7 +103,7 @@ impl Tables {
     fn rows(&self, db: Db, passport_12: bool) -> Vec<String> {
         let (t, f) = match db {
             Db::Postgres => ("true", "false"),
-            Db::Sqlite => ("1", "0"),
+            Db::MySql | Db::Sqlite => ("1", "0"),
         };
         let mut rows = Vec::new();
         for token in fixture("sanctum.json") {
@@ -105,6 +112,12 @@ impl Tables {
                 "App\\Models\\Team"
             } else {
                 "App\\Models\\User"
+            };
+            // MySQL reads a backslash in a string literal as an escape.
+            let owner = if db == Db::MySql {
+                owner.replace('\\', "\\\\")
+            } else {
+                owner.to_owned()
             };
             let expires = token["expires_at"]
                 .as_str()
@@ -161,9 +174,14 @@ impl Tables {
             } else {
                 "[\"orders:read\"]"
             };
+            let user = if case == "client credentials" {
+                "NULL"
+            } else {
+                "42"
+            };
             rows.push(format!(
                 "INSERT INTO {} (id, user_id, client_id, name, scopes, revoked, created_at, updated_at, \
-                 expires_at) VALUES ('{}', 42, '{client}', '{case}', '{scopes}', {}, \
+                 expires_at) VALUES ('{}', {user}, '{client}', '{case}', '{scopes}', {}, \
                  '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2037-01-01 00:00:00')",
                 self.tokens,
                 token["jti"].as_str().unwrap(),
@@ -178,12 +196,16 @@ async fn execute(pool: &LaravelPool, statements: &[String]) {
     for statement in statements {
         let query = sqlx::query(AssertSqlSafe(statement.clone()));
         let done = match pool {
+            LaravelPool::MySql(p) => sqlx::query(AssertSqlSafe(statement.clone()))
+                .execute(p)
+                .await
+                .map(|_| ()),
             LaravelPool::Postgres(p) => query.execute(p).await.map(|_| ()),
             LaravelPool::Sqlite(p) => sqlx::query(AssertSqlSafe(statement.clone()))
                 .execute(p)
                 .await
                 .map(|_| ()),
-            _ => unreachable!("the tests build Postgres and SQLite pools"),
+            _ => unreachable!("the tests build MySQL, Postgres and SQLite pools"),
         };
         done.unwrap_or_else(|e| panic!("{statement}: {e}"));
     }
@@ -192,13 +214,18 @@ async fn execute(pool: &LaravelPool, statements: &[String]) {
 async fn text(pool: &LaravelPool, statement: &str) -> Option<String> {
     let query = sqlx::query_scalar::<_, Option<String>>(AssertSqlSafe(statement.to_owned()));
     match pool {
+        LaravelPool::MySql(p) => {
+            sqlx::query_scalar::<_, Option<String>>(AssertSqlSafe(statement.to_owned()))
+                .fetch_one(p)
+                .await
+        }
         LaravelPool::Postgres(p) => query.fetch_one(p).await,
         LaravelPool::Sqlite(p) => {
             sqlx::query_scalar::<_, Option<String>>(AssertSqlSafe(statement.to_owned()))
                 .fetch_one(p)
                 .await
         }
-        _ => unreachable!("the tests build Postgres and SQLite pools"),
+        _ => unreachable!("the tests build MySQL, Postgres and SQLite pools"),
     }
     .expect(statement)
 }
@@ -341,9 +368,10 @@ async fn laravel_tokens_are_accepted_as_laravel_accepts_them(
 
     // Last use, written back as Laravel writes it, once per batch.
     assert!(layer.flush().await > 0, "uses were recorded");
+    let as_text = if db == Db::MySql { "CHAR" } else { "TEXT" };
     let row = |column: &str| {
         format!(
-            "SELECT CAST({column} AS TEXT) FROM {} WHERE id = 5",
+            "SELECT CAST({column} AS {as_text}) FROM {} WHERE id = 5",
             tables.sanctum
         )
     };
@@ -366,11 +394,7 @@ async fn laravel_tokens_are_accepted_as_laravel_accepts_them(
         StatusCode::UNAUTHORIZED
     );
     // Revoked by Laravel's `revoke()`: `revoked = 1`.
-    let (t, _) = if db == Db::Postgres {
-        ("true", "false")
-    } else {
-        ("1", "0")
-    };
+    let t = if db == Db::Postgres { "true" } else { "1" };
     let valid = fixture("passport.json")
         .into_iter()
         .find(|t| t["case"] == "valid")
@@ -392,7 +416,7 @@ async fn laravel_tokens_are_accepted_as_laravel_accepts_them(
     );
 
     tokio::time::sleep(StdDuration::from_millis(10)).await;
-    if db == Db::Postgres {
+    if db != Db::Sqlite {
         execute(
             &pool,
             &[format!(
@@ -454,4 +478,80 @@ async fn postgres_laravel_tables() {
         .await;
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_laravel_tables() {
+    db::with_mysql(|url, table| async move {
+        let pool = db::mysql_pool(&url).await;
+        laravel_tokens_are_accepted_as_laravel_accepts_them(
+            pool.clone().into(),
+            Db::MySql,
+            &format!("{table}_13"),
+            false,
+        )
+        .await;
+        laravel_tokens_are_accepted_as_laravel_accepts_them(
+            pool.into(),
+            Db::MySql,
+            &format!("{table}_12"),
+            true,
+        )
+        .await;
+    })
+    .await;
+}
+
+/// A table from before Sanctum 3.0 has no `expires_at`: its tokens never expire, and the
+/// store still reads them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sanctum_table_from_before_expiry() {
+    use tower_pat::{
+        TokenStore,
+        credential::{Credential, Presented},
+        token::TokenHash,
+    };
+    let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+    let token = fixture("sanctum.json")
+        .into_iter()
+        .find(|t| t["generation"] == "2.6 id|40")
+        .unwrap();
+    for statement in [
+        "CREATE TABLE personal_access_tokens (id integer primary key autoincrement, \
+         tokenable_type varchar not null, tokenable_id integer not null, name varchar not null, \
+         token varchar(64) not null unique, abilities text, last_used_at datetime, \
+         created_at datetime, updated_at datetime)"
+            .to_owned(),
+        format!(
+            "INSERT INTO personal_access_tokens (id, tokenable_type, tokenable_id, name, token, \
+             abilities, created_at, updated_at) VALUES (3, 'App\\Models\\User', 42, 'old', '{}', \
+             '[\"orders:read\"]', '2020-01-01 00:00:00', '2020-01-01 00:00:00')",
+            token["token"].as_str().unwrap()
+        ),
+    ] {
+        sqlx::query(AssertSqlSafe(statement))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let store = LaravelStore::<i64>::connect(pool).await.unwrap();
+    let key = TokenHash::from_hex(token["token"].as_str().unwrap()).unwrap();
+    let found = store
+        .find_presented(&Presented::new(key, Credential::Sanctum { id: Some(3) }))
+        .await
+        .unwrap()
+        .expect("the row, without an expires_at column");
+    assert_eq!(found.user_id, 42);
+    assert!(found.expires_at.year() >= 9999, "{}", found.expires_at);
+    // With `sanctum.expiration` set, `created_at` bounds it.
+    let store = store.sanctum_expiration(Some(time::Duration::minutes(60)));
+    let found = store
+        .find_presented(&Presented::new(key, Credential::Sanctum { id: Some(3) }))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        found.expires_at,
+        time::macros::datetime!(2020-01-01 01:00 UTC)
+    );
 }
