@@ -230,6 +230,10 @@ async fn text(pool: &LaravelPool, statement: &str) -> Option<String> {
     .expect(statement)
 }
 
+fn status_scope() -> RequireScopesLayer {
+    RequireScopesLayer::all(["orders:read:status"])
+}
+
 /// Every check, on one database: the Sanctum generations, the Passport cases, last use
 /// written back, a deleted row refused.
 async fn laravel_tokens_are_accepted_as_laravel_accepts_them(
@@ -266,6 +270,10 @@ async fn laravel_tokens_are_accepted_as_laravel_accepts_them(
         .route(
             "/orders",
             get(|| async { "placed" }).route_layer(RequireScopesLayer::all(["orders:create"])),
+        )
+        .route(
+            "/status",
+            get(|| async { "status" }).route_layer(status_scope()),
         )
         .layer(layer.clone());
     let addr = common::serve(app).await;
@@ -364,6 +372,53 @@ async fn laravel_tokens_are_accepted_as_laravel_accepts_them(
             .await
             .status,
         StatusCode::OK
+    );
+
+    // `orders:read` grants `orders:read:status` only with Passport's inherited scopes on.
+    assert_eq!(
+        common::bearer(addr, "/status", &passport("valid"))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let inheriting = PatLayer::new(
+        LaravelStore::<i64>::connect(pool.clone())
+            .await
+            .unwrap()
+            .tables(&tables.sanctum, &tables.tokens, &tables.clients)
+            .await
+            .unwrap(),
+    )
+    .accept(
+        Formats::new(TokenFormat::default())
+            .sanctum(SanctumFormat::new())
+            .passport(
+                PassportFormat::from_file(format!("{FIXTURES}/oauth-public.key"))
+                    .unwrap()
+                    .inherited_scopes(true),
+            ),
+    );
+    let inheriting = common::serve(
+        Router::new()
+            .route(
+                "/status",
+                get(|| async { "status" }).route_layer(status_scope()),
+            )
+            .layer(inheriting),
+    )
+    .await;
+    assert_eq!(
+        common::bearer(inheriting, "/status", &passport("valid"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // A Sanctum ability never inherits.
+    assert_eq!(
+        common::bearer(inheriting, "/status", &read_only)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
     );
 
     // Last use, written back as Laravel writes it, once per batch.
