@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 
 use crate::{
     credential::CredentialKind,
+    metrics::ScopeMetrics,
     reject::{RejectionBody, Rejector},
     scope::{ScopeMatching, Scopes},
     token::{TokenHash, parse_hex, write_hex},
@@ -445,6 +446,9 @@ impl<U: UserId> AccessToken<U> {
 pub(crate) struct Settings {
     pub(crate) matching: ScopeMatching,
     pub(crate) rejector: Rejector,
+    /// The scope checks' counters; a layer's settings have them, those of
+    /// [`AccessToken::new`] count through the current recorder.
+    pub(crate) scope_metrics: Option<ScopeMetrics>,
 }
 
 impl Settings {
@@ -452,7 +456,14 @@ impl Settings {
         Self {
             matching,
             rejector: Rejector::new(realm, body),
+            scope_metrics: None,
         }
+    }
+
+    /// With counters of their own for the scope checks (a layer's settings).
+    pub(crate) fn counted(mut self) -> Self {
+        self.scope_metrics = Some(ScopeMetrics::new());
+        self
     }
 
     /// The matching rules for a token of `kind`: Laravel's tokens mean every scope by
