@@ -66,8 +66,6 @@ mod off {
     impl Gauge {
         #[inline(always)]
         pub(crate) fn increment(&self, _: f64) {}
-        #[inline(always)]
-        pub(crate) fn decrement(&self, _: f64) {}
     }
 }
 #[cfg(all(not(feature = "metrics"), feature = "cache"))]
@@ -259,6 +257,8 @@ pub(crate) struct CacheMetrics {
 /// The entries and evictions of one of a cache's two maps.
 #[cfg(feature = "cache")]
 #[derive(Clone)]
+// Evictions are heard by moka's eviction listener, set only with the feature.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 pub(crate) struct CacheSide {
     entries: Gauge,
     expired: Counter,

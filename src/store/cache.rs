@@ -103,6 +103,7 @@ use super::{Cursor, Lookup, ManageTokens, Revoked, Rotated, StoreError, TokenSto
 use crate::{
     credential::Presented,
     hashers::PrefixState,
+    metrics::CacheMetrics,
     record::{TokenId, TokenRecord, UserId},
     token::TokenHash,
 };
@@ -365,9 +366,13 @@ impl<St: TokenStore> CachedStoreBuilder<St> {
     /// The cache in front of a store shared elsewhere too.
     pub fn build_shared(self, store: Arc<St>) -> CachedStore<St> {
         let options = self.options;
+        let metrics = CacheMetrics::new();
         let positive = Cache::builder()
             .max_capacity(options.max_entries)
-            .time_to_live(options.ttl)
+            .time_to_live(options.ttl);
+        #[cfg(feature = "metrics")]
+        let positive = positive.eviction_listener(metrics.positive.listener());
+        let positive = positive
             // Keys are SHA-256 digests of real tokens (only found records go in): uniform
             // already, and out of an attacker's reach.
             .build_with_hasher(PrefixState::default());
@@ -378,8 +383,10 @@ impl<St: TokenStore> CachedStoreBuilder<St> {
             } else {
                 options.max_negative_entries
             })
-            .time_to_live(options.negative_ttl.max(Duration::from_nanos(1)))
-            .build();
+            .time_to_live(options.negative_ttl.max(Duration::from_nanos(1)));
+        #[cfg(feature = "metrics")]
+        let negative = negative.eviction_listener(metrics.negative.listener());
+        let negative = negative.build();
         CachedStore {
             inner: store,
             core: Arc::new(Core {
@@ -392,6 +399,7 @@ impl<St: TokenStore> CachedStoreBuilder<St> {
                 tickets: AtomicU64::new(0),
                 closers: Mutex::new(Closers::default()),
                 options,
+                metrics,
             }),
         }
     }
@@ -417,6 +425,8 @@ struct Core<U> {
     /// The wakers of the [`Closed`] futures waiting for the cache to go, woken as it goes.
     closers: Mutex<Closers>,
     options: CacheOptions,
+    /// Hits, misses, entries and evictions (feature `metrics`).
+    metrics: CacheMetrics,
 }
 
 #[derive(Default)]
@@ -508,6 +518,13 @@ impl<U: UserId> Core<U> {
     /// What the cache knows about `hash`, without asking the store.
     #[inline]
     fn cached(&self, hash: &TokenHash) -> Option<Option<Record<U>>> {
+        let found = self.known(hash);
+        self.metrics.cached(&found);
+        found
+    }
+
+    #[inline]
+    fn known(&self, hash: &TokenHash) -> Option<Option<Record<U>>> {
         if let Some(record) = self.positive.get(hash) {
             return Some(Some(record));
         }
@@ -534,10 +551,14 @@ impl<U: UserId> Core<U> {
             Some(record) if record.token_hash == hash => {
                 index.add(record.id, hash, &record.user_id);
                 self.positive.insert(hash, Arc::clone(record));
+                self.metrics.positive.inserted();
                 index.sweep(&self.positive);
             }
             Some(_) => {}
-            None => self.negative.insert(hash, ()),
+            None => {
+                self.negative.insert(hash, ());
+                self.metrics.negative.inserted();
+            }
         }
     }
 
@@ -676,6 +697,7 @@ impl<St: TokenStore> CachedStore<St> {
     fn load(&self, presented: Presented) -> Load<St::UserId> {
         let hash = presented.key();
         let core = &self.core;
+        core.metrics.miss();
         let epoch = core.epoch();
         let mut inflight = lock(&core.inflight);
         // Joins only a load that began since the last eviction: an older one may bring
@@ -771,7 +793,9 @@ impl<St: TokenStore> TokenStore for CachedStore<St> {
         }
         // A store that answers at once (in memory) fills the cache at once too.
         let epoch = self.core.epoch();
-        let found = self.inner.find_ready(hash)?;
+        let found = self.inner.find_ready(hash);
+        self.core.metrics.missed(&found);
+        let found = found?;
         if let Ok(found) = &found {
             self.core.remember(*hash, found, epoch);
         }
