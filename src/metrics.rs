@@ -12,7 +12,7 @@
 //! | `tower_pat_cache_lookups_total` | counter | `result`: `hit`, `negative_hit`, `miss` | what a [`CachedStore`](crate::store::CachedStore) knew of a token asked for: its record, that no record has it, or nothing (the store is asked) |
 //! | `tower_pat_cache_evictions_total` | counter | `cache`: `positive`, `negative`; `cause`: `expired`, `size`, `explicit` | entries that left a cache: their TTL ran out, room was needed, or they were evicted (a revocation, a pause) |
 //! | `tower_pat_cache_entries` | gauge | `cache`: `positive`, `negative` | entries a cache holds (records; unknown hashes), as far as the cache has caught up |
-//! | `tower_pat_listener_losses_total` | counter | `bus`: `postgres` | times a revocation listener lost its connection or went silent past its bound (the cache is paused until it listens again) |
+//! | `tower_pat_listener_losses_total` | counter | `bus`: `postgres`, `redis` | times a revocation listener lost its connection or went silent past its bound (the cache is paused until it listens again) |
 //! | `tower_pat_last_used_flushes_total` | counter | `result`: `ok`, `error` | batches of uses written back (`last_used_at`) in one `touch` call |
 //! | `tower_pat_last_used_uses_total` | counter | — | uses those batches wrote |
 //! | `tower_pat_token_changes_total` | counter | `change`: `created`, `rotated`, `revoked`, `deleted`, `pruned` | tokens the lifecycle changed (a `revoke_all` counts each token it revoked, a prune each token it deleted) |
@@ -351,7 +351,7 @@ impl CacheSide {
 }
 
 /// A revocation listener lost its connection (or went silent past its bound).
-#[cfg(all(feature = "postgres", feature = "cache"))]
+#[cfg(all(feature = "cache", any(feature = "postgres", feature = "redis")))]
 pub(crate) fn listener_lost(bus: &'static str) {
     counter("tower_pat_listener_losses_total", &[("bus", bus)]).increment(1);
 }
