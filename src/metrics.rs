@@ -10,8 +10,8 @@
 //! | `tower_pat_store_lookups_total` | counter | `result`: `found`, `not_found`, `error` | tokens a layer asked its store for (`error`: the store failed or timed out) |
 //! | `tower_pat_store_lookup_duration_seconds` | histogram | — | how long a request waited for a store that could not answer at once (a database; a cache miss) |
 //! | `tower_pat_cache_lookups_total` | counter | `result`: `hit`, `negative_hit`, `miss` | what a [`CachedStore`](crate::store::CachedStore) knew of a token asked for: its record, that no record has it, or nothing (the store is asked) |
-//! | `tower_pat_cache_evictions_total` | counter | `cache`: `positive`, `negative`; `cause`: `expired`, `size`, `explicit` | entries that left a cache: their TTL ran out, room was needed, or they were evicted (a revocation, a pause) |
-//! | `tower_pat_cache_entries` | gauge | `cache`: `positive`, `negative` | entries a cache holds (records; unknown hashes), as far as the cache has caught up |
+//! | `tower_pat_cache_evictions_total` | counter | `reason`: `revoked`, `pruned`, `cleared` | records a cache dropped because they changed: revoked or deleted (through the cache, or heard from a bus), pruned, or everything cleared (a bus paused the cache). Records that reach their TTL or leave for room are not counted |
+//! | `tower_pat_cache_entries` | gauge | `cache`: `positive`, `negative` | entries a cache holds (records; unknown hashes) as the cache counts them, set when it stores or evicts (the count catches up with the cache's housekeeping) |
 //! | `tower_pat_listener_losses_total` | counter | `bus`: `postgres`, `redis` | times a revocation listener lost its connection or went silent past its bound (the cache is paused until it listens again) |
 //! | `tower_pat_last_used_flushes_total` | counter | `result`: `ok`, `error` | batches of uses written back (`last_used_at`) in one `touch` call |
 //! | `tower_pat_last_used_uses_total` | counter | — | uses those batches wrote |
@@ -65,7 +65,7 @@ mod off {
     #[cfg(feature = "cache")]
     impl Gauge {
         #[inline(always)]
-        pub(crate) fn increment(&self, _: f64) {}
+        pub(crate) fn set(&self, _: f64) {}
     }
 }
 #[cfg(all(not(feature = "metrics"), feature = "cache"))]
@@ -242,6 +242,18 @@ pub(crate) fn scope_without_layer() {
     .increment(1);
 }
 
+/// Why records left a cache (moka's own expiry and size evictions are not heard).
+#[cfg(feature = "cache")]
+#[derive(Clone, Copy)]
+pub(crate) enum Eviction {
+    /// Revoked or deleted (through the cache, or heard from a bus).
+    Revoked,
+    /// Pruned.
+    Pruned,
+    /// Everything cleared: a bus paused the cache, or could not read a message.
+    Cleared,
+}
+
 /// The counters of one [`CachedStore`](crate::store::CachedStore), registered when it is
 /// built.
 #[cfg(feature = "cache")]
@@ -249,21 +261,10 @@ pub(crate) struct CacheMetrics {
     hit: Counter,
     negative_hit: Counter,
     miss: Counter,
-    /// Records; unknown hashes.
-    pub(crate) positive: CacheSide,
-    pub(crate) negative: CacheSide,
-}
-
-/// The entries and evictions of one of a cache's two maps.
-#[cfg(feature = "cache")]
-#[derive(Clone)]
-// Evictions are heard by moka's eviction listener, set only with the feature.
-#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-pub(crate) struct CacheSide {
+    /// By [`Eviction`].
+    evicted: [Counter; 3],
     entries: Gauge,
-    expired: Counter,
-    size: Counter,
-    explicit: Counter,
+    negative_entries: Gauge,
 }
 
 #[cfg(feature = "cache")]
@@ -271,12 +272,15 @@ impl CacheMetrics {
     pub(crate) fn new() -> Self {
         describe();
         let result = |result| counter("tower_pat_cache_lookups_total", &[("result", result)]);
+        let entries = |cache| gauge("tower_pat_cache_entries", &[("cache", cache)]);
         Self {
             hit: result("hit"),
             negative_hit: result("negative_hit"),
             miss: result("miss"),
-            positive: CacheSide::new("positive"),
-            negative: CacheSide::new("negative"),
+            evicted: ["revoked", "pruned", "cleared"]
+                .map(|reason| counter("tower_pat_cache_evictions_total", &[("reason", reason)])),
+            entries: entries("positive"),
+            negative_entries: entries("negative"),
         }
     }
 
@@ -303,50 +307,25 @@ impl CacheMetrics {
             self.miss();
         }
     }
-}
 
-#[cfg(feature = "cache")]
-impl CacheSide {
-    fn new(cache: &'static str) -> Self {
-        let cause = |cause| {
-            counter(
-                "tower_pat_cache_evictions_total",
-                &[("cache", cache), ("cause", cause)],
-            )
-        };
-        Self {
-            entries: gauge("tower_pat_cache_entries", &[("cache", cache)]),
-            expired: cause("expired"),
-            size: cause("size"),
-            explicit: cause("explicit"),
+    /// `records` left the cache, for `why` (everything, when it is cleared).
+    pub(crate) fn evicted(&self, why: Eviction, records: u64) {
+        self.evicted[why as usize].increment(records);
+        if let Eviction::Cleared = why {
+            self.entries.set(0.0);
+            self.negative_entries.set(0.0);
         }
     }
 
-    /// An entry went in.
-    #[inline]
-    pub(crate) fn inserted(&self) {
-        self.entries.increment(1.0);
-    }
-
-    /// The eviction listener of the map: every removal takes an entry out (a replaced
-    /// one too, its replacement having been counted in), and the evictions are counted
-    /// by cause.
-    #[cfg(feature = "metrics")]
-    pub(crate) fn listener<K, V>(
+    /// The entries of both maps, as moka counts them (lazily: it catches up in its
+    /// housekeeping).
+    pub(crate) fn entries<K, V, S, T>(
         &self,
-    ) -> impl Fn(std::sync::Arc<K>, V, moka::notification::RemovalCause) + Send + Sync + 'static
-    {
-        use moka::notification::RemovalCause;
-        let side = self.clone();
-        move |_, _, cause| {
-            side.entries.decrement(1.0);
-            match cause {
-                RemovalCause::Expired => side.expired.increment(1),
-                RemovalCause::Size => side.size.increment(1),
-                RemovalCause::Explicit => side.explicit.increment(1),
-                RemovalCause::Replaced => {}
-            }
-        }
+        positive: &moka::sync::Cache<K, V, S>,
+        negative: &moka::sync::Cache<K, T>,
+    ) {
+        self.entries.set(positive.entry_count() as f64);
+        self.negative_entries.set(negative.entry_count() as f64);
     }
 }
 
@@ -412,7 +391,7 @@ fn describe() {
         );
         describe_counter!(
             "tower_pat_cache_evictions_total",
-            "Entries that left the token cache, by cache and cause"
+            "Records the token cache dropped because they changed (revoked, pruned, cleared)"
         );
         describe_gauge!(
             "tower_pat_cache_entries",

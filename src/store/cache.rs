@@ -103,7 +103,7 @@ use super::{Cursor, Lookup, ManageTokens, Revoked, Rotated, StoreError, TokenSto
 use crate::{
     credential::Presented,
     hashers::PrefixState,
-    metrics::CacheMetrics,
+    metrics::{CacheMetrics, Eviction},
     record::{TokenId, TokenRecord, UserId},
     token::TokenHash,
 };
@@ -369,10 +369,7 @@ impl<St: TokenStore> CachedStoreBuilder<St> {
         let metrics = CacheMetrics::new();
         let positive = Cache::builder()
             .max_capacity(options.max_entries)
-            .time_to_live(options.ttl);
-        #[cfg(feature = "metrics")]
-        let positive = positive.eviction_listener(metrics.positive.listener());
-        let positive = positive
+            .time_to_live(options.ttl)
             // Keys are SHA-256 digests of real tokens (only found records go in): uniform
             // already, and out of an attacker's reach.
             .build_with_hasher(PrefixState::default());
@@ -383,10 +380,8 @@ impl<St: TokenStore> CachedStoreBuilder<St> {
             } else {
                 options.max_negative_entries
             })
-            .time_to_live(options.negative_ttl.max(Duration::from_nanos(1)));
-        #[cfg(feature = "metrics")]
-        let negative = negative.eviction_listener(metrics.negative.listener());
-        let negative = negative.build();
+            .time_to_live(options.negative_ttl.max(Duration::from_nanos(1)))
+            .build();
         CachedStore {
             inner: store,
             core: Arc::new(Core {
@@ -551,13 +546,13 @@ impl<U: UserId> Core<U> {
             Some(record) if record.token_hash == hash => {
                 index.add(record.id, hash, &record.user_id);
                 self.positive.insert(hash, Arc::clone(record));
-                self.metrics.positive.inserted();
+                self.metrics.entries(&self.positive, &self.negative);
                 index.sweep(&self.positive);
             }
             Some(_) => {}
             None => {
                 self.negative.insert(hash, ());
-                self.metrics.negative.inserted();
+                self.metrics.entries(&self.positive, &self.negative);
             }
         }
     }
@@ -567,6 +562,7 @@ impl<U: UserId> Core<U> {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         if let Some(hash) = index.remove(id) {
             self.positive.invalidate(&hash);
+            self.metrics.evicted(Eviction::Revoked, 1);
         }
     }
 
@@ -576,6 +572,7 @@ impl<U: UserId> Core<U> {
         for id in index.by_user.remove(user).unwrap_or_default() {
             if let Some((hash, _)) = index.by_id.remove(&id) {
                 self.positive.invalidate(&hash);
+                self.metrics.evicted(Eviction::Revoked, 1);
             }
         }
     }
@@ -583,6 +580,7 @@ impl<U: UserId> Core<U> {
     fn evict_all(&self) {
         let mut index = lock(&self.index);
         self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.metrics.evicted(Eviction::Cleared, self.positive.entry_count());
         self.positive.invalidate_all();
         self.negative.invalidate_all();
         index.by_id.clear();
@@ -603,6 +601,7 @@ impl<U: UserId> Core<U> {
         for id in ids {
             if let Some(hash) = index.remove(id) {
                 self.positive.invalidate(&hash);
+                self.metrics.evicted(Eviction::Pruned, 1);
             }
         }
     }
@@ -621,6 +620,7 @@ impl<U: UserId> Core<U> {
         let mut index = lock(&self.index);
         self.pauses.fetch_add(1, Ordering::AcqRel);
         self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.metrics.evicted(Eviction::Cleared, self.positive.entry_count());
         self.positive.invalidate_all();
         self.negative.invalidate_all();
         index.by_id.clear();
