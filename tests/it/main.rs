@@ -10,6 +10,9 @@ mod audit;
 mod cache;
 mod concurrency;
 mod connect;
+mod demo;
+#[path = "../../examples/demo/app.rs"]
+mod demo_app;
 mod faults;
 #[cfg(feature = "laravel")]
 mod formats;
