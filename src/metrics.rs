@@ -226,7 +226,9 @@ impl ScopeMetrics {
                 RejectionKind::MissingCredentials => counters.missing_credentials.increment(1),
                 _ => counters.insufficient.increment(1),
             },
-            None => counter("tower_pat_scope_refusals_total", &[("code", kind.code())]).increment(1),
+            None => {
+                counter("tower_pat_scope_refusals_total", &[("code", kind.code())]).increment(1)
+            }
         }
     }
 }

@@ -57,7 +57,9 @@ static GLOBAL: Counting = Counting;
 static CACHES: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    CACHES.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    CACHES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn allocations() -> u64 {

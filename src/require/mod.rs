@@ -59,8 +59,8 @@ use http::{Extensions, HeaderMap, HeaderName, HeaderValue, Response};
 use pin_project_lite::pin_project;
 
 use crate::{
-    record::{AdmissionRef, admission},
     metrics::ScopeMetrics,
+    record::{AdmissionRef, admission},
     reject::{RejectionKind, reject_without_layer},
     scope::{Requirement, Scopes},
 };

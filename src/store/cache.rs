@@ -580,7 +580,8 @@ impl<U: UserId> Core<U> {
     fn evict_all(&self) {
         let mut index = lock(&self.index);
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.metrics.evicted(Eviction::Cleared, self.positive.entry_count());
+        self.metrics
+            .evicted(Eviction::Cleared, self.positive.entry_count());
         self.positive.invalidate_all();
         self.negative.invalidate_all();
         index.by_id.clear();
@@ -620,7 +621,8 @@ impl<U: UserId> Core<U> {
         let mut index = lock(&self.index);
         self.pauses.fetch_add(1, Ordering::AcqRel);
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.metrics.evicted(Eviction::Cleared, self.positive.entry_count());
+        self.metrics
+            .evicted(Eviction::Cleared, self.positive.entry_count());
         self.positive.invalidate_all();
         self.negative.invalidate_all();
         index.by_id.clear();

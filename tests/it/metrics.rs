@@ -63,10 +63,19 @@ async fn requests_cache_and_changes_are_counted_exactly() {
     assert_eq!(status(Some(secret(&reader.token))).await, StatusCode::OK);
     assert_eq!(status(None).await, StatusCode::UNAUTHORIZED);
     // Unknown: the store says so, then the negative cache does.
-    assert_eq!(status(Some(secret(&stranger))).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(status(Some(secret(&stranger))).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(Some(secret(&stranger))).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(Some(secret(&stranger))).await,
+        StatusCode::UNAUTHORIZED
+    );
     // Admitted by the layer, refused by the scope check.
-    assert_eq!(status(Some(secret(&other.token))).await, StatusCode::FORBIDDEN);
+    assert_eq!(
+        status(Some(secret(&other.token))).await,
+        StatusCode::FORBIDDEN
+    );
     // Revoked through the cache: evicted, asked again, refused.
     tokens.revoke(&1, reader.record.id).await.unwrap();
     assert_eq!(
@@ -89,7 +98,10 @@ async fn requests_cache_and_changes_are_counted_exactly() {
             1.0,
         ),
         (r#"tower_pat_cache_lookups_total{result="hit"}"#, 1.0),
-        (r#"tower_pat_cache_lookups_total{result="negative_hit"}"#, 1.0),
+        (
+            r#"tower_pat_cache_lookups_total{result="negative_hit"}"#,
+            1.0,
+        ),
         (r#"tower_pat_cache_lookups_total{result="miss"}"#, 4.0),
         (r#"tower_pat_cache_evictions_total{reason="revoked"}"#, 1.0),
         (r#"tower_pat_store_lookups_total{result="found"}"#, 4.0),
@@ -113,4 +125,83 @@ async fn requests_cache_and_changes_are_counted_exactly() {
             assert!(!text.contains(&named), "{named} in\n{text}");
         }
     }
+}
+
+/// The demo's `GET /metrics`, over a socket, after a few API calls: Prometheus' text,
+/// with the counters the calls moved.
+#[tokio::test]
+async fn the_demo_serves_what_it_counted() {
+    use crate::demo_app as app;
+
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let prometheus = recorder.handle();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let store = tower_pat::SqliteStore::<i64>::open(":memory:")
+        .await
+        .expect("an in-memory SQLite store");
+    store.migrate().await.expect("migrations");
+    let demo = app::demo(store);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local address");
+    let service = demo
+        .router
+        .clone()
+        .merge(app::metrics(prometheus))
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, service).await.expect("axum server") });
+
+    let token = demo
+        .tokens
+        .create(app::ADMIN, "metrics", ["user:read"])
+        .await
+        .unwrap()
+        .token;
+    let token = token.expose_secret();
+    assert_eq!(
+        common::bearer(addr, "/api/user", token).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        common::bearer(addr, "/api/orders", token).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        common::send(addr, "/api/user", &[]).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let reply = common::send(addr, "/metrics", &[]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        reply.headers[http::header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    for (series, want) in [
+        (r#"tower_pat_requests_total{outcome="accepted"}"#, 2.0),
+        (
+            r#"tower_pat_requests_total{outcome="missing_credentials"}"#,
+            1.0,
+        ),
+        (
+            r#"tower_pat_scope_refusals_total{code="insufficient_scope"}"#,
+            1.0,
+        ),
+        (r#"tower_pat_token_changes_total{change="created"}"#, 1.0),
+    ] {
+        assert_eq!(
+            value(&reply.body, series),
+            Some(want),
+            "{series} in\n{}",
+            reply.body
+        );
+    }
+    assert!(
+        reply
+            .body
+            .contains("# TYPE tower_pat_requests_total counter")
+    );
 }
