@@ -27,14 +27,29 @@
 //! nothing: install the exporter before building them.
 //!
 //! ```
-//! # #[cfg(feature = "metrics")] {
+//! use std::convert::Infallible;
+//! use http::{Request, Response, StatusCode};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //! use tower_pat::{MemoryStore, PatLayer};
 //!
-//! // metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?, say;
-//! // then:
-//! let layer = PatLayer::new(MemoryStore::<i64>::new());
-//! # drop(layer);
-//! # }
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! // An application installs it for the whole process, first thing:
+//! // `PrometheusBuilder::new().install_recorder()`. Here, for this thread only.
+//! let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+//! let prometheus = recorder.handle();
+//! let svc = metrics::with_local_recorder(&recorder, || {
+//!     ServiceBuilder::new()
+//!         .layer(PatLayer::new(MemoryStore::<i64>::new()))
+//!         .service(service_fn(|_: Request<String>| async {
+//!             Ok::<_, Infallible>(Response::new(String::new()))
+//!         }))
+//! });
+//!
+//! let res = svc.oneshot(Request::new(String::new())).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+//! let text = prometheus.render();
+//! assert!(text.contains(r#"tower_pat_requests_total{outcome="missing_credentials"} 1"#));
+//! # });
 //! ```
 
 #[cfg(all(feature = "metrics", feature = "cache"))]
