@@ -14,6 +14,7 @@
 //! | `baseline` | an empty `tower::service_fn` answering an empty response |
 //! | `floor` | the irreducible work of one hot request, by hand: header lookup, SHA-256 of the token, one probe of a hash map of 100 000 records, one `Arc` clone, one extensions insert |
 //! | `hot_token` | `PatLayer` + `RequireScopesLayer::all(["orders:read"])` over a `MemoryStore` of 100 000 tokens, one valid token on every request |
+//! | `hot_token_counted` | the same stack built with a Prometheus recorder (`metrics-exporter-prometheus`) as the thread's: each request counted (feature `metrics`; without it the case is left out, and `hot_token` is the crate with no metrics code at all) |
 //! | `scope_map_50` | the same with a `ScopeMapLayer` of 50 gRPC methods instead of the `RequireScopesLayer` (the request's path is one of them) |
 //! | `cached_sqlite` | the same over `CachedStore<SqliteStore>` (a file), the token cached |
 //! | `cached_postgres` | the same over `CachedStore<PostgresStore>` at `TOWER_PAT_POSTGRES_URL`, the token cached (left out, saying so, when the variable is unset) |
@@ -97,7 +98,8 @@ const SLICE_NS: f64 = 2_000_000.0;
 const GROUP: &str = "stack";
 
 /// Ratios of overheads (over `baseline`) the summary prints: (numerator, denominator).
-const RATIOS: [(&str, &str); 7] = [
+const RATIOS: [(&str, &str); 8] = [
+    ("hot_token_counted", "hot_token"),
     ("scope_map_50", "hot_token"),
     ("cached_postgres", "hot_token"),
     ("cached_sqlite", "hot_token"),
@@ -469,6 +471,33 @@ fn setup(rt: &tokio::runtime::Runtime, wants: impl Fn(&str) -> bool) -> Vec<Case
         Case::new("hot_token", &stack, &hot_req, StatusCode::OK),
         Case::new("scope_map_50", &mapped, &hot_req, StatusCode::OK),
     ];
+    // The hot stack again, its counters taken from a real recorder (kept for the run).
+    #[cfg(feature = "metrics")]
+    {
+        let recorder: &'static _ = Box::leak(Box::new(
+            metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder(),
+        ));
+        let counted = metrics::with_local_recorder(recorder, || {
+            ServiceBuilder::new()
+                .layer(
+                    PatLayer::from_shared(Arc::clone(tokens.store()))
+                        .format(tokens.token_format().clone()),
+                )
+                .layer(RequireScopesLayer::all(["orders:read"]))
+                .service(empty())
+        });
+        cases.push(Case::new(
+            "hot_token_counted",
+            &counted,
+            &hot_req,
+            StatusCode::OK,
+        ));
+        let text = recorder.handle().render();
+        assert!(
+            text.contains(r#"tower_pat_requests_total{outcome="accepted"} 1"#),
+            "the counted stack counts:\n{text}"
+        );
+    }
 
     // SQLite on a file, behind the cache.
     let path = std::env::temp_dir().join(format!(

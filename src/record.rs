@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 
 use crate::{
     credential::CredentialKind,
+    metrics::ScopeMetrics,
     reject::{RejectionBody, Rejector},
     scope::{ScopeMatching, Scopes},
     token::{TokenHash, parse_hex, write_hex},
@@ -448,6 +449,9 @@ pub(crate) struct Settings {
     /// Whether a Passport token's scopes grant the ones below them
     /// (`PassportFormat::inherited_scopes`).
     pub(crate) passport_inheritance: bool,
+    /// The scope checks' counters; a layer's settings have them, those of
+    /// [`AccessToken::new`] count through the current recorder.
+    pub(crate) scope_metrics: Option<ScopeMetrics>,
 }
 
 impl Settings {
@@ -456,7 +460,14 @@ impl Settings {
             matching,
             rejector: Rejector::new(realm, body),
             passport_inheritance: false,
+            scope_metrics: None,
         }
+    }
+
+    /// With counters of their own for the scope checks (a layer's settings).
+    pub(crate) fn counted(mut self) -> Self {
+        self.scope_metrics = Some(ScopeMetrics::new());
+        self
     }
 
     /// Passport's scopes granting the ones below them, or not.

@@ -326,6 +326,7 @@ impl<U: UserId> Relay<U> {
                 Ended::Lost(why) => why,
             };
             self.shared.losses.fetch_add(1, Ordering::AcqRel);
+            crate::metrics::listener_lost("postgres");
             self.shared.backend_pid.store(0, Ordering::Release);
             let Some(evictor) = self.cache.upgrade() else {
                 return;

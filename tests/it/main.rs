@@ -29,6 +29,8 @@ mod lifecycle;
 mod lifecycle_api;
 mod logging;
 mod manage;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod props;
 mod ready;
 #[cfg(feature = "redis")]
