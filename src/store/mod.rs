@@ -51,6 +51,8 @@ mod bus;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub mod cache;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod feed;
 #[cfg(all(feature = "cache", feature = "postgres"))]
 mod listener;
 pub mod memory;

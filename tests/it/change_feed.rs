@@ -1,0 +1,339 @@
+//! Every writer's change is seen: two cached instances (each its own pool, cache, layer and
+//! loopback server) over one database, both caches warm; a token is revoked by plain SQL
+//! on a connection of its own (`UPDATE … SET revoked`, an `expires_at` moved into the
+//! past, a `DELETE`), as an admin or another program would, and the other instance must
+//! refuse it within the feed's bound. Measured over at least 100 revocations per database
+//! and printed (`--nocapture`): PostgreSQL through the triggers' `pg_notify` and the
+//! listener, SQLite through the triggers' change table and the poller.
+//!
+//! Also: what announces nothing (the store's own bookkeeping), a table made before the
+//! feed gets it with `install_change_feed`, and a poller that cannot read pauses the cache
+//! (nothing served from it while blind) until it reads again.
+//!
+//! The PostgreSQL tests are skipped, saying so, without `TOWER_PAT_POSTGRES_URL`.
+
+#![cfg(feature = "cache")]
+
+use crate::common;
+
+use std::time::{Duration, Instant};
+
+use axum::{Router, routing::get};
+use common::{Faulty, KeepAlive, registry};
+use http::StatusCode;
+use tower_pat::{
+    NewToken, Tokens,
+    store::{CachedStore, ManageTokens},
+};
+
+/// Long enough that only the feed (or a cleared cache) can explain a refusal.
+const TTL: Duration = Duration::from_secs(3600);
+
+/// How many tokens each measurement revokes.
+const REVOCATIONS: usize = 120;
+
+/// One API instance: its own cache and server over a store.
+struct Instance<St: ManageTokens> {
+    tokens: Tokens<CachedStore<Faulty<St>>>,
+    store: CachedStore<Faulty<St>>,
+    http: KeepAlive,
+}
+
+async fn instance<St>(inner: St) -> Instance<St>
+where
+    St: ManageTokens<UserId = i64> + Clone,
+{
+    let store = CachedStore::builder().ttl(TTL).build(Faulty::new(inner));
+    let tokens = Tokens::new(store.clone(), registry());
+    let app = Router::new()
+        .route("/orders", get(|| async { "ok" }))
+        .layer(tokens.layer());
+    let http = KeepAlive::new(common::serve(app).await, "/orders");
+    Instance {
+        tokens,
+        store,
+        http,
+    }
+}
+
+impl<St: ManageTokens> Instance<St> {
+    fn store_calls(&self) -> usize {
+        self.store.inner().find_calls()
+    }
+}
+
+/// Asks until the token is refused; how long that took. Panics after `limit`.
+async fn until_refused(http: &KeepAlive, token: &str, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        match http.status(token).await {
+            StatusCode::UNAUTHORIZED => return started.elapsed(),
+            StatusCode::OK => {}
+            other => panic!("unexpected {other}"),
+        }
+        assert!(
+            started.elapsed() < limit,
+            "still accepted {limit:?} after the revocation"
+        );
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// How a plain-SQL writer takes token `i` away: revoke it, move its expiry into the past,
+/// or delete its row, in turn.
+#[derive(Clone, Copy, Debug)]
+enum Writer {
+    Revoke,
+    Expire,
+    Delete,
+}
+
+impl Writer {
+    fn nth(i: usize) -> Self {
+        [Self::Revoke, Self::Expire, Self::Delete][i % 3]
+    }
+}
+
+/// Creates `n` tokens through `a` and warms both caches with them: B answers them all
+/// without a store call.
+async fn warm<St>(a: &Instance<St>, b: &Instance<St>, n: usize) -> Vec<NewToken<i64>>
+where
+    St: ManageTokens<UserId = i64> + Clone,
+{
+    let mut created = Vec::with_capacity(n);
+    for i in 0..n {
+        created.push(
+            a.tokens
+                .create(i as i64 % 7, "t", ["orders:read"])
+                .await
+                .unwrap(),
+        );
+    }
+    for t in &created {
+        assert_eq!(a.http.status(t.token.expose_secret()).await, StatusCode::OK);
+        assert_eq!(b.http.status(t.token.expose_secret()).await, StatusCode::OK);
+    }
+    let calls = b.store_calls();
+    for t in &created {
+        assert_eq!(b.http.status(t.token.expose_secret()).await, StatusCode::OK);
+    }
+    assert_eq!(b.store_calls(), calls, "B answers from its cache");
+    created
+}
+
+/// Prints and returns p50 and p99 of `latencies`.
+fn report(database: &str, latencies: &mut [Duration]) -> (Duration, Duration) {
+    latencies.sort();
+    let (p50, p99, max) = (
+        percentile(latencies, 0.50),
+        percentile(latencies, 0.99),
+        latencies[latencies.len() - 1],
+    );
+    eprintln!(
+        "{database}: plain-SQL revocation seen by another cached instance, over {} revocations: \
+         p50 {p50:?}, p99 {p99:?}, max {max:?}",
+        latencies.len()
+    );
+    (p50, p99)
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::*;
+
+    use common::db::{pg_pool, with_postgres};
+    use sqlx::{AssertSqlSafe, postgres::PgListener};
+    use tower_pat::PostgresStore;
+
+    async fn store(url: &str, table: &str) -> PostgresStore<i64> {
+        PostgresStore::<i64>::new(pg_pool(url).await).with_table(table)
+    }
+
+    /// Takes token `id` away by plain SQL, on `pool`, as `writer` does.
+    async fn take_away(pool: &sqlx::PgPool, table: &str, writer: Writer, id: &str) {
+        let sql = match writer {
+            Writer::Revoke => {
+                format!(r#"UPDATE "{table}" SET revoked = TRUE, updated_at = now() WHERE id = $1"#)
+            }
+            Writer::Expire => format!(
+                r#"UPDATE "{table}" SET expires_at = now() - interval '1 second' WHERE id = $1"#
+            ),
+            Writer::Delete => format!(r#"DELETE FROM "{table}" WHERE id = $1"#),
+        };
+        let changed = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .execute(pool)
+            .await
+            .unwrap()
+            .rows_affected();
+        assert_eq!(changed, 1, "{writer:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_plain_sql_revocation_is_seen_by_another_cached_instance() {
+        with_postgres(|url, table| async move {
+            let first = store(&url, &table).await;
+            first.migrate().await.unwrap();
+            let a = instance(first).await;
+            let b_store = store(&url, &table).await;
+            let b = instance(b_store.clone()).await;
+            let listening = b_store.listen(b.store.evictor()).await.unwrap();
+            let created = warm(&a, &b, REVOCATIONS).await;
+
+            // An admin's connection: no store, no cache, plain SQL.
+            let admin = pg_pool(&url).await;
+            let mut latencies = Vec::with_capacity(REVOCATIONS);
+            for (i, t) in created.iter().enumerate() {
+                let started = Instant::now();
+                take_away(&admin, &table, Writer::nth(i), &t.record.id.to_string()).await;
+                until_refused(&b.http, t.token.expose_secret(), Duration::from_secs(5)).await;
+                latencies.push(started.elapsed());
+            }
+            for t in &created {
+                assert_eq!(
+                    b.http.status(t.token.expose_secret()).await,
+                    StatusCode::UNAUTHORIZED
+                );
+            }
+            assert_eq!(listening.losses(), 0);
+            assert_eq!(listening.malformed(), 0);
+            let (_, p99) = report("PostgreSQL (trigger, pg_notify)", &mut latencies);
+            assert!(p99 < Duration::from_millis(500), "p99 {p99:?}");
+        })
+        .await;
+    }
+
+    /// The next notification on `listener`, within 5 s.
+    async fn next(listener: &mut PgListener) -> String {
+        tokio::time::timeout(Duration::from_secs(5), listener.recv())
+            .await
+            .expect("a notification")
+            .unwrap()
+            .payload()
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn the_triggers_announce_what_changes_a_token_and_nothing_else() {
+        with_postgres(|url, table| async move {
+            let store = store(&url, &table).await;
+            store.migrate().await.unwrap();
+            let tokens = Tokens::new(store.clone(), registry());
+            let t = tokens.create(1, "t", ["orders:read"]).await.unwrap();
+            let id = t.record.id.to_string();
+            let mut listener = PgListener::connect(&url).await.unwrap();
+            listener.listen(store.channel()).await.unwrap();
+            let run = |sql: String| {
+                let pool = store.pool().clone();
+                let id = id.clone();
+                async move {
+                    sqlx::query(AssertSqlSafe(sql))
+                        .bind(id)
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                }
+            };
+
+            // The bookkeeping announces nothing; a scope taken away, a rotation, an expiry
+            // moved, each announce the id. The marker after the quiet statements proves
+            // nothing came before it (notifications arrive in commit order).
+            run(format!(
+                r#"UPDATE "{table}" SET last_used_at = now(), expiry_notice = 60, updated_at = now(), name = 'renamed' WHERE id = $1"#
+            ))
+            .await;
+            sqlx::query("SELECT pg_notify($1, 'marker')")
+                .bind(store.channel())
+                .execute(store.pool())
+                .await
+                .unwrap();
+            assert_eq!(next(&mut listener).await, "marker");
+            for change in [
+                "scopes = ''",
+                "expires_at = expires_at - interval '1 day'",
+                "rotated_to = repeat('a', 32)",
+                "revoked = TRUE",
+            ] {
+                run(format!(r#"UPDATE "{table}" SET {change} WHERE id = $1"#)).await;
+                assert_eq!(next(&mut listener).await, id, "{change}");
+            }
+            // Whoever writes, through the store too: the statements send nothing of their
+            // own, so each change is announced once.
+            let u = tokens.create(2, "u", ["orders:read"]).await.unwrap();
+            tokens.revoke(&2, u.record.id).await.unwrap();
+            tokens.delete(&2, u.record.id).await.unwrap();
+            sqlx::query("SELECT pg_notify($1, 'marker')")
+                .bind(store.channel())
+                .execute(store.pool())
+                .await
+                .unwrap();
+            assert_eq!(next(&mut listener).await, u.record.id.to_string());
+            assert_eq!(next(&mut listener).await, u.record.id.to_string());
+            assert_eq!(next(&mut listener).await, "marker");
+            // A change rolled back announces nothing.
+            let mut tx = store.pool().begin().await.unwrap();
+            sqlx::query(AssertSqlSafe(format!(r#"DELETE FROM "{table}" WHERE id = $1"#)))
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.rollback().await.unwrap();
+            run(format!(r#"DELETE FROM "{table}" WHERE id = $1"#)).await;
+            assert_eq!(next(&mut listener).await, id);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_table_made_before_the_feed_gets_it_from_install_change_feed() {
+        with_postgres(|url, table| async move {
+            let store = store(&url, &table).await;
+            let schema = store.schema_sql();
+            assert!(schema.contains("tower_pat_feed_update"), "{schema}");
+            assert!(schema.contains(&format!("'tower_pat:{table}'")), "{schema}");
+            assert!(schema.ends_with(&store.change_feed_sql()));
+            store.migrate().await.unwrap();
+            // As if made by an older schema_sql: no triggers.
+            for trigger in ["tower_pat_feed_update", "tower_pat_feed_delete"] {
+                sqlx::query(AssertSqlSafe(format!(
+                    r#"DROP TRIGGER {trigger} ON "{table}""#
+                )))
+                .execute(store.pool())
+                .await
+                .unwrap();
+            }
+            let tokens = Tokens::new(store.clone(), registry());
+            let t = tokens.create(1, "t", ["orders:read"]).await.unwrap();
+            let mut listener = PgListener::connect(&url).await.unwrap();
+            listener.listen(store.channel()).await.unwrap();
+            tokens.revoke(&1, t.record.id).await.unwrap();
+            sqlx::query("SELECT pg_notify($1, 'marker')")
+                .bind(store.channel())
+                .execute(store.pool())
+                .await
+                .unwrap();
+            assert_eq!(next(&mut listener).await, "marker", "no feed, no notification");
+
+            store.install_change_feed().await.unwrap();
+            store.install_change_feed().await.unwrap(); // idempotent
+            store.migrate().await.unwrap();
+            let triggers: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_trigger WHERE tgrelid = $1::regclass AND tgname LIKE 'tower_pat_feed_%'",
+            )
+            .bind(format!(r#""{table}""#))
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+            assert_eq!(triggers, 2);
+            let u = tokens.create(1, "u", ["orders:read"]).await.unwrap();
+            tokens.revoke(&1, u.record.id).await.unwrap();
+            assert_eq!(next(&mut listener).await, u.record.id.to_string());
+        })
+        .await;
+    }
+}
