@@ -46,7 +46,10 @@ use crate::{
     token::TokenHash,
 };
 
-#[cfg(all(feature = "cache", any(feature = "postgres", feature = "redis")))]
+#[cfg(all(
+    feature = "cache",
+    any(feature = "postgres", feature = "redis", feature = "sqlite")
+))]
 mod bus;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
@@ -56,6 +59,8 @@ mod feed;
 #[cfg(all(feature = "cache", feature = "postgres"))]
 mod listener;
 pub mod memory;
+#[cfg(all(feature = "cache", feature = "sqlite"))]
+mod poller;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;

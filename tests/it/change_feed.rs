@@ -126,6 +126,12 @@ where
     created
 }
 
+/// The `i`-th of a spread of waits across `interval`, so that revocations land anywhere
+/// between two reads of a poller (deterministic: 0, 37, 74, … hundredths, modulo 100).
+fn spread(i: usize, interval: Duration) -> Duration {
+    interval * ((i * 37) % 100) as u32 / 100
+}
+
 /// Prints and returns p50 and p99 of `latencies`.
 fn report(database: &str, latencies: &mut [Duration]) -> (Duration, Duration) {
     latencies.sort();
@@ -335,5 +341,347 @@ mod postgres {
             assert_eq!(next(&mut listener).await, u.record.id.to_string());
         })
         .await;
+    }
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use super::*;
+
+    use common::db::TempDb;
+    use sqlx::{
+        AssertSqlSafe, SqlitePool,
+        sqlite::{SqliteConnectOptions, SqlitePoolOptions},
+    };
+    use tower_pat::{
+        SqliteStore,
+        store::{
+            Evictor,
+            sqlite::{DEFAULT_POLL_INTERVAL, FollowOptions},
+        },
+    };
+
+    /// The table the SQLite tests use: one file each, so the default name.
+    const TABLE: &str = "personal_access_tokens";
+
+    /// A connection of its own on the file, as the `sqlite3` shell or another program
+    /// would open it.
+    async fn admin(db: &TempDb) -> SqlitePool {
+        SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(SqliteConnectOptions::new().filename(db.path()))
+            .await
+            .unwrap()
+    }
+
+    async fn exec(pool: &SqlitePool, sql: String, id: &str) -> u64 {
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .execute(pool)
+            .await
+            .unwrap()
+            .rows_affected()
+    }
+
+    /// Takes token `id` away by plain SQL, on `pool`, as `writer` does.
+    async fn take_away(pool: &SqlitePool, writer: Writer, id: &str) {
+        let now = "CAST(strftime('%s', 'now') AS INTEGER)";
+        let sql = match writer {
+            Writer::Revoke => {
+                format!(r#"UPDATE "{TABLE}" SET revoked = 1, updated_at = {now} WHERE id = ?1"#)
+            }
+            Writer::Expire => {
+                format!(r#"UPDATE "{TABLE}" SET expires_at = {now} - 1 WHERE id = ?1"#)
+            }
+            Writer::Delete => format!(r#"DELETE FROM "{TABLE}" WHERE id = ?1"#),
+        };
+        assert_eq!(exec(pool, sql, id).await, 1, "{writer:?}");
+    }
+
+    /// Two instances over one file: A migrated it, B follows its changes.
+    async fn pair(
+        db: &TempDb,
+        options: FollowOptions,
+    ) -> (
+        Instance<SqliteStore<i64>>,
+        Instance<SqliteStore<i64>>,
+        tower_pat::store::sqlite::ChangePoller,
+    ) {
+        let first = SqliteStore::<i64>::open(db.path()).await.unwrap();
+        first.migrate().await.unwrap();
+        let a = instance(first).await;
+        let b_store = SqliteStore::<i64>::open(db.path()).await.unwrap();
+        let b = instance(b_store.clone()).await;
+        let poller = b_store
+            .follow_changes_with(b.store.evictor(), options)
+            .await
+            .unwrap();
+        (a, b, poller)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_plain_sql_revocation_is_seen_by_another_cached_instance() {
+        let db = TempDb::new();
+        let (a, b, poller) = pair(&db, FollowOptions::new()).await;
+        let created = warm(&a, &b, REVOCATIONS).await;
+
+        let admin = admin(&db).await;
+        let mut latencies = Vec::with_capacity(REVOCATIONS);
+        for (i, t) in created.iter().enumerate() {
+            // Revoking right after the previous refusal would always land just after a
+            // read: spread the revocations over the interval, as writers come.
+            tokio::time::sleep(spread(i, DEFAULT_POLL_INTERVAL)).await;
+            let started = Instant::now();
+            take_away(&admin, Writer::nth(i), &t.record.id.to_string()).await;
+            until_refused(&b.http, t.token.expose_secret(), Duration::from_secs(5)).await;
+            latencies.push(started.elapsed());
+        }
+        for t in &created {
+            assert_eq!(
+                b.http.status(t.token.expose_secret()).await,
+                StatusCode::UNAUTHORIZED
+            );
+        }
+        assert_eq!(poller.failures(), 0);
+        assert_eq!(poller.malformed(), 0);
+        assert!(poller.evicted() >= REVOCATIONS as u64);
+        let (_, p99) = report(
+            &format!("SQLite (trigger, change table, a read every {DEFAULT_POLL_INTERVAL:?})"),
+            &mut latencies,
+        );
+        assert!(
+            p99 < DEFAULT_POLL_INTERVAL + Duration::from_millis(250),
+            "p99 {p99:?}"
+        );
+    }
+
+    /// The token ids in the change table, in order.
+    async fn recorded(pool: &SqlitePool) -> Vec<String> {
+        sqlx::query_scalar(AssertSqlSafe(format!(
+            r#"SELECT token_id FROM "{TABLE}_changes" ORDER BY id"#
+        )))
+        .fetch_all(pool)
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_triggers_record_what_changes_a_token_and_nothing_else() {
+        let db = TempDb::new();
+        let store = SqliteStore::<i64>::open(db.path()).await.unwrap();
+        let schema = store.schema_sql();
+        assert!(
+            schema.contains(r#"CREATE TRIGGER IF NOT EXISTS "personal_access_tokens_feed_update""#)
+        );
+        assert!(schema.ends_with(&store.change_feed_sql()));
+        store.migrate().await.unwrap();
+        store.migrate().await.unwrap(); // idempotent
+        let tokens = Tokens::new(store.clone(), registry());
+        let t = tokens.create(1, "t", ["orders:read"]).await.unwrap();
+        let id = t.record.id.to_string();
+        let admin = admin(&db).await;
+
+        exec(
+            &admin,
+            format!(
+                r#"UPDATE "{TABLE}" SET last_used_at = 5, expiry_notice = 60, updated_at = 7, name = 'renamed' WHERE id = ?1"#
+            ),
+            &id,
+        )
+        .await;
+        assert!(
+            recorded(&admin).await.is_empty(),
+            "bookkeeping is no change"
+        );
+        let changes = [
+            "scopes = ''",
+            "expires_at = expires_at - 86400",
+            "rotated_to = 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'",
+            "revoked = 1",
+        ];
+        for change in changes {
+            exec(
+                &admin,
+                format!(r#"UPDATE "{TABLE}" SET {change} WHERE id = ?1"#),
+                &id,
+            )
+            .await;
+        }
+        assert_eq!(recorded(&admin).await, vec![id.clone(); changes.len()]);
+        // Through the store: each change recorded once.
+        let u = tokens.create(2, "u", ["orders:read"]).await.unwrap();
+        tokens.revoke(&2, u.record.id).await.unwrap();
+        tokens.delete(&2, u.record.id).await.unwrap();
+        // A change rolled back records nothing.
+        let mut tx = admin.begin().await.unwrap();
+        sqlx::query(AssertSqlSafe(format!(
+            r#"DELETE FROM "{TABLE}" WHERE id = ?1"#
+        )))
+        .bind(&id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        tx.rollback().await.unwrap();
+        let all = recorded(&admin).await;
+        assert_eq!(all.len(), changes.len() + 2, "{all:?}");
+        assert_eq!(
+            all[changes.len()..],
+            [u.record.id.to_string(), u.record.id.to_string()]
+        );
+
+        // A table made before the feed: install_change_feed puts it on.
+        for trigger in ["feed_update", "feed_delete"] {
+            sqlx::query(AssertSqlSafe(format!(
+                r#"DROP TRIGGER "{TABLE}_{trigger}""#
+            )))
+            .execute(&admin)
+            .await
+            .unwrap();
+        }
+        tokens.revoke(&1, t.record.id).await.unwrap();
+        let w = tokens.create(3, "w", ["orders:read"]).await.unwrap();
+        tokens.delete(&3, w.record.id).await.unwrap();
+        assert_eq!(
+            recorded(&admin).await.len(),
+            all.len(),
+            "no feed, no record"
+        );
+        store.install_change_feed().await.unwrap();
+        store.install_change_feed().await.unwrap();
+        let v = tokens.create(3, "v", ["orders:read"]).await.unwrap();
+        tokens.delete(&3, v.record.id).await.unwrap();
+        assert_eq!(
+            recorded(&admin).await.last(),
+            Some(&v.record.id.to_string())
+        );
+    }
+
+    /// Waits until `evictor` is paused (`true`) or not (`false`); panics after 5 s.
+    async fn until_paused(evictor: &Evictor<i64>, paused: bool) {
+        let started = Instant::now();
+        while evictor.is_paused() != paused {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "paused is still {}",
+                !paused
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    // One thread: the log capture sees the poller's warnings.
+    #[tokio::test]
+    async fn a_poller_that_cannot_read_pauses_the_cache_until_it_reads_again() {
+        let logs = common::LogCapture::start();
+        let db = TempDb::new();
+        let interval = Duration::from_millis(50);
+        let (a, b, poller) = pair(&db, FollowOptions::new().interval(interval)).await;
+        let created = warm(&a, &b, 4).await;
+        let evictor = b.store.evictor();
+        assert!(!evictor.is_paused());
+        let admin = admin(&db).await;
+
+        // The change table goes away: B's reads fail, and B pauses its cache.
+        sqlx::query(AssertSqlSafe(format!(
+            r#"ALTER TABLE "{TABLE}_changes" RENAME TO "{TABLE}_elsewhere""#
+        )))
+        .execute(&admin)
+        .await
+        .unwrap();
+        until_paused(&evictor, true).await;
+        assert!(poller.failures() > 0);
+        // Blind: nothing is served from the cache, every request asks the store.
+        let before = b.store_calls();
+        for _ in 0..3 {
+            assert_eq!(
+                b.http.status(created[0].token.expose_secret()).await,
+                StatusCode::OK
+            );
+        }
+        assert_eq!(b.store_calls(), before + 3, "nothing served from the cache");
+        // So a revocation B cannot read about is refused at once.
+        take_away(&admin, Writer::Revoke, &created[1].record.id.to_string()).await;
+        assert_eq!(
+            b.http.status(created[1].token.expose_secret()).await,
+            StatusCode::UNAUTHORIZED
+        );
+
+        // The table comes back: B reads again, catches up, and uses its cache again.
+        sqlx::query(AssertSqlSafe(format!(
+            r#"ALTER TABLE "{TABLE}_elsewhere" RENAME TO "{TABLE}_changes""#
+        )))
+        .execute(&admin)
+        .await
+        .unwrap();
+        until_paused(&evictor, false).await;
+        assert_eq!(
+            b.http.status(created[1].token.expose_secret()).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            b.http.status(created[2].token.expose_secret()).await,
+            StatusCode::OK
+        );
+        let cached = b.store_calls();
+        assert_eq!(
+            b.http.status(created[2].token.expose_secret()).await,
+            StatusCode::OK
+        );
+        assert_eq!(b.store_calls(), cached, "cached again");
+        // And it follows: a change now is seen within the bound.
+        take_away(&admin, Writer::Delete, &created[3].record.id.to_string()).await;
+        until_refused(
+            &b.http,
+            created[3].token.expose_secret(),
+            interval + Duration::from_secs(1),
+        )
+        .await;
+        assert!(
+            logs.text().contains("cannot read the change table"),
+            "{}",
+            logs.text()
+        );
+        assert!(logs.text().contains("reads again"), "{}", logs.text());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_row_that_is_not_a_token_id_clears_the_cache() {
+        let db = TempDb::new();
+        let (a, b, poller) = pair(
+            &db,
+            FollowOptions::new().interval(Duration::from_millis(20)),
+        )
+        .await;
+        let created = warm(&a, &b, 1).await;
+        let admin = admin(&db).await;
+        exec(
+            &admin,
+            format!(r#"INSERT INTO "{TABLE}_changes" (token_id, changed_at) VALUES (?1, 0)"#),
+            "42",
+        )
+        .await;
+        let started = Instant::now();
+        while poller.malformed() == 0 {
+            assert!(started.elapsed() < Duration::from_secs(5));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let before = b.store_calls();
+        assert_eq!(
+            b.http.status(created[0].token.expose_secret()).await,
+            StatusCode::OK
+        );
+        assert_eq!(b.store_calls(), before + 1, "the cache was cleared");
+        assert!(!b.store.evictor().is_paused());
+    }
+
+    #[tokio::test]
+    async fn following_a_table_without_its_feed_says_how_to_install_it() {
+        let store = SqliteStore::<i64>::open(":memory:").await.unwrap();
+        let cache = CachedStore::new(store.clone());
+        let err = store.follow_changes(cache.evictor()).await.unwrap_err();
+        assert!(err.to_string().contains("install_change_feed"), "{err}");
+        store.migrate().await.unwrap();
+        let poller = store.follow_changes(cache.evictor()).await.unwrap();
+        poller.stop();
     }
 }
