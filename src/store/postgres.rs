@@ -65,7 +65,7 @@ pub use super::listener::{
 pub use super::sql::InvalidTableName;
 use super::{
     Cursor, Lookup, ManageTokens, Revoked, Rotated, StoreError, StoreErrorKind, TokenStore, feed,
-    sql::{self, Dialect, Table, check_type_name, optional, render, required, sql_store},
+    sql::{self, Dialect, Table, Writes, check_type_name, optional, render, required, sql_store},
 };
 use crate::{
     record::{TokenId, TokenRecord, UserId},
@@ -150,6 +150,8 @@ const DIALECT: Dialect = Dialect {
     notify: Some(channel_name),
     lock_user: Some(lock_user),
     claim_lock: " FOR UPDATE SKIP LOCKED",
+    quote: '"',
+    writes: Writes::Standard,
 };
 
 /// The first key of the advisory lock an insert under the per-user cap holds (the second

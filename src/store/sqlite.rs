@@ -63,7 +63,7 @@ pub use super::poller::{ChangePoller, DEFAULT_POLL_INTERVAL, FollowOptions};
 pub use super::sql::InvalidTableName;
 use super::{
     Cursor, Lookup, ManageTokens, Revoked, Rotated, StoreError, StoreErrorKind, TokenStore, feed,
-    sql::{self, Dialect, Table, check_type_name, optional, render, required, sql_store},
+    sql::{self, Dialect, Table, Writes, check_type_name, optional, render, required, sql_store},
 };
 #[cfg(feature = "cache")]
 use super::{cache::Evictor, poller};
@@ -137,6 +137,8 @@ const DIALECT: Dialect = Dialect {
     notify: None,
     lock_user: None,
     claim_lock: "",
+    quote: '"',
+    writes: Writes::Standard,
 };
 
 sql_store! {
