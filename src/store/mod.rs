@@ -48,13 +48,18 @@ use crate::{
 
 #[cfg(all(
     feature = "cache",
-    any(feature = "postgres", feature = "redis", feature = "sqlite")
+    any(
+        feature = "postgres",
+        feature = "redis",
+        feature = "sqlite",
+        feature = "mysql"
+    )
 ))]
 mod bus;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub mod cache;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod feed;
 #[cfg(all(feature = "cache", feature = "postgres"))]
 mod listener;
@@ -62,7 +67,7 @@ pub mod memory;
 #[cfg(feature = "mysql")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 pub mod mysql;
-#[cfg(all(feature = "cache", feature = "sqlite"))]
+#[cfg(all(feature = "cache", any(feature = "sqlite", feature = "mysql")))]
 mod poller;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]

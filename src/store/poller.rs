@@ -7,7 +7,9 @@
 //!
 //! - it reads the rows after the last one it read (`WHERE id > last ORDER BY id`, by the
 //!   primary key), in batches, and evicts their token ids; a row whose token id is not one
-//!   clears the cache (something else writes to the change table);
+//!   clears the cache (something else writes to the change table). Where ids may commit
+//!   out of order ([`ChangeSource::lookback`]: MySQL) it reads from an earlier id, the last
+//!   one read before the lookback began, and skips the rows it has evicted already;
 //! - a read that fails, or has not answered within [`FollowOptions::read_timeout`], pauses
 //!   the cache ([`Evictor::pause`]) until a read succeeds again: the rows are still there
 //!   (for a minute, at least), so that read catches up, and nothing was kept meanwhile;
@@ -16,6 +18,7 @@
 //!   cache before it reads again, since what it missed may have been deleted.
 
 use std::{
+    collections::{BTreeSet, VecDeque},
     fmt,
     panic::AssertUnwindSafe,
     str::FromStr,
@@ -72,6 +75,12 @@ pub(crate) trait ChangeSource: Send + Sync + 'static {
 
     /// The change table, for messages.
     fn name(&self) -> &str;
+
+    /// How long after it took its row id a change may commit: zero where writes take
+    /// turns, so ids commit in order (SQLite); where they do not (MySQL's
+    /// `AUTO_INCREMENT`, taken at the insert), the poller reads the ids taken in this
+    /// last stretch again, and evicts each row once.
+    fn lookback(&self) -> Duration;
 }
 
 /// The options of a store's `follow_changes_with` ([`SqliteStore`](super::SqliteStore)).
@@ -228,6 +237,8 @@ pub(crate) async fn start<U: UserId, S: ChangeSource>(
         cache,
         shared: Arc::clone(&shared),
         last,
+        history: VecDeque::from([(Instant::now(), last)]),
+        seen: BTreeSet::new(),
         last_read: Instant::now(),
         last_prune: Instant::now(),
         pause: None,
@@ -246,6 +257,11 @@ struct Poller<U, S> {
     shared: Arc<Shared>,
     /// The last row read.
     last: i64,
+    /// Where a lookback applies: when each recent read that succeeded began, and `last`
+    /// then, oldest first.
+    history: VecDeque<(Instant, i64)>,
+    /// Where a lookback applies: the rows read above the oldest `history` entry.
+    seen: BTreeSet<i64>,
     /// When the last read that succeeded began.
     last_read: Instant,
     last_prune: Instant,
@@ -297,6 +313,7 @@ impl<U: UserId, S: ChangeSource> Poller<U, S> {
                 return;
             }
             let began = Instant::now();
+            let before = self.last;
             let read = timeout(self.options.read_timeout(), self.catch_up(began));
             let outcome = match until_end(&mut ends, read).await {
                 None => return,
@@ -310,6 +327,9 @@ impl<U: UserId, S: ChangeSource> Poller<U, S> {
                 Ok(()) => {
                     self.shared.reads.fetch_add(1, Ordering::AcqRel);
                     self.last_read = began;
+                    if !self.source.lookback().is_zero() {
+                        self.history.push_back((began, before));
+                    }
                     if self.pause.take().is_some() {
                         tracing::info!(
                             changes = self.source.name(),
@@ -346,10 +366,12 @@ impl<U: UserId, S: ChangeSource> Poller<U, S> {
     async fn catch_up(&mut self, began: Instant) -> Result<(), Missed> {
         // Asleep for longer than half the retention: what was missed may be deleted.
         let mut stale = began.duration_since(self.last_read) > RETENTION / 2;
+        let lookback = !self.source.lookback().is_zero();
+        let mut cursor = if lookback { self.floor() } else { self.last };
         loop {
             let rows = self
                 .source
-                .read(self.last, BATCH)
+                .read(cursor, BATCH)
                 .await
                 .map_err(|error| Missed::Failed(error.to_string()))?;
             let evictor = self.cache.upgrade().ok_or(Missed::Done)?;
@@ -358,13 +380,37 @@ impl<U: UserId, S: ChangeSource> Poller<U, S> {
             }
             let full = rows.len() as i64 >= BATCH;
             for (id, token) in rows {
+                cursor = id;
+                let new = if lookback {
+                    self.seen.insert(id)
+                } else {
+                    id > self.last
+                };
                 self.last = self.last.max(id);
-                self.evict(&evictor, id, &token);
+                if new {
+                    self.evict(&evictor, id, &token);
+                }
             }
             if !full {
                 return Ok(());
             }
         }
+    }
+
+    /// Where a read with a lookback starts: `last` as it was when the newest read began
+    /// that began a lookback or more before the previous read that succeeded. Every change
+    /// whose id is at most that committed before the previous read (if it commits within
+    /// the lookback), which read it. Forgets the history and the rows below it.
+    fn floor(&mut self) -> i64 {
+        let cutoff = self.last_read.checked_sub(self.source.lookback());
+        while let (Some(cutoff), Some(&(next, _))) = (cutoff, self.history.get(1))
+            && next <= cutoff
+        {
+            self.history.pop_front();
+        }
+        let floor = self.history.front().map_or(self.last, |&(_, last)| last);
+        self.seen = self.seen.split_off(&floor.saturating_add(1));
+        floor
     }
 
     fn evict(&mut self, evictor: &Evictor<U>, row: i64, token: &str) {

@@ -107,8 +107,9 @@ where
         .catch_unwind()
         .await;
     let pool = mysql_pool(&url).await;
+    // The table's change feed: its triggers go with it, its change table does not.
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP TABLE IF EXISTS `{table}`"
+        "DROP TABLE IF EXISTS `{table}`, `{table}_changes`"
     )))
     .execute(&pool)
     .await

@@ -685,3 +685,210 @@ mod sqlite {
         poller.stop();
     }
 }
+
+#[cfg(feature = "mysql")]
+mod mysql {
+    use super::*;
+
+    use common::db::{mysql_pool, with_mysql};
+    use sqlx::{AssertSqlSafe, MySqlPool};
+    use tower_pat::{
+        MySqlStore,
+        store::mysql::{DEFAULT_POLL_INTERVAL, FollowOptions},
+    };
+
+    async fn store(url: &str, table: &str) -> MySqlStore<i64> {
+        MySqlStore::<i64>::new(mysql_pool(url).await).with_table(table)
+    }
+
+    /// Runs `sql` with `id` as its one parameter; how many rows it changed.
+    async fn exec(pool: &MySqlPool, sql: String, id: &str) -> u64 {
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .execute(pool)
+            .await
+            .unwrap()
+            .rows_affected()
+    }
+
+    /// Takes token `id` away by plain SQL, on `pool`, as `writer` does.
+    async fn take_away(pool: &MySqlPool, table: &str, writer: Writer, id: &str) {
+        let sql = match writer {
+            Writer::Revoke => format!(
+                "UPDATE `{table}` SET revoked = TRUE, updated_at = UTC_TIMESTAMP(6) WHERE id = ?"
+            ),
+            Writer::Expire => format!(
+                "UPDATE `{table}` SET expires_at = UTC_TIMESTAMP(6) - INTERVAL 1 SECOND WHERE id = ?"
+            ),
+            Writer::Delete => format!("DELETE FROM `{table}` WHERE id = ?"),
+        };
+        assert_eq!(exec(pool, sql, id).await, 1, "{writer:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_plain_sql_revocation_is_seen_by_another_cached_instance() {
+        with_mysql(|url, table| async move {
+            let first = store(&url, &table).await;
+            first.migrate().await.unwrap();
+            let a = instance(first).await;
+            let b_store = store(&url, &table).await;
+            let b = instance(b_store.clone()).await;
+            let poller = b_store.follow_changes(b.store.evictor()).await.unwrap();
+            let created = warm(&a, &b, REVOCATIONS).await;
+
+            let admin = mysql_pool(&url).await;
+            let mut latencies = Vec::with_capacity(REVOCATIONS);
+            for (i, t) in created.iter().enumerate() {
+                tokio::time::sleep(spread(i, DEFAULT_POLL_INTERVAL)).await;
+                let started = Instant::now();
+                take_away(&admin, &table, Writer::nth(i), &t.record.id.to_string()).await;
+                until_refused(&b.http, t.token.expose_secret(), Duration::from_secs(5)).await;
+                latencies.push(started.elapsed());
+            }
+            for t in &created {
+                assert_eq!(
+                    b.http.status(t.token.expose_secret()).await,
+                    StatusCode::UNAUTHORIZED
+                );
+            }
+            assert_eq!(poller.failures(), 0);
+            assert_eq!(poller.malformed(), 0);
+            // Each change evicted once, though the last ten seconds are read again.
+            assert_eq!(poller.evicted(), REVOCATIONS as u64);
+            let (_, p99) = report(
+                &format!(
+                    "MariaDB/MySQL (trigger, change table, a read every {DEFAULT_POLL_INTERVAL:?})"
+                ),
+                &mut latencies,
+            );
+            assert!(
+                p99 < DEFAULT_POLL_INTERVAL + Duration::from_millis(250),
+                "p99 {p99:?}"
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_change_that_commits_after_later_ones_is_still_seen() {
+        with_mysql(|url, table| async move {
+            let first = store(&url, &table).await;
+            first.migrate().await.unwrap();
+            let a = instance(first).await;
+            let b_store = store(&url, &table).await;
+            let b = instance(b_store.clone()).await;
+            let poller = b_store
+                .follow_changes_with(
+                    b.store.evictor(),
+                    FollowOptions::new().interval(Duration::from_millis(50)),
+                )
+                .await
+                .unwrap();
+            let created = warm(&a, &b, 2).await;
+            let admin = mysql_pool(&url).await;
+
+            // The first writer takes its change-table id, then waits before committing; a
+            // second writer's change (a higher id) commits and is read meanwhile.
+            let mut slow = admin.begin().await.unwrap();
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE `{table}` SET revoked = TRUE WHERE id = ?"
+            )))
+            .bind(created[0].record.id.to_string())
+            .execute(&mut *slow)
+            .await
+            .unwrap();
+            take_away(
+                &admin,
+                &table,
+                Writer::Delete,
+                &created[1].record.id.to_string(),
+            )
+            .await;
+            until_refused(
+                &b.http,
+                created[1].token.expose_secret(),
+                Duration::from_secs(5),
+            )
+            .await;
+            assert_eq!(
+                b.http.status(created[0].token.expose_secret()).await,
+                StatusCode::OK
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            slow.commit().await.unwrap();
+            until_refused(
+                &b.http,
+                created[0].token.expose_secret(),
+                Duration::from_secs(2),
+            )
+            .await;
+            assert_eq!(poller.evicted(), 2);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_triggers_record_what_changes_a_token_and_nothing_else() {
+        with_mysql(|url, table| async move {
+            let store = store(&url, &table).await;
+            let schema = store.schema_sql();
+            assert!(
+                schema.contains(&format!("CREATE TRIGGER `{table}_feed_update`")),
+                "{schema}"
+            );
+            store.migrate().await.unwrap();
+            store.migrate().await.unwrap(); // idempotent
+            let tokens = Tokens::new(store.clone(), registry());
+            let t = tokens.create(1, "t", ["orders:read"]).await.unwrap();
+            let id = t.record.id.to_string();
+            let admin = mysql_pool(&url).await;
+            let recorded = || {
+                let admin = admin.clone();
+                let table = table.clone();
+                async move {
+                    sqlx::query_scalar::<_, String>(AssertSqlSafe(format!(
+                        "SELECT CAST(token_id AS CHAR) FROM `{table}_changes` ORDER BY id"
+                    )))
+                    .fetch_all(&admin)
+                    .await
+                    .unwrap()
+                }
+            };
+            exec(
+                &admin,
+                format!(
+                    "UPDATE `{table}` SET last_used_at = UTC_TIMESTAMP(6), expiry_notice = 60, updated_at = UTC_TIMESTAMP(6), name = 'renamed' WHERE id = ?"
+                ),
+                &id,
+            )
+            .await;
+            assert!(recorded().await.is_empty(), "bookkeeping is no change");
+            let changes = [
+                "scopes = ''",
+                "expires_at = expires_at - INTERVAL 1 DAY",
+                "rotated_to = REPEAT('a', 32)",
+                "revoked = TRUE",
+            ];
+            for change in changes {
+                exec(&admin, format!("UPDATE `{table}` SET {change} WHERE id = ?"), &id).await;
+            }
+            assert_eq!(recorded().await, vec![id.clone(); changes.len()]);
+
+            // A table made before the feed: install_change_feed puts it on.
+            for trigger in ["feed_update", "feed_delete"] {
+                sqlx::query(AssertSqlSafe(format!("DROP TRIGGER `{table}_{trigger}`")))
+                    .execute(&admin)
+                    .await
+                    .unwrap();
+            }
+            tokens.delete(&1, t.record.id).await.unwrap();
+            assert_eq!(recorded().await.len(), changes.len(), "no feed, no record");
+            store.install_change_feed().await.unwrap();
+            store.install_change_feed().await.unwrap();
+            let v = tokens.create(3, "v", ["orders:read"]).await.unwrap();
+            tokens.delete(&3, v.record.id).await.unwrap();
+            assert_eq!(recorded().await.last(), Some(&v.record.id.to_string()));
+        })
+        .await;
+    }
+}
