@@ -808,6 +808,56 @@ mod tests {
     use super::*;
     use crate::store::sql::check_table_name;
 
+    #[cfg(feature = "cache")]
+    #[tokio::test]
+    async fn the_change_table_is_read_in_order_and_pruned_by_age() {
+        use poller::ChangeSource;
+        let store = SqliteStore::<i64>::open(":memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        let changes = Changes {
+            pool: store.pool.clone(),
+            sql: feed::ChangeTable::sqlite(&store.table.name),
+        };
+        assert_eq!(changes.latest().await.unwrap(), 0);
+        let now = "CAST(strftime('%s', 'now') AS INTEGER)";
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "INSERT INTO personal_access_tokens_changes (token_id, changed_at) \
+             VALUES ('old', {now} - 61), ('recent', {now} - 59), ('new', {now})"
+        )))
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(changes.latest().await.unwrap(), 3);
+        let rows = changes.read(1, 1).await.unwrap();
+        assert_eq!(rows, [(2, "recent".to_owned())]);
+        assert_eq!(changes.read(0, 10).await.unwrap().len(), 3);
+        assert_eq!(
+            changes
+                .prune(std::time::Duration::from_secs(60))
+                .await
+                .unwrap(),
+            1
+        );
+        let left: Vec<String> = changes
+            .read(0, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, token)| token)
+            .collect();
+        assert_eq!(left, ["recent", "new"]);
+        // Ids are never reused, even once every row is gone (`AUTOINCREMENT`): a poller
+        // that read up to 3 reads the next change.
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DELETE FROM personal_access_tokens_changes; \
+             INSERT INTO personal_access_tokens_changes (token_id, changed_at) VALUES ('next', {now})"
+        )))
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(changes.read(3, 10).await.unwrap(), [(4, "next".to_owned())]);
+    }
+
     #[test]
     fn table_names_are_checked() {
         for good in ["personal_access_tokens", "_t", "T1", &"a".repeat(48)] {
