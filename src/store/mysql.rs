@@ -487,26 +487,26 @@ impl NamedLock {
         table: &str,
         user: Option<&U>,
     ) -> Result<Self, StoreError> {
-        let mut conn = pool.acquire().await.map_err(StoreError::new)?;
-        let name: String = sqlx::query_scalar(AssertSqlSafe(format!("SELECT {LOCK_NAME}")))
-            .bind(kind)
-            .bind(table)
-            .bind(user)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(StoreError::new)?;
-        // From here on, an error leaves the lock possibly held: the connection closes.
+        let conn = pool.acquire().await.map_err(StoreError::new)?;
+        // From here on, a call that fails or is cancelled may leave the lock held: the
+        // connection then closes.
         let mut lock = Self {
             conn,
-            name,
+            name: String::new(),
             released: false,
         };
-        let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
-            .bind(lock.name.as_str())
-            .bind(LOCK_WAIT_SECS)
-            .fetch_one(&mut *lock.conn)
-            .await
-            .map_err(StoreError::new)?;
+        let (name, got): (String, Option<i64>) = sqlx::query_as(AssertSqlSafe(format!(
+            // The parameters in the order of their `?`: kind, table, user, wait.
+            "SELECT n.name, GET_LOCK(n.name, n.wait) FROM (SELECT {LOCK_NAME} AS name, ? AS wait) AS n"
+        )))
+        .bind(kind)
+        .bind(table)
+        .bind(user)
+        .bind(LOCK_WAIT_SECS)
+        .fetch_one(&mut *lock.conn)
+        .await
+        .map_err(StoreError::new)?;
+        lock.name = name;
         if got != Some(1) {
             // Not held (a timeout answers 0): the connection is clean.
             lock.released = true;

@@ -238,7 +238,7 @@ pub(crate) struct Statements {
     /// Adds a row, unless its user has `limit` live tokens (not revoked, not rotated,
     /// not expired at `now`) already: the [`COLUMNS`], in order, then `now`, `limit`.
     /// One statement: run in a transaction that holds [`lock_user`](Self::lock_user)
-    /// where the dialect has one.
+    /// where the dialect has one (MySQL's store holds a named lock of its own instead).
     pub(crate) insert_limited: SqlStr,
     /// Locks one user's tokens until the transaction ends: `user_id`.
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
