@@ -810,17 +810,25 @@ impl<U: MySqlUserId> ManageTokens for MySqlStore<U> {
             .fetch_all(&mut *tx)
             .await
             .map_err(StoreError::new)?;
-        let mut claimed = rows
+        let candidates = rows
             .iter()
             .map(record_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        if let Some(mark) = &self.table.sql.mark_notice {
-            for record in &claimed {
-                let id = record.id.to_string();
-                bind::<U>(mark, &[Arg::Int(within_secs), Arg::Text(&id)])
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::new)?;
+        let mut claimed = Vec::with_capacity(candidates.len());
+        let Some(mark) = &self.table.sql.mark_notice else {
+            return Err(StoreError::unsupported("claim_expiry_notices"));
+        };
+        for record in candidates {
+            // The mark checks the row again as it stands: a claim that took it between
+            // the read and now makes this one change nothing, and it is not returned.
+            let id = record.id.to_string();
+            let marked = bind::<U>(mark, &[Arg::Int(within_secs), Arg::Text(&id)])
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::new)?
+                .rows_affected();
+            if marked > 0 {
+                claimed.push(record);
             }
         }
         tx.commit().await.map_err(StoreError::new)?;

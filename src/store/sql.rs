@@ -259,7 +259,8 @@ pub(crate) struct Statements {
     /// seconds), `now`, `until`, `limit`.
     pub(crate) claim_notices: SqlStr,
     /// Where the dialect's claim is a locking `SELECT` ([`Writes::MySql`]): the `UPDATE`
-    /// that records one claimed notice, `within` (whole seconds), `id`.
+    /// that records one claimed notice, `within` (whole seconds), `id`. It checks the row
+    /// again, under its lock, as it stands then: 0 rows when another claim took it first.
     #[cfg(feature = "mysql")]
     pub(crate) mark_notice: Option<SqlStr>,
     /// The channel `revoke`, `revoke_all`, `delete` and the prunes notify, if the dialect
@@ -375,7 +376,7 @@ impl Statements {
             #[cfg(feature = "mysql")]
             mark_notice: (writes == Writes::MySql).then(|| {
                 statement(format!(
-                    r#"UPDATE {t} SET expiry_notice = {p1} WHERE id = {p2}"#
+                    r#"UPDATE {t} SET expiry_notice = {p1} WHERE id = {p2} AND {live} AND (expiry_notice IS NULL OR expiry_notice > {p1})"#
                 ))
             }),
             channel,
