@@ -49,8 +49,12 @@
 //!
 //! Each state change is one statement, or one transaction: a rotation locks the old row
 //! (`SELECT … FOR UPDATE`) before it marks it, so of two rotations of one token exactly
-//! one succeeds; a claim of expiry notices skips the rows another claim holds
-//! (`FOR UPDATE SKIP LOCKED`); an insert under a per-user cap holds a named lock
+//! one succeeds; a claim of expiry notices locks the rows it reads (`FOR UPDATE`), so a
+//! second claim at once waits for the first and then sees what it marked (not
+//! `SKIP LOCKED`: InnoDB's range scans also lock the first row past their range, so a
+//! claim would skip rows another claim merely looked past, and a token could be mailed
+//! for two thresholds); a rotation and a claim that deadlock are run again, up to three
+//! times; an insert under a per-user cap holds a named lock
 //! (`GET_LOCK`) on that user while it counts and inserts, so concurrent creations never
 //! exceed the cap, whatever the isolation level.
 //!
@@ -150,14 +154,15 @@ pub struct MySqlStore<U = i64> {
 /// `?`, numbered in a comment (see [`bind`]); the uses `touch` writes come as one JSON
 /// array of `[id, "YYYY-MM-DD hh:mm:ss.ffffff"]` (UTC), read with `JSON_TABLE`. The cap
 /// holds a named lock per user around its statement (see [`UserLock`]), not a lock of the
-/// template's; a claim skips the rows another claim has locked.
+/// template's; a claim waits for the rows another claim has locked (see the module docs for
+/// why not `SKIP LOCKED`).
 const DIALECT: Dialect = Dialect {
     param: |n| format!("?/*{n}*/"),
     id_order: "id",
     uses: "JSON_TABLE(?/*1*/, '$[*]' COLUMNS (id CHAR(32) PATH '$[0]', at DATETIME(6) PATH '$[1]')) AS u",
     notify: None,
     lock_user: None,
-    claim_lock: " FOR UPDATE SKIP LOCKED",
+    claim_lock: " FOR UPDATE",
     quote: '`',
     writes: Writes::MySql,
 };
@@ -365,6 +370,128 @@ impl<U: MySqlUserId> MySqlStore<U> {
                 return Ok(total);
             }
         }
+    }
+}
+
+/// How many times a transaction InnoDB picked as a deadlock's victim is run (it was rolled
+/// back whole, so running it again is safe): a rotation and a claim of expiry notices can
+/// each wait for the other's row and index locks.
+const DEADLOCK_ATTEMPTS: u32 = 3;
+
+/// Whether `error` is InnoDB rolling back this transaction to break a deadlock (1213).
+fn is_deadlock(error: &StoreError) -> bool {
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<sqlx::Error>())
+        .and_then(sqlx::Error::as_database_error)
+        .and_then(|error| error.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>())
+        .is_some_and(|error| error.number() == 1213)
+}
+
+impl<U: MySqlUserId> MySqlStore<U> {
+    /// One attempt at [`rotate`](ManageTokens::rotate), in one transaction.
+    async fn rotate_once(
+        &self,
+        user: &U,
+        id: TokenId,
+        successor: &TokenRecord<U>,
+        old_expires_at: OffsetDateTime,
+        at: OffsetDateTime,
+    ) -> Result<Rotated<U>, StoreError> {
+        let old_id = id.to_string();
+        let successor_id = successor.id.to_string();
+        let mut tx = self.pool.begin().await.map_err(StoreError::new)?;
+        // The old row's lock, held until the transaction ends: a concurrent rotation waits
+        // for it, then finds `rotated_to` set and changes nothing.
+        let lock_row = sql::statement(format!(
+            "SELECT id FROM `{}` WHERE id = ?/*1*/ FOR UPDATE",
+            self.table.name
+        ));
+        bind::<U>(&lock_row, &[Arg::Text(&old_id)])
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::new)?;
+        let args = [
+            Arg::Text(&successor_id),
+            Arg::At(utc(old_expires_at)),
+            Arg::At(utc(at)),
+            Arg::Text(&old_id),
+            Arg::User(user),
+        ];
+        let changed = bind(&self.table.sql.rotate, &args)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::new)?
+            .rows_affected();
+        if changed > 0 {
+            let texts = record_texts(successor);
+            bind(&self.table.sql.insert, &record_args(successor, &texts))
+                .execute(&mut *tx)
+                .await
+                .map_err(|err| sql::insert_error(successor.id, err))?;
+        }
+        let row = bind::<U>(&self.table.sql.get, &[Arg::Text(&old_id)])
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::new)?;
+        let old = row.as_ref().map(record_from_row::<U>).transpose()?;
+        if changed == 0 {
+            // Nothing was written: what is there only says why.
+            drop(tx);
+            return Ok(sql::rotation_refused(old, user));
+        }
+        tx.commit().await.map_err(StoreError::new)?;
+        match old {
+            Some(old) => Ok(Rotated::Rotated(old)),
+            None => Err(StoreError::corrupt(id, "the rotated row vanished")),
+        }
+    }
+
+    /// One attempt at [`claim_expiry_notices`](ManageTokens::claim_expiry_notices), in
+    /// one transaction.
+    async fn claim_once(
+        &self,
+        within: time::Duration,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord<U>>, StoreError> {
+        let within_secs = within.whole_seconds();
+        let args = [
+            Arg::Int(within_secs),
+            Arg::At(utc(now)),
+            Arg::At(utc(now + within)),
+            Arg::Int(i64::from(limit)),
+        ];
+        let mut tx = self.pool.begin().await.map_err(StoreError::new)?;
+        // The rows are locked as they are read, waiting for those another claim holds,
+        // and read as they stand once free: two claims at once never take the same row.
+        let rows = bind::<U>(&self.table.sql.claim_notices, &args)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(StoreError::new)?;
+        let candidates = rows
+            .iter()
+            .map(record_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut claimed = Vec::with_capacity(candidates.len());
+        let Some(mark) = &self.table.sql.mark_notice else {
+            return Err(StoreError::unsupported("claim_expiry_notices"));
+        };
+        for record in candidates {
+            // The mark checks the row again as it stands: a claim that took it between
+            // the read and now makes this one change nothing, and it is not returned.
+            let id = record.id.to_string();
+            let marked = bind::<U>(mark, &[Arg::Int(within_secs), Arg::Text(&id)])
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::new)?
+                .rows_affected();
+            if marked > 0 {
+                claimed.push(record);
+            }
+        }
+        tx.commit().await.map_err(StoreError::new)?;
+        claimed.sort_by_key(|r| (r.expires_at, r.id));
+        Ok(claimed)
     }
 }
 
@@ -719,52 +846,15 @@ impl<U: MySqlUserId> ManageTokens for MySqlStore<U> {
         old_expires_at: OffsetDateTime,
         at: OffsetDateTime,
     ) -> Result<Rotated<U>, StoreError> {
-        let old_id = id.to_string();
-        let successor_id = successor.id.to_string();
-        let mut tx = self.pool.begin().await.map_err(StoreError::new)?;
-        // The old row's lock, held until the transaction ends: a concurrent rotation waits
-        // for it, then finds `rotated_to` set and changes nothing.
-        let lock_row = sql::statement(format!(
-            "SELECT id FROM `{}` WHERE id = ?/*1*/ FOR UPDATE",
-            self.table.name
-        ));
-        bind::<U>(&lock_row, &[Arg::Text(&old_id)])
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(StoreError::new)?;
-        let args = [
-            Arg::Text(&successor_id),
-            Arg::At(utc(old_expires_at)),
-            Arg::At(utc(at)),
-            Arg::Text(&old_id),
-            Arg::User(user),
-        ];
-        let changed = bind(&self.table.sql.rotate, &args)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::new)?
-            .rows_affected();
-        if changed > 0 {
-            let texts = record_texts(&successor);
-            bind(&self.table.sql.insert, &record_args(&successor, &texts))
-                .execute(&mut *tx)
+        let mut attempt = 1;
+        loop {
+            match self
+                .rotate_once(user, id, &successor, old_expires_at, at)
                 .await
-                .map_err(|err| sql::insert_error(successor.id, err))?;
-        }
-        let row = bind::<U>(&self.table.sql.get, &[Arg::Text(&old_id)])
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(StoreError::new)?;
-        let old = row.as_ref().map(record_from_row::<U>).transpose()?;
-        if changed == 0 {
-            // Nothing was written: what is there only says why.
-            drop(tx);
-            return Ok(sql::rotation_refused(old, user));
-        }
-        tx.commit().await.map_err(StoreError::new)?;
-        match old {
-            Some(old) => Ok(Rotated::Rotated(old)),
-            None => Err(StoreError::corrupt(id, "the rotated row vanished")),
+            {
+                Err(error) if is_deadlock(&error) && attempt < DEADLOCK_ATTEMPTS => attempt += 1,
+                outcome => return outcome,
+            }
         }
     }
 
@@ -796,44 +886,13 @@ impl<U: MySqlUserId> ManageTokens for MySqlStore<U> {
         now: OffsetDateTime,
         limit: u32,
     ) -> Result<Vec<TokenRecord<U>>, StoreError> {
-        let within_secs = within.whole_seconds();
-        let args = [
-            Arg::Int(within_secs),
-            Arg::At(utc(now)),
-            Arg::At(utc(now + within)),
-            Arg::Int(i64::from(limit)),
-        ];
-        let mut tx = self.pool.begin().await.map_err(StoreError::new)?;
-        // The rows are locked as they are read, skipping those another claim holds: two
-        // claims at once never take the same row.
-        let rows = bind::<U>(&self.table.sql.claim_notices, &args)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(StoreError::new)?;
-        let candidates = rows
-            .iter()
-            .map(record_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut claimed = Vec::with_capacity(candidates.len());
-        let Some(mark) = &self.table.sql.mark_notice else {
-            return Err(StoreError::unsupported("claim_expiry_notices"));
-        };
-        for record in candidates {
-            // The mark checks the row again as it stands: a claim that took it between
-            // the read and now makes this one change nothing, and it is not returned.
-            let id = record.id.to_string();
-            let marked = bind::<U>(mark, &[Arg::Int(within_secs), Arg::Text(&id)])
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::new)?
-                .rows_affected();
-            if marked > 0 {
-                claimed.push(record);
+        let mut attempt = 1;
+        loop {
+            match self.claim_once(within, now, limit).await {
+                Err(error) if is_deadlock(&error) && attempt < DEADLOCK_ATTEMPTS => attempt += 1,
+                outcome => return outcome,
             }
         }
-        tx.commit().await.map_err(StoreError::new)?;
-        claimed.sort_by_key(|r| (r.expires_at, r.id));
-        Ok(claimed)
     }
 }
 

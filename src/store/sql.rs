@@ -159,7 +159,9 @@ pub(crate) struct Dialect {
     /// which begins it `IMMEDIATE`).
     pub(crate) lock_user: Option<fn(&str) -> String>,
     /// What follows the subquery that picks the rows a claim takes, so that two claims
-    /// at once never take the same row: `FOR UPDATE SKIP LOCKED` (PostgreSQL), or nothing
+    /// at once never take the same row: `FOR UPDATE SKIP LOCKED` (PostgreSQL),
+    /// `FOR UPDATE` (MySQL, whose next-key locks would make `SKIP LOCKED` skip rows a
+    /// claim only scanned past), or nothing
     /// where writes are serialized anyway (SQLite).
     pub(crate) claim_lock: &'static str,
     /// The character that quotes the table name: `"` (PostgreSQL, SQLite) or `` ` ``
