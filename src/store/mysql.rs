@@ -49,12 +49,12 @@
 //!
 //! Each state change is one statement, or one transaction: a rotation locks the old row
 //! (`SELECT … FOR UPDATE`) before it marks it, so of two rotations of one token exactly
-//! one succeeds; a claim of expiry notices locks the rows it reads (`FOR UPDATE`), so a
-//! second claim at once waits for the first and then sees what it marked (not
-//! `SKIP LOCKED`: InnoDB's range scans also lock the first row past their range, so a
-//! claim would skip rows another claim merely looked past, and a token could be mailed
-//! for two thresholds); a rotation and a claim that deadlock are run again, up to three
-//! times; an insert under a per-user cap holds a named lock
+//! one succeeds; a claim of expiry notices reads its candidates without locking them, then
+//! marks each by its primary key with an `UPDATE` that checks it again as it stands, so of
+//! two claims at once exactly one takes each token, and the claim holds no lock on the
+//! index that a rotation would wait for (a `FOR UPDATE` scan deadlocked with rotations;
+//! `SKIP LOCKED` skipped rows InnoDB's range scans only looked past); a transaction InnoDB
+//! still picks as a deadlock's victim is run again, up to three times; an insert under a per-user cap holds a named lock
 //! (`GET_LOCK`) on that user while it counts and inserts, so concurrent creations never
 //! exceed the cap, whatever the isolation level.
 //!
@@ -154,15 +154,15 @@ pub struct MySqlStore<U = i64> {
 /// `?`, numbered in a comment (see [`bind`]); the uses `touch` writes come as one JSON
 /// array of `[id, "YYYY-MM-DD hh:mm:ss.ffffff"]` (UTC), read with `JSON_TABLE`. The cap
 /// holds a named lock per user around its statement (see [`UserLock`]), not a lock of the
-/// template's; a claim waits for the rows another claim has locked (see the module docs for
-/// why not `SKIP LOCKED`).
+/// template's; a claim reads without locking and marks each row with a checking `UPDATE`
+/// (see the module docs).
 const DIALECT: Dialect = Dialect {
     param: |n| format!("?/*{n}*/"),
     id_order: "id",
     uses: "JSON_TABLE(?/*1*/, '$[*]' COLUMNS (id CHAR(32) PATH '$[0]', at DATETIME(6) PATH '$[1]')) AS u",
     notify: None,
     lock_user: None,
-    claim_lock: " FOR UPDATE",
+    claim_lock: "",
     quote: '`',
     writes: Writes::MySql,
 };
@@ -374,8 +374,8 @@ impl<U: MySqlUserId> MySqlStore<U> {
 }
 
 /// How many times a transaction InnoDB picked as a deadlock's victim is run (it was rolled
-/// back whole, so running it again is safe): a rotation and a claim of expiry notices can
-/// each wait for the other's row and index locks.
+/// back whole, so running it again is safe): InnoDB's next-key locks let a rotation's
+/// inserts and another statement's range locks wait for each other.
 const DEADLOCK_ATTEMPTS: u32 = 3;
 
 /// Whether `error` is InnoDB rolling back this transaction to break a deadlock (1213).
@@ -462,8 +462,8 @@ impl<U: MySqlUserId> MySqlStore<U> {
             Arg::Int(i64::from(limit)),
         ];
         let mut tx = self.pool.begin().await.map_err(StoreError::new)?;
-        // The rows are locked as they are read, waiting for those another claim holds,
-        // and read as they stand once free: two claims at once never take the same row.
+        // Candidates, read without locks: each is taken only if its mark, under the row's
+        // lock, finds it still claimable.
         let rows = bind::<U>(&self.table.sql.claim_notices, &args)
             .fetch_all(&mut *tx)
             .await
@@ -830,10 +830,18 @@ impl<U: MySqlUserId> ManageTokens for MySqlStore<U> {
         let mut args = record_args(&record, &texts);
         args.push(Arg::At(utc(now)));
         args.push(Arg::Int(i64::from(limit)));
-        let inserted = bind(&self.table.sql.insert_limited, &args)
-            .execute(lock.connection())
-            .await
-            .map_err(|err| sql::insert_error(record.id, err));
+        let mut attempt = 1;
+        let inserted = loop {
+            let inserted = bind(&self.table.sql.insert_limited, &args)
+                .execute(lock.connection())
+                .await
+                .map_err(|err| sql::insert_error(record.id, err));
+            match inserted {
+                // Its count's shared locks can deadlock with a rotation's insert.
+                Err(error) if is_deadlock(&error) && attempt < DEADLOCK_ATTEMPTS => attempt += 1,
+                inserted => break inserted,
+            }
+        };
         lock.release().await;
         Ok(inserted?.rows_affected() > 0)
     }

@@ -160,9 +160,10 @@ pub(crate) struct Dialect {
     pub(crate) lock_user: Option<fn(&str) -> String>,
     /// What follows the subquery that picks the rows a claim takes, so that two claims
     /// at once never take the same row: `FOR UPDATE SKIP LOCKED` (PostgreSQL),
-    /// `FOR UPDATE` (MySQL, whose next-key locks would make `SKIP LOCKED` skip rows a
-    /// claim only scanned past), or nothing
-    /// where writes are serialized anyway (SQLite).
+    /// or nothing: where writes are serialized anyway (SQLite), or where the claim is a
+    /// read of candidates each marked by a checking `UPDATE` (MySQL, whose next-key locks
+    /// made a locking scan deadlock with rotations and `SKIP LOCKED` skip rows a scan only
+    /// looked past).
     pub(crate) claim_lock: &'static str,
     /// The character that quotes the table name: `"` (PostgreSQL, SQLite) or `` ` ``
     /// (MySQL, whose `"` quotes strings unless the session is in `ANSI_QUOTES` mode).
