@@ -66,6 +66,7 @@
 //! | `redis` | `RedisBus`: revocations reach every instance's `CachedStore` over Redis pub/sub, whatever the store |
 //! | `test-kit` | `testing::Conformance`: the suites a `TokenStore` (and `ManageTokens`) implementation should pass |
 //! | `manage` | `manage::TokenPage`: the token page and its JSON API, mounted behind the application's sign-in |
+//! | `metrics` | counters, a gauge and a histogram through the `metrics` facade, listed in `tower_pat::metrics` (the application installs the exporter) |
 //! | `leaks` | `leaks::LeakReports`: the endpoint GitHub's secret scanning reports leaked tokens to; the real ones are revoked |
 //!
 //! # Security
@@ -102,6 +103,11 @@ pub mod lifecycle;
 #[cfg(feature = "manage")]
 #[cfg_attr(docsrs, doc(cfg(feature = "manage")))]
 pub mod manage;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+#[cfg(not(feature = "metrics"))]
+mod metrics;
 pub mod record;
 pub mod reject;
 pub mod require;

@@ -24,6 +24,9 @@
 //! | `GET /api/orders/{id}/status` | any of `orders:read`, `orders:read:status` |
 //! | `GET /api/admin/orders` | `orders:admin` (only alice may grant it) |
 //!
+//! `GET /metrics` serves what the crate counted (feature `metrics`) in Prometheus' text
+//! format, through `metrics-exporter-prometheus`.
+//!
 //! Tokens live in a SQLite file in the temporary directory (`TOWER_PAT_DEMO_DB` names
 //! another), so they outlive a restart; sessions live in memory, so a restart signs
 //! everyone out.
@@ -51,6 +54,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .unwrap_or_else(|| env::temp_dir().join("tower-pat-demo-site.sqlite3"));
     let store = SqliteStore::<i64>::open(&db).await?;
     store.migrate().await?;
+    // Prometheus' exporter, installed before the demo builds its layer and cache (they
+    // take their counters from it); `GET /metrics` serves what it counted.
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
     let demo = app::demo(store);
     // Tokens that expired, or were revoked, more than 30 days ago go (an audit event
     // says how many).
@@ -84,6 +90,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     );
     println!();
     println!("  Tokens are kept in {}", db.display());
+    println!("  What the crate counted (feature `metrics`): curl {url}/metrics");
     println!();
     println!("Listening on {url} (Ctrl-C to stop)");
 
@@ -91,6 +98,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     axum::serve(
         listener,
         demo.router
+            .merge(app::metrics(prometheus))
             .into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async {

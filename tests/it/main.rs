@@ -8,6 +8,7 @@ mod common;
 
 mod audit;
 mod cache;
+mod change_feed;
 mod concurrency;
 mod connect;
 mod demo;
@@ -19,6 +20,8 @@ mod formats;
 mod grpc;
 mod http;
 mod hyper;
+#[cfg(feature = "laravel")]
+mod laravel;
 mod last_used;
 mod layer_lifecycle;
 #[cfg(feature = "leaks")]
@@ -27,6 +30,8 @@ mod lifecycle;
 mod lifecycle_api;
 mod logging;
 mod manage;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod props;
 mod ready;
 #[cfg(feature = "redis")]
