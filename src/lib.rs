@@ -61,6 +61,7 @@
 //! | `axum` | [`AccessToken`] as an extractor (`FromRequestParts`, `OptionalFromRequestParts`) |
 //! | `sqlite` | `SqliteStore`: tokens in an embedded SQLite database (sqlx, bundled SQLite) |
 //! | `postgres` | `PostgresStore`: one PostgreSQL database shared by many instances (sqlx) |
+//! | `mysql` | `MySqlStore`: one MySQL 8 or MariaDB (10.11) database shared by many instances (sqlx) |
 //! | `cache` | `CachedStore`: a revocation-aware cache in front of any store (moka); with `postgres`, `PostgresStore::listen` evicts what other instances revoke |
 //! | `redis` | `RedisBus`: revocations reach every instance's `CachedStore` over Redis pub/sub, whatever the store |
 //! | `test-kit` | `testing::Conformance`: the suites a `TokenStore` (and `ManageTokens`) implementation should pass |
@@ -141,6 +142,9 @@ pub use scope::Requirement;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub use store::CachedStore;
+#[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
+pub use store::MySqlStore;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use store::PostgresStore;

@@ -349,6 +349,15 @@ impl<S, St> Layer<S> for PatLayer<St> {
         let idle = options.idle_lifetime.map(|d| d.whole_nanoseconds());
         let settings =
             Settings::new(&options.realm, options.matching, options.body.clone()).counted();
+        #[cfg(feature = "laravel")]
+        let settings = settings.with_passport_inheritance(
+            options
+                .credentials
+                .formats
+                .passport
+                .as_ref()
+                .is_some_and(|p| p.inherits_scopes()),
+        );
         Pat::new(
             inner,
             Arc::new(Shared {

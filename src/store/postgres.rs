@@ -63,7 +63,7 @@ pub use super::listener::{
 pub use super::sql::InvalidTableName;
 use super::{
     Cursor, Lookup, ManageTokens, Revoked, Rotated, StoreError, StoreErrorKind, TokenStore,
-    sql::{self, Dialect, Table, check_type_name, optional, render, required, sql_store},
+    sql::{self, Dialect, Table, Writes, check_type_name, optional, render, required, sql_store},
 };
 use crate::{
     record::{TokenId, TokenRecord, UserId},
@@ -145,6 +145,8 @@ const DIALECT: Dialect = Dialect {
     notify: Some(channel_name),
     lock_user: Some(lock_user),
     claim_lock: " FOR UPDATE SKIP LOCKED",
+    quote: '"',
+    writes: Writes::Standard,
 };
 
 /// The first key of the advisory lock an insert under the per-user cap holds (the second

@@ -60,7 +60,7 @@ use time::{Duration, OffsetDateTime};
 pub use super::sql::InvalidTableName;
 use super::{
     Cursor, Lookup, ManageTokens, Revoked, Rotated, StoreError, StoreErrorKind, TokenStore,
-    sql::{self, Dialect, Table, check_type_name, optional, render, required, sql_store},
+    sql::{self, Dialect, Table, Writes, check_type_name, optional, render, required, sql_store},
 };
 use crate::{
     record::{TokenId, TokenRecord, UserId},
@@ -129,6 +129,8 @@ const DIALECT: Dialect = Dialect {
     notify: None,
     lock_user: None,
     claim_lock: "",
+    quote: '"',
+    writes: Writes::Standard,
 };
 
 sql_store! {

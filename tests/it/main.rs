@@ -19,6 +19,8 @@ mod formats;
 mod grpc;
 mod http;
 mod hyper;
+#[cfg(feature = "laravel")]
+mod laravel;
 mod last_used;
 mod layer_lifecycle;
 #[cfg(feature = "leaks")]
