@@ -10,7 +10,7 @@
 //! | `tower_pat_store_lookups_total` | counter | `result`: `found`, `not_found`, `error` | tokens a layer asked its store for (`error`: the store failed or timed out) |
 //! | `tower_pat_store_lookup_duration_seconds` | histogram | — | how long a request waited for a store that could not answer at once (a database; a cache miss) |
 //! | `tower_pat_cache_lookups_total` | counter | `result`: `hit`, `negative_hit`, `miss` | what a [`CachedStore`](crate::store::CachedStore) knew of a token asked for: its record, that no record has it, or nothing (the store is asked) |
-//! | `tower_pat_cache_evictions_total` | counter | `reason`: `revoked`, `pruned`, `cleared` | records a cache dropped because they changed: revoked or deleted (through the cache, or heard from a bus), pruned, or everything cleared (a bus paused the cache). Records that reach their TTL or leave for room are not counted |
+//! | `tower_pat_cache_evictions_total` | counter | `reason`: `revoked`, `pruned`, `cleared` | records a cache dropped because they changed: revoked, rotated or deleted (through the cache, or heard from a bus), pruned, or everything cleared (a bus paused the cache). Records that reach their TTL or leave for room are not counted |
 //! | `tower_pat_cache_entries` | gauge | `cache`: `positive`, `negative` | entries a cache holds (records; unknown hashes) as the cache counts them, set when it stores or evicts (the count catches up with the cache's housekeeping) |
 //! | `tower_pat_listener_losses_total` | counter | `bus`: `postgres`, `redis` | times a revocation listener lost its connection or went silent past its bound (the cache is paused until it listens again) |
 //! | `tower_pat_last_used_flushes_total` | counter | `result`: `ok`, `error` | batches of uses written back (`last_used_at`) in one `touch` call |
@@ -263,7 +263,7 @@ pub(crate) fn scope_without_layer() {
 #[cfg(feature = "cache")]
 #[derive(Clone, Copy)]
 pub(crate) enum Eviction {
-    /// Revoked or deleted (through the cache, or heard from a bus).
+    /// Revoked, rotated or deleted (through the cache, or heard from a bus).
     Revoked,
     /// Pruned.
     Pruned,

@@ -1,7 +1,8 @@
 //! The `metrics` feature over a real axum server on loopback: a Prometheus recorder (the
 //! exporter the demo serves) counts what the requests did, exactly: accepted, missing
 //! credentials, unknown (twice: the store, then the negative cache), revoked, a scope
-//! refusal; cache hits and misses; store lookups and the time they took; token changes.
+//! refusal; cache hits and misses; store lookups and the time they took; a batch of uses
+//! written back; token changes.
 //! The stack is built with the recorder as the thread's, so its counters are this test's
 //! alone, whatever other tests run beside it.
 
@@ -40,12 +41,13 @@ async fn requests_cache_and_changes_are_counted_exactly() {
     let faulty = Faulty::new(MemoryStore::<i64>::new());
     faulty.async_only(true);
     let tokens = Tokens::new(CachedStore::new(faulty), registry());
+    let layer = tokens.layer();
     let app = Router::new()
         .route(
             "/orders",
             get(|| async { "orders" }).layer(tokens.require_all(["orders:read"])),
         )
-        .layer(tokens.layer());
+        .layer(layer.clone());
     let addr = common::serve(app).await;
 
     let reader = tokens.create(1, "reader", ["orders:read"]).await.unwrap();
@@ -83,6 +85,13 @@ async fn requests_cache_and_changes_are_counted_exactly() {
         StatusCode::UNAUTHORIZED
     );
 
+    // The two tokens' uses (one each per interval), written in one batch; a rotation.
+    assert_eq!(layer.flush().await, 2);
+    tokens
+        .rotate(&2, other.record.id, time::Duration::ZERO)
+        .await
+        .unwrap();
+
     let text = prometheus.render();
     let expected = [
         (r#"tower_pat_requests_total{outcome="accepted"}"#, 3.0),
@@ -103,7 +112,8 @@ async fn requests_cache_and_changes_are_counted_exactly() {
             1.0,
         ),
         (r#"tower_pat_cache_lookups_total{result="miss"}"#, 4.0),
-        (r#"tower_pat_cache_evictions_total{reason="revoked"}"#, 1.0),
+        // The revoked token, and the rotated one.
+        (r#"tower_pat_cache_evictions_total{reason="revoked"}"#, 2.0),
         (r#"tower_pat_store_lookups_total{result="found"}"#, 4.0),
         (r#"tower_pat_store_lookups_total{result="not_found"}"#, 2.0),
         (r#"tower_pat_store_lookups_total{result="error"}"#, 0.0),
@@ -111,6 +121,9 @@ async fn requests_cache_and_changes_are_counted_exactly() {
         ("tower_pat_store_lookup_duration_seconds_count", 4.0),
         (r#"tower_pat_token_changes_total{change="created"}"#, 2.0),
         (r#"tower_pat_token_changes_total{change="revoked"}"#, 1.0),
+        (r#"tower_pat_token_changes_total{change="rotated"}"#, 1.0),
+        (r#"tower_pat_last_used_flushes_total{result="ok"}"#, 1.0),
+        ("tower_pat_last_used_uses_total", 2.0),
     ];
     for (series, want) in expected {
         assert_eq!(value(&text, series), Some(want), "{series} in\n{text}");
