@@ -46,17 +46,29 @@ use crate::{
     token::TokenHash,
 };
 
-#[cfg(all(feature = "cache", any(feature = "postgres", feature = "redis")))]
+#[cfg(all(
+    feature = "cache",
+    any(
+        feature = "postgres",
+        feature = "redis",
+        feature = "sqlite",
+        feature = "mysql"
+    )
+))]
 mod bus;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub mod cache;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+mod feed;
 #[cfg(all(feature = "cache", feature = "postgres"))]
 mod listener;
 pub mod memory;
 #[cfg(feature = "mysql")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 pub mod mysql;
+#[cfg(all(feature = "cache", any(feature = "sqlite", feature = "mysql")))]
+mod poller;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;

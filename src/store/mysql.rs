@@ -75,11 +75,16 @@ use sqlx::{
 };
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub use super::poller::{ChangePoller, DEFAULT_POLL_INTERVAL, FollowOptions};
 pub use super::sql::InvalidTableName;
 use super::{
-    Cursor, Lookup, ManageTokens, Revoked, Rotated, StoreError, StoreErrorKind, TokenStore,
+    Cursor, Lookup, ManageTokens, Revoked, Rotated, StoreError, StoreErrorKind, TokenStore, feed,
     sql::{self, Dialect, Table, Writes, check_type_name, optional, render, required, sql_store},
 };
+#[cfg(feature = "cache")]
+use super::{cache::Evictor, poller};
 use crate::{
     record::{TokenId, TokenRecord, UserId},
     token::TokenHash,
@@ -90,6 +95,14 @@ const MIGRATION: &str = include_str!("../../migrations/mysql/0001_personal_acces
 
 /// The second migration: the lifecycle columns and the expiry index.
 const MIGRATION_LIFECYCLE: &str = include_str!("../../migrations/mysql/0002_token_lifecycle.sql");
+
+/// The third migration: the change table and the triggers that fill it.
+const MIGRATION_FEED: &str = feed::MYSQL;
+
+/// How long after a change took its id in the change table its transaction may commit
+/// and still be read: the poller reads this last stretch's ids again.
+#[cfg(feature = "cache")]
+const LOOKBACK: Duration = Duration::from_secs(10);
 
 /// How long [`MySqlStore::connect`] waits for the database, unless told otherwise
 /// ([`MySqlStore::connect_with`]).
@@ -246,21 +259,76 @@ fn user_id_type<U: MySqlUserId>() -> String {
 
 impl<U: MySqlUserId> MySqlStore<U> {
     /// The migrations for this store's table and user id type, as [`migrate`](Self::migrate)
-    /// runs them (0001, then 0002): to read, or to hand to your own migration tool, which
-    /// must run each statement of 0002 once.
+    /// runs them (0001, 0002, then the change feed of 0003): to read, or to hand to your own
+    /// migration tool, which must run each statement of 0002 and 0003 once.
     pub fn schema_sql(&self) -> String {
         let user_id_type = user_id_type::<U>();
         format!(
-            "{}\n{}",
+            "{}\n{}\n{}",
             render(MIGRATION, &self.table.name, &user_id_type),
-            render(MIGRATION_LIFECYCLE, &self.table.name, &user_id_type)
+            render(MIGRATION_LIFECYCLE, &self.table.name, &user_id_type),
+            self.change_feed_sql()
         )
+    }
+
+    /// The change feed alone (`0003_change_feed.sql` filled in): the change table
+    /// `<table>_changes` and the two triggers that record every writer's changes in it.
+    pub fn change_feed_sql(&self) -> String {
+        render(MIGRATION_FEED, &self.table.name, &user_id_type::<U>())
+    }
+
+    /// Puts the change feed on a table that exists already (made by your own migration
+    /// tool from an older [`schema_sql`](Self::schema_sql), say), without touching
+    /// anything else: the change table and each trigger are created if missing.
+    /// [`migrate`](Self::migrate) does this too. Holds `migrate`'s named lock meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database refuses the statements (the table does not exist,
+    /// or the account lacks the TRIGGER privilege), or the lock is not free within 10 s
+    /// ([`StoreErrorKind::Timeout`]).
+    pub async fn install_change_feed(&self) -> Result<(), StoreError> {
+        let mut lock = NamedLock::acquire(
+            &self.pool,
+            "tower_pat_migrate",
+            &self.table.name,
+            None::<&U>,
+        )
+        .await?;
+        let result = self.install_feed(lock.connection()).await;
+        lock.release().await;
+        result
+    }
+
+    /// Runs the statements of the change feed that are not done yet on `conn`.
+    async fn install_feed(&self, conn: &mut MySqlConnection) -> Result<(), StoreError> {
+        let triggers: Vec<String> = sqlx::query_scalar(
+            "SELECT CAST(trigger_name AS CHAR) FROM information_schema.triggers \
+             WHERE event_object_schema = DATABASE() AND event_object_table = ?",
+        )
+        .bind(self.table.name.as_ref())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(StoreError::new)?;
+        for statement in sql::split_statements(&self.change_feed_sql()) {
+            if created_trigger(&statement)
+                .is_some_and(|t| triggers.iter().any(|have| have.eq_ignore_ascii_case(t)))
+            {
+                continue;
+            }
+            sqlx::raw_sql(AssertSqlSafe(statement))
+                .execute(&mut *conn)
+                .await
+                .map_err(StoreError::new)?;
+        }
+        Ok(())
     }
 
     /// Creates the table and its indexes if they are missing, and brings a table made by
     /// an earlier version up to date (the columns and index of `0002_token_lifecycle.sql`,
-    /// each added only if missing, as `information_schema` tells; rows are kept); changes
-    /// nothing otherwise, so it is safe to run at every start. Holds a named lock (per
+    /// each added only if missing, as `information_schema` tells; rows are kept), and
+    /// installs the change feed (`0003_change_feed.sql`: see
+    /// [`install_change_feed`](Self::install_change_feed)); changes nothing otherwise, so it is safe to run at every start. Holds a named lock (per
     /// table name) meanwhile, so instances that start together take turns. MySQL commits
     /// each DDL statement by itself: a migration cut short is completed by the next run.
     ///
@@ -314,7 +382,7 @@ impl<U: MySqlUserId> MySqlStore<U> {
                     .await
                     .map_err(StoreError::new)?;
             }
-            Ok(())
+            self.install_feed(conn).await
         }
         .await;
         lock.release().await;
@@ -371,6 +439,14 @@ impl<U: MySqlUserId> MySqlStore<U> {
 /// The index a `CREATE INDEX <name> ON …` statement creates, if it is one.
 fn created_index(statement: &str) -> Option<&str> {
     let rest = statement.strip_prefix("CREATE INDEX ")?;
+    rest.split_whitespace()
+        .next()
+        .map(|name| name.trim_matches('`'))
+}
+
+/// The trigger a `CREATE TRIGGER <name> …` statement creates, if it is one.
+fn created_trigger(statement: &str) -> Option<&str> {
+    let rest = statement.strip_prefix("CREATE TRIGGER ")?;
     rest.split_whitespace()
         .next()
         .map(|name| name.trim_matches('`'))
@@ -961,6 +1037,118 @@ fn record_from_row<U: MySqlUserId>(row: &MySqlRow) -> Result<TokenRecord<U>, Sto
         rotated_to: sql::read_optional_id(row, row_id, "rotated_to")?,
         kind: crate::credential::CredentialKind::Pat,
     })
+}
+
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+impl<U: MySqlUserId> MySqlStore<U> {
+    /// Evicts from a [`CachedStore`](super::CachedStore) every token that any writer
+    /// revokes, rotates, shortens or deletes in this table, with the default
+    /// [`FollowOptions`] (a read every 250 ms): see
+    /// [`follow_changes_with`](Self::follow_changes_with).
+    ///
+    /// ```no_run
+    /// use tower_pat::{MySqlStore, Tokens, scope::ScopeRegistry, store::CachedStore};
+    ///
+    /// # async fn run(pool: sqlx::MySqlPool, registry: ScopeRegistry) -> Result<(), tower_pat::store::StoreError> {
+    /// let mysql = MySqlStore::<i64>::new(pool);
+    /// mysql.migrate().await?; // installs the change feed too
+    /// let store = CachedStore::new(mysql.clone());
+    /// mysql.follow_changes(store.evictor()).await?;
+    /// let tokens = Tokens::new(store, registry);
+    /// let layer = tokens.layer();
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`follow_changes_with`](Self::follow_changes_with).
+    pub async fn follow_changes(&self, evictor: Evictor<U>) -> Result<ChangePoller, StoreError> {
+        self.follow_changes_with(evictor, FollowOptions::default())
+            .await
+    }
+
+    /// Evicts from a [`CachedStore`](super::CachedStore) every token that any writer
+    /// revokes, rotates, shortens or deletes in this table, whoever it is (this store on
+    /// another instance, an admin's `UPDATE`, Laravel): the table's triggers
+    /// ([`install_change_feed`](Self::install_change_feed)) record each changed id in
+    /// `<table>_changes`, and a task reads what is new there every
+    /// [`FollowOptions::interval`] (250 ms by default) and hands it to `evictor`. Returns
+    /// once it has read the change table's end; the polling runs on the Tokio runtime
+    /// until the cache is dropped (or [`ChangePoller::stop`]).
+    ///
+    /// **Propagation bound.** A change committed by any writer is refused here within the
+    /// interval, plus the time of one read. The change table's ids are taken when a
+    /// change is made, not when it commits, so each read also reads again the ids taken
+    /// in the 10 s before the previous read (each row is evicted once): a writer whose
+    /// transaction stays open for longer than that after its change may go unseen, and
+    /// then only the cache's TTL bounds it. A read that fails, or has not answered within
+    /// [`FollowOptions::read_timeout`], pauses the cache ([`Evictor::pause`]: cleared,
+    /// keeping nothing, every request asks the database) and logs a warning through
+    /// `tracing`; the first read that succeeds again catches up and resumes it.
+    ///
+    /// **The change table** stays small: each poller deletes the rows older than a minute
+    /// as it goes (at most every 10 s). A row that does not hold a token id (something else
+    /// writes to the table) clears the cache.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the change table cannot be read (the feed is not installed:
+    /// [`migrate`](Self::migrate) or [`install_change_feed`](Self::install_change_feed)),
+    /// or does not answer within [`FollowOptions::read_timeout`].
+    pub async fn follow_changes_with(
+        &self,
+        evictor: Evictor<U>,
+        options: FollowOptions,
+    ) -> Result<ChangePoller, StoreError> {
+        let changes = Changes {
+            pool: self.pool.clone(),
+            sql: feed::ChangeTable::mysql(&self.table.name),
+        };
+        poller::start(changes, evictor, options).await
+    }
+}
+
+/// The change table of a [`MySqlStore`], as the poller reads it.
+#[cfg(feature = "cache")]
+struct Changes {
+    pool: MySqlPool,
+    sql: feed::ChangeTable,
+}
+
+#[cfg(feature = "cache")]
+#[async_trait]
+impl poller::ChangeSource for Changes {
+    async fn latest(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(self.sql.latest.clone())
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    async fn read(&self, after: i64, limit: i64) -> Result<Vec<(i64, String)>, sqlx::Error> {
+        sqlx::query_as(self.sql.read.clone())
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    async fn prune(&self, retention: Duration) -> Result<u64, sqlx::Error> {
+        let seconds = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+        let done = sqlx::query(self.sql.prune.clone())
+            .bind(seconds)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    fn name(&self) -> &str {
+        &self.sql.name
+    }
+
+    fn lookback(&self) -> Duration {
+        LOOKBACK
+    }
 }
 
 #[cfg(test)]

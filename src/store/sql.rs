@@ -149,9 +149,9 @@ pub(crate) struct Dialect {
     /// A table `u(id, at)` of the uses one `touch` writes, read from the statement's
     /// parameter(s).
     pub(crate) uses: &'static str,
-    /// The channel that revoking, rotating, deleting and pruning statements notify, given
-    /// the table name (PostgreSQL); `None` where the database has no notifications
-    /// (SQLite).
+    /// The channel the table's change feed notifies, given the table name (PostgreSQL,
+    /// whose triggers send it: see `feed`); `None` where the database has no
+    /// notifications (SQLite).
     pub(crate) notify: Option<fn(&str) -> String>,
     /// A statement that takes a lock on one user's tokens until the transaction ends,
     /// given the table name, its one parameter the user id (PostgreSQL: an advisory
@@ -182,23 +182,6 @@ pub(crate) enum Writes {
     /// transaction), and the capped insert selects `FROM DUAL`.
     #[cfg(feature = "mysql")]
     MySql,
-}
-
-/// How many token ids one notification carries at most: 32 hex digits and a space each,
-/// well under PostgreSQL's 8000-byte payload limit.
-pub(crate) const IDS_PER_NOTIFICATION: usize = 200;
-
-/// `change`, an `UPDATE` or `DELETE` of token rows, as one statement that also notifies
-/// `channel` of the ids it changed, space-separated, [`IDS_PER_NOTIFICATION`] at most per
-/// notification: the notifications are sent if, and only if, the change commits. The
-/// statement returns one row, `changed` (how many rows changed, `BIGINT`).
-fn notifying(change: &str, channel: &str) -> String {
-    format!(
-        "WITH changed AS ({change} RETURNING id), \
-         numbered AS (SELECT id, (row_number() OVER () - 1) / {IDS_PER_NOTIFICATION} AS batch FROM changed), \
-         sent AS (SELECT pg_notify('{channel}', string_agg(id, ' ')) FROM numbered GROUP BY batch) \
-         SELECT (SELECT count(*) FROM changed) AS changed, (SELECT count(*) FROM sent) AS sent"
-    )
 }
 
 /// The statements, built once per table name by each store. Each store binds the
@@ -262,9 +245,7 @@ pub(crate) struct Statements {
     /// that records one claimed notice, `within` (whole seconds), `id`.
     #[cfg(feature = "mysql")]
     pub(crate) mark_notice: Option<SqlStr>,
-    /// The channel `revoke`, `revoke_all`, `delete` and the prunes notify, if the dialect
-    /// has notifications; those statements then return one row, `changed`, instead of
-    /// counting affected rows.
+    /// The channel the table's change feed notifies, if the dialect has notifications.
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) channel: Option<String>,
 }
@@ -289,11 +270,8 @@ impl Statements {
         // revoked, not replaced by a rotation.
         let live = "NOT revoked AND rotated_to IS NULL";
         let channel = dialect.notify.map(|name| name(table));
-        // The channel name is made from the table name (no quote in it).
-        let changing = |change: String| match &channel {
-            Some(channel) => statement(notifying(&change, channel)),
-            None => statement(change),
-        };
+        // Nothing to notify by hand: the table's triggers announce every change (`feed`).
+        let changing = statement;
         let prune = |condition: &str| match writes {
             #[cfg(any(feature = "sqlite", feature = "postgres"))]
             Writes::Standard => changing(format!(

@@ -67,6 +67,13 @@ async fn drop_table(url: &str, table: &str) {
     .execute(&pool)
     .await
     .expect("drop the test table");
+    // The change feed's function outlives its table's triggers.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        r#"DROP FUNCTION IF EXISTS "{table}_change_feed"()"#
+    )))
+    .execute(&pool)
+    .await
+    .expect("drop the test table's change feed");
     pool.close().await;
 }
 
@@ -100,8 +107,9 @@ where
         .catch_unwind()
         .await;
     let pool = mysql_pool(&url).await;
+    // The table's change feed: its triggers go with it, its change table does not.
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP TABLE IF EXISTS `{table}`"
+        "DROP TABLE IF EXISTS `{table}`, `{table}_changes`"
     )))
     .execute(&pool)
     .await

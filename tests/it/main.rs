@@ -8,6 +8,7 @@ mod common;
 
 mod audit;
 mod cache;
+mod change_feed;
 mod concurrency;
 mod connect;
 mod demo;
