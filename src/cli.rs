@@ -742,7 +742,7 @@ impl CliError {
             return Self {
                 kind: CliErrorKind::MissingTable,
                 message: format!(
-                    "the token table does not exist ({detail}): run the `migrate` command first"
+                    "the token table does not exist: run the `migrate` command first (the database said: {detail})"
                 ),
                 source: Some(Box::new(error)),
             };
