@@ -8,6 +8,8 @@ mod common;
 
 mod audit;
 mod cache;
+#[cfg(feature = "cli")]
+mod cli;
 mod concurrency;
 mod connect;
 mod faults;
