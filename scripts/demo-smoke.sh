@@ -98,6 +98,25 @@ check 204 "$(curl -s -o /dev/null -w '%{http_code}' -b "$jar" -H "Origin: $base"
 check 401 "$(api GET /api/orders "$orders")" "GET /api/orders with the revoked token"
 check 200 "$(api GET /api/orders/1001/status "$status")" "GET /api/orders/1001/status with the other token"
 
+# The command line the demo embeds, against the same database as the running server:
+# create → use → list → revoke → refused, and the failures an operator meets.
+tokens() { TOWER_PAT_DEMO_DB="$db" cargo run --quiet --all-features --example demo -- tokens "$@"; }
+cli_token="$(tokens create --user 1 --name 'smoke: cli' --scopes user:read --expires-in 1d)"
+case "$cli_token" in
+    pat_*) echo "    tokens create: a token, and nothing else on stdout" ;;
+    *) echo "FAILED: tokens create printed: $cli_token"; failed=1 ;;
+esac
+check 200 "$(api GET /api/user "$cli_token")" "GET /api/user with the token from tokens create"
+listed="$(tokens list --user 1)"
+grep -q 'smoke: cli' <<<"$listed" && ! grep -q "$cli_token" <<<"$listed" &&
+    echo "    tokens list: the token, never its secret" ||
+    { echo "FAILED: tokens list: $listed"; failed=1; }
+cli_id="$(tokens list --user 1 | awk '/smoke: cli/ { print $1 }')"
+check "revoked token $cli_id" "$(tokens revoke --user 1 --id "$cli_id")" "(tokens revoke --user 1 --id …)"
+check 401 "$(api GET /api/user "$cli_token")" "GET /api/user with the token revoked by the command line"
+check 1 "$(tokens create --user 2 --name x --scopes orders:nope 2>/dev/null; echo $?)" "exit status of tokens create with an undefined scope"
+check "pruned 0 tokens" "$(tokens prune --older-than 30d)" "(tokens prune --older-than 30d)"
+
 if [ "$failed" -ne 0 ]; then
     echo "demo smoke: FAILED"
     cat "$log"
