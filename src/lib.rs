@@ -124,7 +124,8 @@ pub mod token;
     feature = "redis",
     feature = "test-kit",
     feature = "manage",
-    feature = "leaks"
+    feature = "leaks",
+    feature = "cli"
 ))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
