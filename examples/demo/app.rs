@@ -2,23 +2,32 @@
 //! by personal access tokens, shaped after Laravel Passport's documentation. `main.rs`
 //! serves it; the browser test (`tests/browser/`) drives the very same application.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    num::NonZeroU32,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
 
 use argon2::{
     Argon2,
     password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng},
 };
 use axum::{
-    Form, Json, Router,
+    Extension, Form, Json, Router,
     body::{Body, Bytes},
-    extract::{Path, State},
+    extract::{ConnectInfo, DefaultBodyLimit, Path, State},
     http::{HeaderValue, Response, StatusCode, header},
     response::{IntoResponse, Redirect},
     routing::{get, post},
 };
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::Duration;
+use tokio::sync::Semaphore;
 use tower_http::csrf::{CsrfLayer, ProtectionError};
 use tower_pat::{
     AccessToken, PatLayer, SqliteStore, Tokens,
@@ -38,6 +47,27 @@ pub const ADMIN: i64 = 1;
 
 /// The most live tokens a demo user may hold.
 pub const MAX_TOKENS_PER_USER: u32 = 20;
+
+/// The most orders a demo user may place (each user's list stays bounded).
+pub const MAX_ORDERS_PER_USER: usize = 100;
+
+/// The longest item name an order may carry, in characters.
+pub const MAX_ITEM_CHARS: usize = 100;
+
+/// The largest `POST /api/orders` body, in bytes; a larger one is answered 413.
+pub const MAX_ORDER_BODY: usize = 4 * 1024;
+
+/// How many argon2 verifications run at once. Each holds 19 MiB (argon2's default
+/// memory cost), so sign-ins cost at most this many times that, however many arrive.
+pub const HASHES_AT_ONCE: usize = 2;
+
+/// Sign-in attempts a client address may make at once, before [`SIGN_IN_PERIOD_SECS`]
+/// paces it.
+pub const SIGN_IN_BURST: u32 = 10;
+
+/// Then one attempt per this many seconds, per client address; the others are answered
+/// 429 with `Retry-After`, without hashing anything.
+pub const SIGN_IN_PERIOD_SECS: u64 = 6;
 
 /// Where the token page is mounted.
 pub const TOKEN_PAGE: &str = "/settings/tokens";
@@ -73,11 +103,24 @@ pub struct Demo {
     /// Every route.
     pub router: Router,
     /// The layer guarding `/api`: [`PatLayer::flush`] writes the last uses on shutdown.
+    // Not every binary that builds this module reads every field.
+    #[allow(dead_code)]
     pub layer: PatLayer<SqliteStore<i64>>,
     /// The facade behind the page and the API.
-    // `tests/browser/` builds this module too, and does not read it.
+    // Not every binary that builds this module reads every field.
     #[allow(dead_code)]
     pub tokens: Tokens<SqliteStore<i64>>,
+    users: Arc<Users>,
+}
+
+impl Demo {
+    /// The most argon2 verifications that ran at once since the demo started (at most
+    /// [`HASHES_AT_ONCE`]).
+    // Read by the tests, not by `main.rs`.
+    #[allow(dead_code)]
+    pub fn hashes_at_once_peak(&self) -> usize {
+        self.users.peak.load(Ordering::Relaxed)
+    }
 }
 
 #[derive(Clone)]
@@ -91,6 +134,13 @@ struct Users {
     /// Verified against when the name is unknown, so that an unknown name takes as long
     /// as a wrong password.
     decoy: String,
+    /// [`HASHES_AT_ONCE`] permits: a verification runs only holding one.
+    hashing: Semaphore,
+    /// Verifications running now, and the most that ever ran at once.
+    running: AtomicUsize,
+    peak: AtomicUsize,
+    /// Sign-in attempts per client address.
+    attempts: DefaultKeyedRateLimiter<IpAddr>,
 }
 
 struct Account {
@@ -139,7 +189,43 @@ impl Users {
                 })
                 .collect(),
             decoy: hash_password("no user has this password"),
+            hashing: Semaphore::new(HASHES_AT_ONCE),
+            running: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            attempts: RateLimiter::keyed(
+                Quota::with_period(std::time::Duration::from_secs(SIGN_IN_PERIOD_SECS))
+                    .expect("a period longer than zero")
+                    .allow_burst(NonZeroU32::new(SIGN_IN_BURST).expect("a burst above zero")),
+            ),
         }
+    }
+
+    /// Takes one sign-in attempt from `client`'s allowance: `Err(seconds)` to wait when
+    /// it has none left.
+    fn attempt(&self, client: IpAddr) -> Result<(), u64> {
+        // Addresses whose allowance is full again are forgotten, so the table stays
+        // small whatever the number of clients.
+        if self.attempts.len() > 10_000 {
+            self.attempts.retain_recent();
+        }
+        self.attempts.check_key(&client).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            wait.as_secs() + 1
+        })
+    }
+
+    /// [`Users::verify`] off the async threads, at most [`HASHES_AT_ONCE`] at a time.
+    async fn verify_bounded(self: Arc<Self>, name: String, password: String) -> Option<i64> {
+        let _permit = self.hashing.acquire().await.ok()?;
+        let now = self.running.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+        let users = Arc::clone(&self);
+        let verified = tokio::task::spawn_blocking(move || users.verify(&name, &password))
+            .await
+            .ok()
+            .flatten();
+        self.running.fetch_sub(1, Ordering::Relaxed);
+        verified
     }
 
     /// The id of the user with this name and password.
@@ -172,8 +258,9 @@ pub fn tokens(store: SqliteStore<i64>) -> Tokens<SqliteStore<i64>> {
 /// Builds the demo over `store` (hashing the demo users' passwords takes a moment).
 pub fn demo(store: SqliteStore<i64>) -> Demo {
     let tokens = tokens(store);
+    let users = Arc::new(Users::new());
     let state = AppState {
-        users: Arc::new(Users::new()),
+        users: Arc::clone(&users),
         orders: Arc::new(Mutex::new(vec![
             order(1001, 1, "coffee beans", 2, "shipped"),
             order(1002, 1, "grinder", 1, "pending"),
@@ -199,7 +286,11 @@ pub fn demo(store: SqliteStore<i64>) -> Demo {
             "/api/orders",
             get(list_orders)
                 .route_layer(tokens.require_all(["orders:read", "orders:create"]))
-                .merge(post(create_order).route_layer(tokens.require_all(["orders:create"]))),
+                .merge(
+                    post(create_order)
+                        .route_layer(tokens.require_all(["orders:create"]))
+                        .layer(DefaultBodyLimit::max(MAX_ORDER_BODY)),
+                ),
         )
         .route(
             "/api/orders/{id}/status",
@@ -259,6 +350,7 @@ pub fn demo(store: SqliteStore<i64>) -> Demo {
         router,
         layer,
         tokens,
+        users,
     }
 }
 
@@ -350,18 +442,36 @@ async fn create_order(
         }
     } else {
         match serde_json::from_slice::<NewOrder>(&body) {
-            Ok(new) if !new.item.trim().is_empty() && new.quantity > 0 => new,
+            Ok(new)
+                if !new.item.trim().is_empty()
+                    && new.item.chars().count() <= MAX_ITEM_CHARS
+                    && new.quantity > 0 =>
+            {
+                new
+            }
             _ => {
                 return json_error(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "invalid_request",
                     "invalid_order",
-                    "expected {\"item\": a name, \"quantity\": a positive number}",
+                    "expected {\"item\": a name of at most 100 characters, \"quantity\": a positive number}",
                 );
             }
         }
     };
     let mut orders = state.orders.lock().unwrap_or_else(PoisonError::into_inner);
+    let placed = orders
+        .iter()
+        .filter(|o| o.user_id == *token.user_id())
+        .count();
+    if placed >= MAX_ORDERS_PER_USER {
+        return json_error(
+            StatusCode::CONFLICT,
+            "conflict",
+            "too_many_orders",
+            "you have placed 100 orders, the most the demo keeps",
+        );
+    }
     let id = orders.iter().map(|o| o.id).max().unwrap_or(1000) + 1;
     let created = Order {
         id,
@@ -505,20 +615,32 @@ struct Credentials {
     password: String,
 }
 
-/// `POST /login`: checks the password (argon2, off the async threads), renews the
-/// session id, and goes to the token page.
+/// `POST /login`: takes an attempt from the client's allowance, checks the password
+/// (argon2, off the async threads, a bounded number at once), renews the session id, and
+/// goes to the token page.
 async fn login(
     State(state): State<AppState>,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
     session: Session,
     Form(credentials): Form<Credentials>,
 ) -> axum::response::Response {
-    let users = Arc::clone(&state.users);
-    let verified = tokio::task::spawn_blocking(move || {
-        users.verify(&credentials.username, &credentials.password)
-    })
-    .await
-    .ok()
-    .flatten();
+    // Served without connection info, every client shares one allowance: stricter, never
+    // looser.
+    let client = client.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.0.ip());
+    if let Err(wait) = state.users.attempt(client) {
+        let mut res = json_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "sign_in_throttled",
+            "too many sign-in attempts from your address; wait and try again",
+        );
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        return res;
+    }
+    let verified = Arc::clone(&state.users)
+        .verify_bounded(credentials.username, credentials.password)
+        .await;
     let Some(id) = verified else {
         return page(
             StatusCode::UNAUTHORIZED,

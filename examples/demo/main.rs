@@ -203,11 +203,16 @@ async fn serve() -> Result<(), Box<dyn Error>> {
     println!();
     println!("Listening on {url} (Ctrl-C to stop)");
 
-    axum::serve(listener, demo.router)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    // With each connection's address, which the sign-in throttle keys on.
+    axum::serve(
+        listener,
+        demo.router
+            .into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     // The last uses recorded in memory, written before the process goes.
     demo.layer.flush().await;
     Ok(())

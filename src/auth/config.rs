@@ -20,9 +20,12 @@ use crate::{
 /// anything is hashed.
 pub const DEFAULT_MAX_HEADER_LEN: usize = 4096;
 
-/// The response header [`PatLayer::expiry_header`](super::PatLayer::expiry_header) sends
-/// unless another name is given: the admitted token's expiry, as an HTTP date.
-pub const DEFAULT_EXPIRY_HEADER: &str = "token-expires-at";
+/// The name suggested for the response header
+/// [`PatLayer::expiry_header`](super::PatLayer::expiry_header) sends (the admitted token's
+/// expiry, as an HTTP date): `token-expires-at`. The header is off unless a name is given:
+/// `layer.expiry_header(Some(DEFAULT_EXPIRY_HEADER))`.
+pub const DEFAULT_EXPIRY_HEADER: http::HeaderName =
+    http::HeaderName::from_static("token-expires-at");
 
 /// How often, at most, a token's `last_used_at` is written back, unless configured.
 pub const DEFAULT_LAST_USED_INTERVAL: Duration = Duration::minutes(1);

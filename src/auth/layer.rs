@@ -191,7 +191,7 @@ impl<St> PatLayer<St> {
     /// use tower_pat::{MemoryStore, PatLayer, auth::DEFAULT_EXPIRY_HEADER};
     ///
     /// let layer = PatLayer::new(MemoryStore::<i64>::new())
-    ///     .expiry_header(Some(http::HeaderName::from_static(DEFAULT_EXPIRY_HEADER)));
+    ///     .expiry_header(Some(DEFAULT_EXPIRY_HEADER));
     /// ```
     pub fn expiry_header(mut self, name: Option<HeaderName>) -> Self {
         self.options.expiry_header = name;

@@ -97,7 +97,7 @@ async fn a_token_unused_for_the_idle_lifetime_is_refused_with_its_own_code() {
 async fn the_expiry_header_names_the_admitted_tokens_expiry() {
     let clock = ManualClock::new(datetime!(2030-01-01 00:00 UTC));
     let tokens = Tokens::new(MemoryStore::<i64>::new(), common::registry()).clock(clock);
-    let name = http::HeaderName::from_static(DEFAULT_EXPIRY_HEADER);
+    let name = DEFAULT_EXPIRY_HEADER;
     let addr = serve(tokens.layer().expiry_header(Some(name.clone()))).await;
     let created = tokens.create(7, "ci", ["orders:read"]).await.unwrap();
 

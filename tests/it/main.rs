@@ -12,6 +12,9 @@ mod cache;
 mod cli;
 mod concurrency;
 mod connect;
+mod demo;
+#[path = "../../examples/demo/app.rs"]
+mod demo_app;
 mod faults;
 #[cfg(feature = "laravel")]
 mod formats;
