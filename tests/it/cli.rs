@@ -213,16 +213,61 @@ async fn rotate_and_revoke_all() {
     assert_eq!(e.kind(), CliErrorKind::Refused);
     assert!(e.to_string().contains("rotated already"), "{e}");
 
+    // --json: the plaintext once, with the ids a script needs.
+    let json = run(
+        &tokens,
+        &[
+            "rotate",
+            "--user",
+            "3",
+            "--id",
+            &new_id(&tokens).await,
+            "--json",
+        ],
+    )
+    .await
+    .unwrap();
+    let rotated: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let newest = rotated["token"].as_str().unwrap().to_owned();
+    assert!(newest.starts_with("pat_"));
+    assert_eq!(rotated["previous"]["state"], "revoked"); // no overlap: stopped at once
+    assert_eq!(rotated["rotated_from"], rotated["previous"]["id"]);
+    assert_eq!(
+        common::bearer(addr, "/me", new).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let created = run(
+        &tokens,
+        &["create", "--user", "3", "--name", "script", "--json"],
+    )
+    .await
+    .unwrap();
+    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+    assert_eq!(created["scopes"], serde_json::json!(["user:read"])); // the defaults
+    assert_eq!(
+        common::bearer(addr, "/me", created["token"].as_str().unwrap())
+            .await
+            .status,
+        StatusCode::OK
+    );
+
     assert_eq!(
         run(&tokens, &["revoke-all", "--user", "3"]).await.unwrap(),
-        "revoked 2 tokens of user 3\n"
+        "revoked 3 tokens of user 3\n"
     );
-    for token in [new, old.token.expose_secret()] {
+    for token in [newest.as_str(), old.token.expose_secret()] {
         assert_eq!(
             common::bearer(addr, "/me", token).await.status,
             StatusCode::UNAUTHORIZED
         );
     }
+}
+
+/// The id of user 3's newest token not rotated yet.
+async fn new_id(tokens: &Tokens<SqliteStore<i64>>) -> String {
+    let records = tokens.list(&3).await.unwrap();
+    let record = records.iter().find(|r| r.rotated_to.is_none()).unwrap();
+    record.id.to_string()
 }
 
 #[tokio::test]
