@@ -707,7 +707,15 @@ pub struct CliError {
 }
 
 impl CliError {
-    /// A failure of `kind`, with its message.
+    /// A failure of `kind`, with its message: for a command of the application's own
+    /// that reports the way these do.
+    ///
+    /// ```
+    /// use tower_pat::cli::{CliError, CliErrorKind};
+    ///
+    /// let e = CliError::new(CliErrorKind::Usage, "give --user or --all");
+    /// assert_eq!((e.kind(), e.to_string().as_str()), (CliErrorKind::Usage, "give --user or --all"));
+    /// ```
     pub fn new(kind: CliErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
@@ -736,6 +744,15 @@ impl CliError {
 
     /// A store failure during a command, sorted into its kind: a missing table (the
     /// message says to run `migrate`), an unreachable database, or another failure.
+    ///
+    /// ```
+    /// use tower_pat::{cli::{CliError, CliErrorKind}, store::StoreError};
+    ///
+    /// let sqlite = std::io::Error::other("no such table: personal_access_tokens");
+    /// let e = CliError::from_store_error(StoreError::new(sqlite));
+    /// assert_eq!(e.kind(), CliErrorKind::MissingTable);
+    /// assert!(e.to_string().starts_with("the token table does not exist: run the `migrate` command"));
+    /// ```
     pub fn from_store_error(error: StoreError) -> Self {
         if is_missing_table(&error) {
             let detail = innermost(&error);
@@ -762,6 +779,13 @@ impl CliError {
     }
 
     /// A lifecycle failure, sorted into its kind.
+    ///
+    /// ```
+    /// use tower_pat::{TokenError, cli::{CliError, CliErrorKind}, record::TokenId};
+    ///
+    /// let e = CliError::from(TokenError::NotFound(TokenId::from_bytes([1; 16])));
+    /// assert_eq!(e.kind(), CliErrorKind::NotFound);
+    /// ```
     pub fn from_token_error(error: TokenError) -> Self {
         let error = match error {
             TokenError::Store(e) => return Self::from_store_error(e),
