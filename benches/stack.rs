@@ -14,9 +14,11 @@
 //! | `baseline` | an empty `tower::service_fn` answering an empty response |
 //! | `floor` | the irreducible work of one hot request, by hand: header lookup, SHA-256 of the token, one probe of a hash map of 100 000 records, one `Arc` clone, one extensions insert |
 //! | `hot_token` | `PatLayer` + `RequireScopesLayer::all(["orders:read"])` over a `MemoryStore` of 100 000 tokens, one valid token on every request |
+//! | `hot_token_counted` | the same stack built with a Prometheus recorder (`metrics-exporter-prometheus`) as the thread's: each request counted (feature `metrics`; without it the case is left out, and `hot_token` is the crate with no metrics code at all) |
 //! | `scope_map_50` | the same with a `ScopeMapLayer` of 50 gRPC methods instead of the `RequireScopesLayer` (the request's path is one of them) |
 //! | `cached_sqlite` | the same over `CachedStore<SqliteStore>` (a file), the token cached |
 //! | `cached_postgres` | the same over `CachedStore<PostgresStore>` at `TOWER_PAT_POSTGRES_URL`, the token cached (left out, saying so, when the variable is unset) |
+//! | `cached_passport` | a Laravel Passport personal access token (an RS256 JWT PHP minted, `tests/fixtures/laravel/`) over `CachedStore<LaravelStore>` on SQLite, cached: what accepting a Laravel application's tokens costs once they are hot (feature `laravel`) |
 //! | `garbage_token` | the `MemoryStore` stack behind a store wrapper that answers nothing at once (as a database), a token of the right prefix and length but a bad checksum: rejected offline, never looked up |
 //! | `no_header` | the same stack, no `Authorization` header |
 //! | `tower_http_bearer` | tower-http's `ValidateRequestHeaderLayer::bearer` (one fixed token, no store, no scopes) |
@@ -70,6 +72,7 @@ use tower::{Layer, Service, ServiceBuilder, service_fn};
 use tower_pat::{
     ManageTokens, MemoryStore, PatLayer, PostgresStore, RequireScopesLayer, Requirement,
     ScopeMapLayer, SqliteStore, TokenStore, Tokens,
+    credential::Presented,
     record::{TokenId, TokenRecord},
     scope::ScopeRegistry,
     store::{CachedStore, Lookup, StoreError},
@@ -97,7 +100,10 @@ const SLICE_NS: f64 = 2_000_000.0;
 const GROUP: &str = "stack";
 
 /// Ratios of overheads (over `baseline`) the summary prints: (numerator, denominator).
-const RATIOS: [(&str, &str); 7] = [
+const RATIOS: [(&str, &str); 10] = [
+    ("cached_passport", "hot_token"),
+    ("cached_passport", "cached_sqlite"),
+    ("hot_token_counted", "hot_token"),
     ("scope_map_50", "hot_token"),
     ("cached_postgres", "hot_token"),
     ("cached_sqlite", "hot_token"),
@@ -124,6 +130,11 @@ impl<S: TokenStore> TokenStore for CountingStore<S> {
     async fn find(&self, hash: &TokenHash) -> Lookup<S::UserId> {
         self.finds.fetch_add(1, Ordering::Relaxed);
         self.inner.find(hash).await
+    }
+
+    async fn find_presented(&self, presented: &Presented) -> Lookup<S::UserId> {
+        self.finds.fetch_add(1, Ordering::Relaxed);
+        self.inner.find_presented(presented).await
     }
 
     fn find_ready(&self, hash: &TokenHash) -> Option<Lookup<S::UserId>> {
@@ -365,6 +376,83 @@ where
     (svc, hot, finds)
 }
 
+/// A Passport personal access token PHP minted, over `CachedStore<LaravelStore>` on an
+/// in-memory SQLite database shaped as Passport 13's migrations make it, cached: the
+/// service, the token, and the lookup counter.
+#[cfg(feature = "laravel")]
+async fn passport_stack() -> (
+    impl Service<Request<()>, Response = Response<()>, Error = Infallible> + Clone + 'static,
+    String,
+    Arc<AtomicU64>,
+) {
+    use tower_pat::{
+        credential::{Credential, Formats},
+        laravel::{LaravelStore, PassportFormat},
+        token::TokenFormat,
+    };
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/laravel");
+    let minted: Vec<serde_json::Value> = serde_json::from_str(
+        &fs::read_to_string(format!("{fixtures}/passport.json")).expect("the fixtures"),
+    )
+    .expect("fixture JSON");
+    let valid = minted
+        .iter()
+        .find(|t| t["case"] == "valid")
+        .expect("a valid token");
+    let jwt = valid["bearer"].as_str().expect("a bearer").to_owned();
+    // One connection: every connection to `:memory:` is a database of its own.
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect("sqlite::memory:")
+        .await
+        .expect("SQLite in memory");
+    for statement in [
+        "CREATE TABLE oauth_clients (id varchar(36) primary key, name varchar not null, \
+         grant_types text not null, revoked tinyint(1) not null)"
+            .to_owned(),
+        "CREATE TABLE oauth_access_tokens (id varchar(100) primary key, user_id integer, \
+         client_id varchar(36) not null, name varchar, scopes text, revoked tinyint(1) not null, \
+         created_at datetime, updated_at datetime, expires_at datetime)"
+            .to_owned(),
+        "INSERT INTO oauth_clients VALUES ('personal-client', 'Personal Access Client', \
+         '[\"personal_access\"]', 0)"
+            .to_owned(),
+        format!(
+            "INSERT INTO oauth_access_tokens (id, user_id, client_id, name, scopes, revoked) \
+             VALUES ('{}', 42, 'personal-client', 'bench', '[\"orders:read\"]', 0)",
+            valid["jti"].as_str().expect("a jti")
+        ),
+    ] {
+        sqlx::query(AssertSqlSafe(statement))
+            .execute(&pool)
+            .await
+            .expect("the Laravel tables");
+    }
+    let store = LaravelStore::<i64>::connect(pool).await.expect("the store");
+    let finds = Arc::new(AtomicU64::new(0));
+    let cached = CachedStore::builder()
+        .ttl(Duration::from_secs(3600))
+        .build(CountingStore {
+            inner: Arc::new(store),
+            finds: Arc::clone(&finds),
+            ready: true,
+        });
+    let format =
+        PassportFormat::from_file(format!("{fixtures}/oauth-public.key")).expect("the fixture key");
+    // Warm: the one lookup that reaches the store, as the layer makes it.
+    let claims = format
+        .verify(jwt.as_bytes(), OffsetDateTime::now_utc())
+        .expect("a valid JWT");
+    let presented = Presented::new(TokenHash::of(&jwt), Credential::Passport(claims));
+    assert!(cached.find_presented(&presented).await.unwrap().is_some());
+    finds.store(0, Ordering::Relaxed);
+    let svc = ServiceBuilder::new()
+        .layer(PatLayer::new(cached).accept(Formats::new(TokenFormat::default()).passport(format)))
+        .layer(RequireScopesLayer::all(["orders:read"]))
+        .service(empty());
+    (svc, jwt, finds)
+}
+
 fn empty()
 -> impl Service<Request<()>, Response = Response<()>, Error = Infallible, Future = impl Send>
 + Clone
@@ -469,6 +557,33 @@ fn setup(rt: &tokio::runtime::Runtime, wants: impl Fn(&str) -> bool) -> Vec<Case
         Case::new("hot_token", &stack, &hot_req, StatusCode::OK),
         Case::new("scope_map_50", &mapped, &hot_req, StatusCode::OK),
     ];
+    // The hot stack again, its counters taken from a real recorder (kept for the run).
+    #[cfg(feature = "metrics")]
+    {
+        let recorder: &'static _ = Box::leak(Box::new(
+            metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder(),
+        ));
+        let counted = metrics::with_local_recorder(recorder, || {
+            ServiceBuilder::new()
+                .layer(
+                    PatLayer::from_shared(Arc::clone(tokens.store()))
+                        .format(tokens.token_format().clone()),
+                )
+                .layer(RequireScopesLayer::all(["orders:read"]))
+                .service(empty())
+        });
+        cases.push(Case::new(
+            "hot_token_counted",
+            &counted,
+            &hot_req,
+            StatusCode::OK,
+        ));
+        let text = recorder.handle().render();
+        assert!(
+            text.contains(r#"tower_pat_requests_total{outcome="accepted"} 1"#),
+            "the counted stack counts:\n{text}"
+        );
+    }
 
     // SQLite on a file, behind the cache.
     let path = std::env::temp_dir().join(format!(
@@ -517,6 +632,14 @@ fn setup(rt: &tokio::runtime::Runtime, wants: impl Fn(&str) -> bool) -> Vec<Case
             None
         }
     };
+
+    #[cfg(feature = "laravel")]
+    if wants("cached_passport") {
+        let (svc, token, finds) = rt.block_on(passport_stack());
+        cases.push(
+            Case::new("cached_passport", &svc, &bearer(&token), StatusCode::OK).counted(&finds),
+        );
+    }
 
     cases.extend([
         Case::new(

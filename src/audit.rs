@@ -597,6 +597,7 @@ impl<U: Clone + fmt::Debug + Send + Sync + 'static> Audit<U> {
     /// and counts it when the queue is full). Never waits.
     pub fn record(&self, event: AuditEvent<U>) {
         self.shared.recorded.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::changed(event.kind, event.count);
         emit(&event);
         let Some(_) = &self.shared.sink else {
             return;

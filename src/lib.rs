@@ -61,11 +61,13 @@
 //! | `axum` | [`AccessToken`] as an extractor (`FromRequestParts`, `OptionalFromRequestParts`) |
 //! | `sqlite` | `SqliteStore`: tokens in an embedded SQLite database (sqlx, bundled SQLite) |
 //! | `postgres` | `PostgresStore`: one PostgreSQL database shared by many instances (sqlx) |
+//! | `mysql` | `MySqlStore`: one MySQL 8 or MariaDB (10.11) database shared by many instances (sqlx) |
 //! | `cache` | `CachedStore`: a revocation-aware cache in front of any store (moka); with `postgres`, `PostgresStore::listen` evicts what other instances revoke |
 //! | `redis` | `RedisBus`: revocations reach every instance's `CachedStore` over Redis pub/sub, whatever the store |
 //! | `test-kit` | `testing::Conformance`: the suites a `TokenStore` (and `ManageTokens`) implementation should pass |
 //! | `manage` | `manage::TokenPage`: the token page and its JSON API, mounted behind the application's sign-in |
 //! | `cli` | `cli::TokensCommand`: the admin command line (create, list, revoke, rotate, prune, expiring, migrate, schema) an application embeds in its own binary (clap) |
+//! | `metrics` | counters, a gauge and a histogram through the `metrics` facade, listed in `tower_pat::metrics` (the application installs the exporter) |
 //! | `leaks` | `leaks::LeakReports`: the endpoint GitHub's secret scanning reports leaked tokens to; the real ones are revoked |
 //!
 //! # Security
@@ -105,6 +107,11 @@ pub mod lifecycle;
 #[cfg(feature = "manage")]
 #[cfg_attr(docsrs, doc(cfg(feature = "manage")))]
 pub mod manage;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+#[cfg(not(feature = "metrics"))]
+mod metrics;
 pub mod record;
 pub mod reject;
 pub mod require;
@@ -140,6 +147,9 @@ pub use scope::Requirement;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub use store::CachedStore;
+#[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
+pub use store::MySqlStore;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use store::PostgresStore;

@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 
 use crate::{
     credential::CredentialKind,
+    metrics::ScopeMetrics,
     reject::{RejectionBody, Rejector},
     scope::{ScopeMatching, Scopes},
     token::{TokenHash, parse_hex, write_hex},
@@ -445,6 +446,12 @@ impl<U: UserId> AccessToken<U> {
 pub(crate) struct Settings {
     pub(crate) matching: ScopeMatching,
     pub(crate) rejector: Rejector,
+    /// Whether a Passport token's scopes grant the ones below them
+    /// (`PassportFormat::inherited_scopes`).
+    pub(crate) passport_inheritance: bool,
+    /// The scope checks' counters; a layer's settings have them, those of
+    /// [`AccessToken::new`] count through the current recorder.
+    pub(crate) scope_metrics: Option<ScopeMetrics>,
 }
 
 impl Settings {
@@ -452,16 +459,36 @@ impl Settings {
         Self {
             matching,
             rejector: Rejector::new(realm, body),
+            passport_inheritance: false,
+            scope_metrics: None,
         }
     }
 
-    /// The matching rules for a token of `kind`: Laravel's tokens mean every scope by
-    /// `*` whatever the layer's wildcard rule says.
+    /// With counters of their own for the scope checks (a layer's settings).
+    pub(crate) fn counted(mut self) -> Self {
+        self.scope_metrics = Some(ScopeMetrics::new());
+        self
+    }
+
+    /// Passport's scopes granting the ones below them, or not.
+    #[cfg(feature = "laravel")]
+    pub(crate) fn with_passport_inheritance(mut self, on: bool) -> Self {
+        self.passport_inheritance = on;
+        self
+    }
+
+    /// The matching rules for a token of `kind`. Laravel's tokens follow Laravel's rules,
+    /// whatever the registry's: `*` grants every scope; otherwise a Sanctum ability is
+    /// compared exactly, and a Passport scope grants those below it only when the layer's
+    /// `PassportFormat` says so (`Passport::$withInheritedScopes`).
     #[inline]
     pub(crate) fn matching_for(&self, kind: CredentialKind) -> ScopeMatching {
         match kind {
             CredentialKind::Pat => self.matching,
-            _ => self.matching.with_wildcard(true),
+            CredentialKind::Passport => ScopeMatching::EXACT
+                .with_wildcard(true)
+                .with_inheritance(self.passport_inheritance),
+            _ => ScopeMatching::EXACT.with_wildcard(true),
         }
     }
 }

@@ -665,3 +665,18 @@ async fn logout(session: Session) -> axum::response::Response {
     let _ = session.flush().await;
     Redirect::to("/").into_response()
 }
+
+/// `GET /metrics`: what the crate counted (feature `metrics`; see `tower_pat::metrics`),
+/// in Prometheus' text format. A real deployment serves it on an address of its own, not
+/// next to the API.
+// The browser test includes this file and serves no /metrics.
+#[allow(dead_code)]
+pub fn metrics(prometheus: metrics_exporter_prometheus::PrometheusHandle) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let text = prometheus.render();
+            async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
+        }),
+    )
+}

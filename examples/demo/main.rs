@@ -24,6 +24,9 @@
 //! | `GET /api/orders/{id}/status` | any of `orders:read`, `orders:read:status` |
 //! | `GET /api/admin/orders` | `orders:admin` (only alice may grant it) |
 //!
+//! `GET /metrics` serves what the crate counted (feature `metrics`) in Prometheus' text
+//! format, through `metrics-exporter-prometheus`.
+//!
 //! Tokens live in a SQLite file in the temporary directory (`TOWER_PAT_DEMO_DB` names
 //! another), so they outlive a restart; sessions live in memory, so a restart signs
 //! everyone out.
@@ -149,6 +152,9 @@ async fn serve() -> Result<(), Box<dyn Error>> {
     let db = database();
     let store = SqliteStore::<i64>::open(&db).await?;
     store.migrate().await?;
+    // Prometheus' exporter, installed before the demo builds its layer and cache (they
+    // take their counters from it); `GET /metrics` serves what it counted.
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
     let mut demo = app::demo(store);
     // Tokens that expired, or were revoked, more than 30 days ago go (an audit event
     // says how many).
@@ -200,6 +206,7 @@ async fn serve() -> Result<(), Box<dyn Error>> {
              TOWER_PAT_DEMO_SCANNING_KEY_ID)"
         ),
     }
+    println!("  What the crate counted (feature `metrics`): curl {url}/metrics");
     println!();
     println!("Listening on {url} (Ctrl-C to stop)");
 
@@ -207,6 +214,7 @@ async fn serve() -> Result<(), Box<dyn Error>> {
     axum::serve(
         listener,
         demo.router
+            .merge(app::metrics(prometheus))
             .into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async {

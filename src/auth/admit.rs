@@ -16,6 +16,7 @@ use super::{
 use crate::{
     audit::{Audit, AuditKind},
     clock::Clock,
+    metrics::RequestMetrics,
     record::{AccessToken, Settings, TokenRecord},
     reject::RejectionKind,
     store::{Lookup, TokenStore},
@@ -118,6 +119,8 @@ pub(crate) struct Shared<St> {
     pub(crate) expiry_header: Option<HeaderName>,
     /// The audit trail (an `Audit<St::UserId>`), told of refusals.
     pub(crate) audit: Option<Arc<dyn Any + Send + Sync>>,
+    /// This layer's counters (feature `metrics`).
+    pub(crate) metrics: RequestMetrics,
 }
 
 /// What an admitted request's response is stamped with: the token's expiry.
@@ -167,6 +170,7 @@ impl<St: TokenStore> Shared<St> {
         now: i128,
         req: &mut Request<B>,
     ) -> Option<Stamp> {
+        self.metrics.accepted();
         if let Some(interval) = self.last_used_interval
             && self.usage.record(&record, now, interval)
         {
@@ -191,6 +195,7 @@ impl<St: TokenStore> Shared<St> {
     where
         ResB: Default + 'static,
     {
+        self.metrics.refused(refused.kind);
         self.tell_audit(refused.kind, refused.record.as_deref());
         self.reject(refused.kind, req)
     }

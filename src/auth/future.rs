@@ -21,6 +21,7 @@ use super::{
 };
 use crate::{
     credential::Presented,
+    metrics::Started,
     store::{Lookup, TokenStore},
 };
 
@@ -100,11 +101,15 @@ where
         let shared = Arc::clone(&pending.shared);
         let presented = pending.presented.clone();
         let fut = Box::pin(async move {
-            bounded(
+            let started = Started::now();
+            let found = bounded(
                 shared.store_timeout.as_ref(),
                 shared.store.find_presented(&presented),
             )
-            .await
+            .await;
+            shared.metrics.waited(started);
+            shared.metrics.looked_up(&found);
+            found
         });
         Self {
             state: State::Lookup {

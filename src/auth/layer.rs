@@ -17,6 +17,7 @@ use crate::{
     clock::Clock,
     credential::Formats,
     lifecycle::Tokens,
+    metrics::RequestMetrics,
     record::Settings,
     reject::{InvalidRealm, Rejection, RejectionBody, is_valid_realm},
     scope::ScopeMatching,
@@ -346,7 +347,17 @@ impl<S, St> Layer<S> for PatLayer<St> {
     fn layer(&self, inner: S) -> Self::Service {
         let options = &self.options;
         let idle = options.idle_lifetime.map(|d| d.whole_nanoseconds());
-        let settings = Settings::new(&options.realm, options.matching, options.body.clone());
+        let settings =
+            Settings::new(&options.realm, options.matching, options.body.clone()).counted();
+        #[cfg(feature = "laravel")]
+        let settings = settings.with_passport_inheritance(
+            options
+                .credentials
+                .formats
+                .passport
+                .as_ref()
+                .is_some_and(|p| p.inherits_scopes()),
+        );
         Pat::new(
             inner,
             Arc::new(Shared {
@@ -361,6 +372,7 @@ impl<S, St> Layer<S> for PatLayer<St> {
                 idle,
                 expiry_header: options.expiry_header.clone(),
                 audit: self.audit.clone(),
+                metrics: RequestMetrics::new(),
             }),
         )
     }

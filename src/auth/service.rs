@@ -73,6 +73,7 @@ where
         let (hash, candidate) = match credentials::presented(&mut req, &shared.credentials) {
             Ok(Some(found)) => found,
             Ok(None) if shared.optional => {
+                shared.metrics.anonymous();
                 admit_anonymous(req.extensions_mut(), Arc::clone(&shared.settings));
                 // Called right away: the readied service itself, no clone needed.
                 return ResponseFuture::inner(self.inner.call(req), None);
@@ -89,6 +90,9 @@ where
         // (charset, checksum; a JWT's signature) before it is answered or a store is
         // asked to wait, which is told what the verdict found.
         let found = shared.store.find_ready(&hash);
+        if let Some(found) = &found {
+            shared.metrics.looked_up(found);
+        }
         let credential = if matches!(found, Some(Ok(Some(_)))) {
             None
         } else {

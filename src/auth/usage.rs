@@ -237,7 +237,9 @@ pub(crate) async fn flush<St: TokenStore>(usage: &Usage, store: &St, plan: &Flus
     if batch.is_empty() {
         return 0;
     }
-    match bounded(plan.timeout.as_ref(), store.touch(&batch)).await {
+    let written = bounded(plan.timeout.as_ref(), store.touch(&batch)).await;
+    crate::metrics::flushed(batch.len(), written.is_ok());
+    match written {
         Ok(()) => batch.len(),
         Err(error) => {
             tracing::warn!(%error, uses = batch.len(), "could not record token uses (last_used_at)");

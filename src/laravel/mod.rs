@@ -8,11 +8,19 @@
 //!   [`PassportClaims`], and the store finds the row by `jti`.
 //!
 //! Turn them on with [`PatLayer::accept`](crate::PatLayer::accept); a layer keeps accepting
-//! the crate's own `pat_…` tokens. The stores that read Laravel's tables are in
-//! [`store`](crate::store).
+//! the crate's own `pat_…` tokens. [`LaravelStore`] (with feature `mysql`, `postgres` or `sqlite`)
+//! reads the application's own tables.
 
 mod passport;
 mod sanctum;
+#[cfg(any(feature = "mysql", feature = "postgres", feature = "sqlite"))]
+mod store;
 
 pub use passport::{InvalidPublicKey, MAX_JWT_LEN, PassportClaims, PassportError, PassportFormat};
 pub use sanctum::{DEFAULT_MAX_SECRET_LEN, MIN_SECRET_LEN, SanctumFormat, SanctumToken};
+#[cfg(any(feature = "mysql", feature = "postgres", feature = "sqlite"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "mysql", feature = "postgres", feature = "sqlite")))
+)]
+pub use store::{DEFAULT_OWNER_TYPE, LaravelPool, LaravelStore};

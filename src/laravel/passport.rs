@@ -28,6 +28,7 @@ pub const MAX_JWT_LEN: usize = 8192;
 pub struct PassportFormat {
     key: VerifyingKey<Sha256>,
     leeway: i64,
+    inherited_scopes: bool,
 }
 
 impl fmt::Debug for PassportFormat {
@@ -114,6 +115,7 @@ impl PassportFormat {
         Ok(Self {
             key: VerifyingKey::new(key),
             leeway: 0,
+            inherited_scopes: false,
         })
     }
 
@@ -127,6 +129,19 @@ impl PassportFormat {
         let pem = std::fs::read_to_string(path)
             .map_err(|e| InvalidPublicKey(format!("{}: {e}", path.display())))?;
         Self::from_pem(&pem)
+    }
+
+    /// Whether a Passport token's scope grants the scopes below it, as
+    /// `Passport::$withInheritedScopes` makes Laravel do: `orders` grants `orders:read`, and
+    /// `orders:read` grants `orders:read:status` (`:` separates the levels). Off by default,
+    /// as in Passport. A Sanctum ability never does (Sanctum compares names exactly).
+    pub fn inherited_scopes(mut self, on: bool) -> Self {
+        self.inherited_scopes = on;
+        self
+    }
+
+    pub(crate) fn inherits_scopes(&self) -> bool {
+        self.inherited_scopes
     }
 
     /// Seconds of clock skew allowed on `nbf` and `exp` (default 0, as Passport).

@@ -59,6 +59,7 @@ use http::{Extensions, HeaderMap, HeaderName, HeaderValue, Response};
 use pin_project_lite::pin_project;
 
 use crate::{
+    metrics::ScopeMetrics,
     record::{AdmissionRef, admission},
     reject::{RejectionKind, reject_without_layer},
     scope::{Requirement, Scopes},
@@ -147,6 +148,7 @@ pub(crate) fn check<B: Default + 'static>(
         tracing::error!(
             "a scope check found no PatLayer in front of it; rejecting with 500 (add PatLayer before the scope check, or insert tokens with AccessToken::insert_into)"
         );
+        crate::metrics::scope_without_layer();
         return Verdict::Reject(Box::new(reject_without_layer(headers)));
     };
     let requirement = match rule {
@@ -154,6 +156,7 @@ pub(crate) fn check<B: Default + 'static>(
         Rule::Authenticated | Rule::Deny => None,
     };
     let reject = |kind, admission: AdmissionRef<'_>| {
+        ScopeMetrics::refused(admission.settings.scope_metrics.as_ref(), kind);
         Verdict::Reject(Box::new(admission.settings.rejector.reject(
             kind,
             requirement,
@@ -183,6 +186,10 @@ pub(crate) fn check<B: Default + 'static>(
         }
         None => tracing::debug!("no scope grants this path"),
     }
+    ScopeMetrics::refused(
+        admission.settings.scope_metrics.as_ref(),
+        RejectionKind::InsufficientScope,
+    );
     let mut res =
         admission
             .settings

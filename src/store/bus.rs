@@ -1,8 +1,8 @@
-//! What the revocation listeners share: PostgreSQL's ([`listener`](super::listener)) and
-//! Redis's ([`redis`](super::redis)). Both relay what other instances revoke to a
-//! [`CachedStore`](super::CachedStore) through its [`Evictor`](super::Evictor), pause it
-//! when they cannot prove that they would hear a revocation, and treat a message they
-//! cannot read the same way:
+//! What the revocation listeners share: PostgreSQL's (`listener`) and Redis's (`redis`);
+//! the change poller (`poller`) uses what ends a task and keeps it fail-closed. Both
+//! listeners relay what other instances revoke to a [`CachedStore`](super::CachedStore)
+//! through its [`Evictor`](super::Evictor), pause it when they cannot prove that they
+//! would hear a revocation, and treat a message they cannot read the same way:
 //!
 //! - [`parse_ids`]: the payload both buses use, token ids separated by spaces;
 //! - [`Junk`]: an unreadable message clears the cache at most once per
@@ -14,7 +14,6 @@
 use std::{
     future::{Future, poll_fn},
     pin::{Pin, pin},
-    str::FromStr,
     sync::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicBool, Ordering},
@@ -26,24 +25,29 @@ use std::{
 use tokio::time::Instant;
 
 use super::cache::{Closed, WeakEvictor};
-use crate::record::{TokenId, UserId};
+#[cfg(any(feature = "postgres", feature = "redis"))]
+use crate::record::TokenId;
+use crate::record::UserId;
 
+#[cfg(any(feature = "postgres", feature = "redis"))]
 /// Unreadable messages clear the cache at most once per this.
 pub(crate) const JUNK_CLEAR_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A warning that may repeat is logged at most once per this.
 pub(crate) const WARN_INTERVAL: Duration = Duration::from_secs(60);
 
+#[cfg(any(feature = "postgres", feature = "redis"))]
 /// The longest wait between two attempts to listen again.
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
+#[cfg(any(feature = "postgres", feature = "redis"))]
 /// Token ids, separated by single spaces (extra spaces are tolerated); `None` for anything
 /// else, nothing at all included.
 pub(crate) fn parse_ids(payload: &str) -> Option<Vec<TokenId>> {
     let ids: Result<Vec<TokenId>, _> = payload
         .split(' ')
         .filter(|part| !part.is_empty())
-        .map(TokenId::from_str)
+        .map(str::parse)
         .collect();
     ids.ok().filter(|ids| !ids.is_empty())
 }
@@ -68,6 +72,7 @@ impl Throttle {
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "redis"))]
 /// How unreadable messages are rate-limited: a clear at most once per
 /// [`JUNK_CLEAR_INTERVAL`] (one owed clear at the end of it for those that came within),
 /// a warning at most once per [`WARN_INTERVAL`].
@@ -79,6 +84,7 @@ pub(crate) struct Junk {
     warnings: Throttle,
 }
 
+#[cfg(any(feature = "postgres", feature = "redis"))]
 impl Junk {
     /// Whether an unreadable message at `now` clears the cache now (else a clear is owed
     /// at the end of the interval).
@@ -204,6 +210,7 @@ impl<U: UserId> Drop for FailClosed<U> {
 mod tests {
     use super::*;
 
+    #[cfg(any(feature = "postgres", feature = "redis"))]
     #[test]
     fn payloads_are_ids_or_nothing() {
         let a = TokenId::from_bytes([1; 16]);
@@ -215,6 +222,7 @@ mod tests {
         }
     }
 
+    #[cfg(any(feature = "postgres", feature = "redis"))]
     #[test]
     fn junk_clears_at_most_once_an_interval_and_warns_at_most_once_a_minute() {
         let start = Instant::now();

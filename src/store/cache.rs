@@ -103,6 +103,7 @@ use super::{Cursor, Lookup, ManageTokens, Revoked, Rotated, StoreError, TokenSto
 use crate::{
     credential::Presented,
     hashers::PrefixState,
+    metrics::{CacheMetrics, Eviction},
     record::{TokenId, TokenRecord, UserId},
     token::TokenHash,
 };
@@ -365,6 +366,7 @@ impl<St: TokenStore> CachedStoreBuilder<St> {
     /// The cache in front of a store shared elsewhere too.
     pub fn build_shared(self, store: Arc<St>) -> CachedStore<St> {
         let options = self.options;
+        let metrics = CacheMetrics::new();
         let positive = Cache::builder()
             .max_capacity(options.max_entries)
             .time_to_live(options.ttl)
@@ -392,6 +394,7 @@ impl<St: TokenStore> CachedStoreBuilder<St> {
                 tickets: AtomicU64::new(0),
                 closers: Mutex::new(Closers::default()),
                 options,
+                metrics,
             }),
         }
     }
@@ -417,6 +420,8 @@ struct Core<U> {
     /// The wakers of the [`Closed`] futures waiting for the cache to go, woken as it goes.
     closers: Mutex<Closers>,
     options: CacheOptions,
+    /// Hits, misses, entries and evictions (feature `metrics`).
+    metrics: CacheMetrics,
 }
 
 #[derive(Default)]
@@ -508,6 +513,13 @@ impl<U: UserId> Core<U> {
     /// What the cache knows about `hash`, without asking the store.
     #[inline]
     fn cached(&self, hash: &TokenHash) -> Option<Option<Record<U>>> {
+        let found = self.known(hash);
+        self.metrics.cached(&found);
+        found
+    }
+
+    #[inline]
+    fn known(&self, hash: &TokenHash) -> Option<Option<Record<U>>> {
         if let Some(record) = self.positive.get(hash) {
             return Some(Some(record));
         }
@@ -534,10 +546,14 @@ impl<U: UserId> Core<U> {
             Some(record) if record.token_hash == hash => {
                 index.add(record.id, hash, &record.user_id);
                 self.positive.insert(hash, Arc::clone(record));
+                self.metrics.entries(&self.positive, &self.negative);
                 index.sweep(&self.positive);
             }
             Some(_) => {}
-            None => self.negative.insert(hash, ()),
+            None => {
+                self.negative.insert(hash, ());
+                self.metrics.entries(&self.positive, &self.negative);
+            }
         }
     }
 
@@ -546,6 +562,7 @@ impl<U: UserId> Core<U> {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         if let Some(hash) = index.remove(id) {
             self.positive.invalidate(&hash);
+            self.metrics.evicted(Eviction::Revoked, 1);
         }
     }
 
@@ -555,6 +572,7 @@ impl<U: UserId> Core<U> {
         for id in index.by_user.remove(user).unwrap_or_default() {
             if let Some((hash, _)) = index.by_id.remove(&id) {
                 self.positive.invalidate(&hash);
+                self.metrics.evicted(Eviction::Revoked, 1);
             }
         }
     }
@@ -562,6 +580,8 @@ impl<U: UserId> Core<U> {
     fn evict_all(&self) {
         let mut index = lock(&self.index);
         self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.metrics
+            .evicted(Eviction::Cleared, self.positive.entry_count());
         self.positive.invalidate_all();
         self.negative.invalidate_all();
         index.by_id.clear();
@@ -582,6 +602,7 @@ impl<U: UserId> Core<U> {
         for id in ids {
             if let Some(hash) = index.remove(id) {
                 self.positive.invalidate(&hash);
+                self.metrics.evicted(Eviction::Pruned, 1);
             }
         }
     }
@@ -600,6 +621,8 @@ impl<U: UserId> Core<U> {
         let mut index = lock(&self.index);
         self.pauses.fetch_add(1, Ordering::AcqRel);
         self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.metrics
+            .evicted(Eviction::Cleared, self.positive.entry_count());
         self.positive.invalidate_all();
         self.negative.invalidate_all();
         index.by_id.clear();
@@ -676,6 +699,7 @@ impl<St: TokenStore> CachedStore<St> {
     fn load(&self, presented: Presented) -> Load<St::UserId> {
         let hash = presented.key();
         let core = &self.core;
+        core.metrics.miss();
         let epoch = core.epoch();
         let mut inflight = lock(&core.inflight);
         // Joins only a load that began since the last eviction: an older one may bring
@@ -771,7 +795,9 @@ impl<St: TokenStore> TokenStore for CachedStore<St> {
         }
         // A store that answers at once (in memory) fills the cache at once too.
         let epoch = self.core.epoch();
-        let found = self.inner.find_ready(hash)?;
+        let found = self.inner.find_ready(hash);
+        self.core.metrics.missed(&found);
+        let found = found?;
         if let Ok(found) = &found {
             self.core.remember(*hash, found, epoch);
         }

@@ -115,8 +115,8 @@ impl ListenOptions {
 
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 impl<U: PostgresUserId> PostgresStore<U> {
-    /// Evicts from a [`CachedStore`](super::CachedStore) every token that any instance
-    /// sharing this database revokes, deletes or prunes, with the default
+    /// Evicts from a [`CachedStore`](super::CachedStore) every token that any writer
+    /// revokes, rotates, shortens or deletes (the table's change feed announces it), with the default
     /// [`ListenOptions`]: see [`listen_with`](Self::listen_with).
     ///
     /// ```no_run
@@ -138,8 +138,8 @@ impl<U: PostgresUserId> PostgresStore<U> {
         self.listen_with(evictor, ListenOptions::default()).await
     }
 
-    /// Evicts from a [`CachedStore`](super::CachedStore) every token that any instance
-    /// sharing this database revokes, deletes or prunes: listens to
+    /// Evicts from a [`CachedStore`](super::CachedStore) every token that any writer
+    /// revokes, rotates, shortens or deletes (the table's change feed announces it): listens to
     /// [`channel`](Self::channel) on a connection of its own (named
     /// [`LISTENER_APPLICATION_NAME`]) and hands each notification to `evictor`. Returns
     /// once it is listening and has heard its first heartbeat; the listening runs on the
@@ -326,6 +326,7 @@ impl<U: UserId> Relay<U> {
                 Ended::Lost(why) => why,
             };
             self.shared.losses.fetch_add(1, Ordering::AcqRel);
+            crate::metrics::listener_lost("postgres");
             self.shared.backend_pid.store(0, Ordering::Release);
             let Some(evictor) = self.cache.upgrade() else {
                 return;
@@ -633,7 +634,7 @@ fn random_u64() -> Result<u64, sqlx::Error> {
 }
 
 impl Payload {
-    /// Token ids, space-separated, as the store's statements send them; anything else
+    /// Token ids, space-separated, as the table's triggers send them; anything else
     /// (nothing at all included) is junk.
     fn parse(payload: &str) -> Self {
         match parse_ids(payload) {

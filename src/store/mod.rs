@@ -46,21 +46,36 @@ use crate::{
     token::TokenHash,
 };
 
-#[cfg(all(feature = "cache", any(feature = "postgres", feature = "redis")))]
+#[cfg(all(
+    feature = "cache",
+    any(
+        feature = "postgres",
+        feature = "redis",
+        feature = "sqlite",
+        feature = "mysql"
+    )
+))]
 mod bus;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub mod cache;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+mod feed;
 #[cfg(all(feature = "cache", feature = "postgres"))]
 mod listener;
 pub mod memory;
+#[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
+pub mod mysql;
+#[cfg(all(feature = "cache", any(feature = "sqlite", feature = "mysql")))]
+mod poller;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod sql;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
@@ -70,6 +85,9 @@ pub mod sqlite;
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub use cache::{CachedStore, CachedStoreBuilder, Closed, Evictor, PauseGuard, WeakEvictor};
 pub use memory::MemoryStore;
+#[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
+pub use mysql::MySqlStore;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::PostgresStore;

@@ -35,7 +35,9 @@
 //! shows the result). Passport's columns plus `token_hash` (32-byte `BYTEA`, unique) and
 //! `last_used_at`; timestamps are `TIMESTAMPTZ`; scopes are space-delimited `TEXT`.
 //! Indexes serve every query the store makes: by hash, by id, by user, and the two kinds
-//! of pruning.
+//! of pruning. `0003_change_feed.sql` puts triggers on the table that announce every
+//! writer's revocations, rotations and deletions on [`PostgresStore::channel`], for
+//! [`PostgresStore::listen`] to evict them from every instance's cache.
 //!
 //! # Bad rows
 //!
@@ -50,7 +52,7 @@ use std::{fmt, marker::PhantomData, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use sqlx::{
-    AssertSqlSafe, Connection, Decode, Encode, Postgres, Row, SqlStr, Type, TypeInfo,
+    AssertSqlSafe, Connection, Decode, Encode, Postgres, SqlStr, Type, TypeInfo,
     postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow},
 };
 use time::OffsetDateTime;
@@ -62,8 +64,8 @@ pub use super::listener::{
 };
 pub use super::sql::InvalidTableName;
 use super::{
-    Cursor, Lookup, ManageTokens, Revoked, Rotated, StoreError, StoreErrorKind, TokenStore,
-    sql::{self, Dialect, Table, check_type_name, optional, render, required, sql_store},
+    Cursor, Lookup, ManageTokens, Revoked, Rotated, StoreError, StoreErrorKind, TokenStore, feed,
+    sql::{self, Dialect, Table, Writes, check_type_name, optional, render, required, sql_store},
 };
 use crate::{
     record::{TokenId, TokenRecord, UserId},
@@ -76,6 +78,9 @@ const MIGRATION: &str = include_str!("../../migrations/postgres/0001_personal_ac
 /// The second migration: the lifecycle columns and the expiry index.
 const MIGRATION_LIFECYCLE: &str =
     include_str!("../../migrations/postgres/0002_token_lifecycle.sql");
+
+/// The third migration: the change feed's function and triggers.
+const MIGRATION_FEED: &str = feed::POSTGRES;
 
 /// How long [`PostgresStore::connect`] waits for the database, unless told otherwise
 /// ([`PostgresStore::connect_with`]); also how long the revocation listener waits for
@@ -145,6 +150,8 @@ const DIALECT: Dialect = Dialect {
     notify: Some(channel_name),
     lock_user: Some(lock_user),
     claim_lock: " FOR UPDATE SKIP LOCKED",
+    quote: '"',
+    writes: Writes::Standard,
 };
 
 /// The first key of the advisory lock an insert under the per-user cap holds (the second
@@ -232,10 +239,13 @@ impl<U> PostgresStore<U> {
         Ok(Self::new(pool))
     }
 
-    /// The channel every revoking, deleting and pruning statement notifies (with
-    /// `pg_notify`, in the statement itself, so only a change that commits is announced):
-    /// `tower_pat:` and the table name. Each notification carries the changed tokens'
-    /// ids, space-separated, at most 200 per notification. [`listen`](Self::listen)
+    /// The channel the table's change feed notifies: `tower_pat:` and the table name.
+    /// The triggers [`migrate`](Self::migrate) (or
+    /// [`install_change_feed`](Self::install_change_feed)) puts on the table send the ids
+    /// of the rows every `DELETE`, and every `UPDATE` that revokes, rotates, shortens or
+    /// otherwise changes a token, changed, whoever runs it (this store, an admin's plain
+    /// SQL, another program), with `pg_notify`: space-separated, at most 200 per
+    /// notification, sent if, and only if, the change commits. [`listen`](Self::listen)
     /// evicts them from a [`CachedStore`](super::CachedStore); anything else may `LISTEN`
     /// to it too.
     pub fn channel(&self) -> &str {
@@ -245,21 +255,48 @@ impl<U> PostgresStore<U> {
 
 impl<U: PostgresUserId> PostgresStore<U> {
     /// The migrations for this store's table and user id type, as [`migrate`](Self::migrate)
-    /// runs them (0001, then 0002, each statement idempotent): to read, or to hand to your
-    /// own migration tool.
+    /// runs them (0001, 0002, then the change feed of 0003, each statement idempotent): to
+    /// read, or to hand to your own migration tool.
     pub fn schema_sql(&self) -> String {
         let user_id_type = U::type_info();
         format!(
-            "{}\n{}",
+            "{}\n{}\n{}",
             render(MIGRATION, &self.table.name, user_id_type.name()),
-            render(MIGRATION_LIFECYCLE, &self.table.name, user_id_type.name())
+            render(MIGRATION_LIFECYCLE, &self.table.name, user_id_type.name()),
+            self.change_feed_sql()
         )
+    }
+
+    /// The change feed alone (`0003_change_feed.sql` filled in): the function and the two
+    /// triggers that announce every writer's changes on [`channel`](Self::channel), as
+    /// [`install_change_feed`](Self::install_change_feed) runs it.
+    pub fn change_feed_sql(&self) -> String {
+        render(MIGRATION_FEED, &self.table.name, U::type_info().name())
+    }
+
+    /// Puts the change feed on a table that exists already (made by your own migration
+    /// tool from an older [`schema_sql`](Self::schema_sql), say), without touching
+    /// anything else: the function is replaced, the triggers are created if missing.
+    /// [`migrate`](Self::migrate) does this too. Runs in one transaction, under the
+    /// advisory lock `migrate` takes.
+    ///
+    /// Without the feed, [`listen`](Self::listen) hears nothing, and a token revoked
+    /// through another instance stays cached here until the cache's TTL.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database refuses the statements (the table does not exist,
+    /// or the role may not create functions or triggers on it).
+    pub async fn install_change_feed(&self) -> Result<(), StoreError> {
+        self.run_locked(self.change_feed_sql()).await
     }
 
     /// Creates the table and its indexes if they are missing, and brings a table made by
     /// an earlier version up to date (the columns and index of
-    /// `0002_token_lifecycle.sql`, `IF NOT EXISTS`; rows are kept); changes nothing
-    /// otherwise, so it is safe to run at every start. Runs in one transaction holding an
+    /// `0002_token_lifecycle.sql`, `IF NOT EXISTS`; rows are kept), and installs the
+    /// change feed (`0003_change_feed.sql`: see
+    /// [`install_change_feed`](Self::install_change_feed)); changes nothing otherwise, so
+    /// it is safe to run at every start. Runs in one transaction holding an
     /// advisory lock (per table name), so instances that start together take turns.
     ///
     /// # Errors
@@ -269,7 +306,11 @@ impl<U: PostgresUserId> PostgresStore<U> {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let user_id_type = U::type_info();
         check_type_name(user_id_type.name(), TYPE_NAME_PUNCTUATION)?;
-        let sql = self.schema_sql();
+        self.run_locked(self.schema_sql()).await
+    }
+
+    /// Runs `sql` in one transaction holding the advisory lock of this table's migrations.
+    async fn run_locked(&self, sql: String) -> Result<(), StoreError> {
         let lock = i32::from_be_bytes(crc32fast::hash(self.table.name.as_bytes()).to_be_bytes());
         let mut tx = self.pool.begin().await.map_err(StoreError::new)?;
         // A second run would log "already exists, skipping" for every statement.
@@ -524,7 +565,7 @@ impl<U: PostgresUserId> ManageTokens for PostgresStore<U> {
         let mut tx = self.pool.begin().await.map_err(StoreError::new)?;
         // The update takes the old row's lock until the transaction ends: a concurrent
         // rotation waits for it, then finds `rotated_to` set and changes nothing. The
-        // statement notifies the old id, delivered if, and only if, this commits.
+        // table's trigger announces the old id, delivered if, and only if, this commits.
         let changed = changed(
             sqlx::query(self.table.sql.rotate.clone())
                 .bind(successor.id.to_string())
@@ -708,15 +749,14 @@ fn cannot_connect(place: &str, error: sqlx::Error) -> StoreError {
     .with_source(error)
 }
 
-/// Runs a changing statement, which notifies the store's channel of what it changed, and
-/// returns how many rows it changed.
+/// Runs a changing statement and returns how many rows it changed (the table's triggers
+/// announce them on the store's channel).
 async fn changed<'c, E>(query: PgQuery<'_>, executor: E) -> Result<u64, StoreError>
 where
     E: sqlx::Executor<'c, Database = Postgres>,
 {
-    let row = query.fetch_one(executor).await.map_err(StoreError::new)?;
-    let changed: i64 = row.try_get("changed").map_err(StoreError::new)?;
-    Ok(u64::try_from(changed).unwrap_or(0))
+    let done = query.execute(executor).await.map_err(StoreError::new)?;
+    Ok(done.rows_affected())
 }
 
 /// Reads a row back, exactly, or says which row is bad and why.

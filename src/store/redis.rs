@@ -1037,6 +1037,7 @@ impl<U: UserId + FromStr> Relay<U> {
                 Ended::Lost(why) => why,
             };
             self.shared.losses.fetch_add(1, Ordering::AcqRel);
+            crate::metrics::listener_lost("redis");
             self.shared.client_id.store(0, Ordering::Release);
             let Some(evictor) = self.cache.upgrade() else {
                 return;

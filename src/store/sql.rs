@@ -1,4 +1,4 @@
-//! What the two sqlx stores (`SqliteStore` and `PostgresStore`) do the same way: the
+//! What the sqlx stores (`SqliteStore`, `PostgresStore` and `MySqlStore`) do the same way: the
 //! table and type name checks, filling in the migration, the statements (one template,
 //! with a small [`Dialect`] for what differs), the constructor, builder and accessor
 //! block ([`sql_store!`]), the mapping of an `INSERT`'s failure, and reading back the
@@ -139,7 +139,9 @@ const COLUMN_COUNT: usize = 13;
 
 /// What differs between the two databases' SQL.
 pub(crate) struct Dialect {
-    /// The `n`-th parameter, from 1: `$1` (PostgreSQL) or `?1` (SQLite).
+    /// The `n`-th parameter, from 1: `$1` (PostgreSQL), `?1` (SQLite), or `?/*1*/`
+    /// (MySQL: an anonymous `?`, numbered in a comment so that the store binds each
+    /// occurrence in order, however often a parameter repeats).
     pub(crate) param: fn(usize) -> String,
     /// The id column as `list` breaks ties with it: in byte order whatever the
     /// database's collation.
@@ -147,9 +149,9 @@ pub(crate) struct Dialect {
     /// A table `u(id, at)` of the uses one `touch` writes, read from the statement's
     /// parameter(s).
     pub(crate) uses: &'static str,
-    /// The channel that revoking, rotating, deleting and pruning statements notify, given
-    /// the table name (PostgreSQL); `None` where the database has no notifications
-    /// (SQLite).
+    /// The channel the table's change feed notifies, given the table name (PostgreSQL,
+    /// whose triggers send it: see `feed`); `None` where the database has no
+    /// notifications (SQLite).
     pub(crate) notify: Option<fn(&str) -> String>,
     /// A statement that takes a lock on one user's tokens until the transaction ends,
     /// given the table name, its one parameter the user id (PostgreSQL: an advisory
@@ -160,23 +162,26 @@ pub(crate) struct Dialect {
     /// at once never take the same row: `FOR UPDATE SKIP LOCKED` (PostgreSQL), or nothing
     /// where writes are serialized anyway (SQLite).
     pub(crate) claim_lock: &'static str,
+    /// The character that quotes the table name: `"` (PostgreSQL, SQLite) or `` ` ``
+    /// (MySQL, whose `"` quotes strings unless the session is in `ANSI_QUOTES` mode).
+    pub(crate) quote: char,
+    /// Which forms of the writing statements the database takes.
+    pub(crate) writes: Writes,
 }
 
-/// How many token ids one notification carries at most: 32 hex digits and a space each,
-/// well under PostgreSQL's 8000-byte payload limit.
-pub(crate) const IDS_PER_NOTIFICATION: usize = 200;
-
-/// `change`, an `UPDATE` or `DELETE` of token rows, as one statement that also notifies
-/// `channel` of the ids it changed, space-separated, [`IDS_PER_NOTIFICATION`] at most per
-/// notification: the notifications are sent if, and only if, the change commits. The
-/// statement returns one row, `changed` (how many rows changed, `BIGINT`).
-fn notifying(change: &str, channel: &str) -> String {
-    format!(
-        "WITH changed AS ({change} RETURNING id), \
-         numbered AS (SELECT id, (row_number() OVER () - 1) / {IDS_PER_NOTIFICATION} AS batch FROM changed), \
-         sent AS (SELECT pg_notify('{channel}', string_agg(id, ' ')) FROM numbered GROUP BY batch) \
-         SELECT (SELECT count(*) FROM changed) AS changed, (SELECT count(*) FROM sent) AS sent"
-    )
+/// The forms of the statements that write while reading: what SQL the database takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writes {
+    /// `UPDATE … FROM`, `UPDATE … RETURNING`, and an `UPDATE` or `DELETE` whose
+    /// subquery reads its own table (PostgreSQL, SQLite).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    Standard,
+    /// MySQL and MariaDB, which take none of these: `touch` joins the uses
+    /// (`UPDATE … JOIN … SET`), a prune is `DELETE … LIMIT`, a claim is a locking
+    /// `SELECT` followed by one [`Statements::mark_notice`] per row (run in one
+    /// transaction), and the capped insert selects `FROM DUAL`.
+    #[cfg(feature = "mysql")]
+    MySql,
 }
 
 /// The statements, built once per table name by each store. Each store binds the
@@ -236,9 +241,11 @@ pub(crate) struct Statements {
     /// `within`; sets it to `within` and returns the rows ([`COLUMNS`]): `within` (whole
     /// seconds), `now`, `until`, `limit`.
     pub(crate) claim_notices: SqlStr,
-    /// The channel `revoke`, `revoke_all`, `delete` and the prunes notify, if the dialect
-    /// has notifications; those statements then return one row, `changed`, instead of
-    /// counting affected rows.
+    /// Where the dialect's claim is a locking `SELECT` ([`Writes::MySql`]): the `UPDATE`
+    /// that records one claimed notice, `within` (whole seconds), `id`.
+    #[cfg(feature = "mysql")]
+    pub(crate) mark_notice: Option<SqlStr>,
+    /// The channel the table's change feed notifies, if the dialect has notifications.
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) channel: Option<String>,
 }
@@ -255,69 +262,100 @@ impl Statements {
         let (now, limit) = (p(COLUMN_COUNT + 1), p(COLUMN_COUNT + 2));
         let user = p(2);
         let claim_lock = dialect.claim_lock;
+        let quote = dialect.quote;
+        // The table name holds no quote of either kind.
+        let t = format!("{quote}{table}{quote}");
+        let writes = dialect.writes;
         // A live token counts against the cap, the notices and the expiring list: not
         // revoked, not replaced by a rotation.
         let live = "NOT revoked AND rotated_to IS NULL";
         let channel = dialect.notify.map(|name| name(table));
-        // The channel name is made from the table name (no quote in it).
-        let changing = |change: String| match &channel {
-            Some(channel) => statement(notifying(&change, channel)),
-            None => statement(change),
+        // Nothing to notify by hand: the table's triggers announce every change (`feed`).
+        let changing = statement;
+        let prune = |condition: &str| match writes {
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
+            Writes::Standard => changing(format!(
+                r#"DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE {condition} LIMIT {p2})"#
+            )),
+            #[cfg(feature = "mysql")]
+            Writes::MySql => changing(format!(r#"DELETE FROM {t} WHERE {condition} LIMIT {p2}"#)),
         };
-        let prune = |condition: &str| {
-            changing(format!(
-                r#"DELETE FROM "{table}" WHERE id IN (SELECT id FROM "{table}" WHERE {condition} LIMIT {p2})"#
-            ))
+        // `SELECT` without `FROM` takes no `WHERE` in MySQL.
+        let dual = match writes {
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
+            Writes::Standard => "",
+            #[cfg(feature = "mysql")]
+            Writes::MySql => " FROM DUAL",
         };
+        // The rows a claim takes.
+        let claimable = format!(
+            r#"{live} AND expires_at > {p2} AND expires_at <= {p3} AND (expiry_notice IS NULL OR expiry_notice > {p1})"#
+        );
         Self {
             find: statement(format!(
-                r#"SELECT {COLUMNS} FROM "{table}" WHERE token_hash = {p1}"#
+                r#"SELECT {COLUMNS} FROM {t} WHERE token_hash = {p1}"#
             )),
-            get: statement(format!(
-                r#"SELECT {COLUMNS} FROM "{table}" WHERE id = {p1}"#
-            )),
+            get: statement(format!(r#"SELECT {COLUMNS} FROM {t} WHERE id = {p1}"#)),
             list: statement(format!(
-                r#"SELECT {COLUMNS} FROM "{table}" WHERE user_id = {p1} ORDER BY created_at DESC, {id_order} DESC"#
+                r#"SELECT {COLUMNS} FROM {t} WHERE user_id = {p1} ORDER BY created_at DESC, {id_order} DESC"#
             )),
-            insert: statement(format!(
-                r#"INSERT INTO "{table}" ({COLUMNS}) VALUES ({params})"#
-            )),
+            insert: statement(format!(r#"INSERT INTO {t} ({COLUMNS}) VALUES ({params})"#)),
             revoke: changing(format!(
-                r#"UPDATE "{table}" SET revoked = TRUE, updated_at = {p1} WHERE id = {p2} AND user_id = {p3} AND NOT revoked"#
+                r#"UPDATE {t} SET revoked = TRUE, updated_at = {p1} WHERE id = {p2} AND user_id = {p3} AND NOT revoked"#
             )),
             owned: statement(format!(
-                r#"SELECT 1 FROM "{table}" WHERE id = {p1} AND user_id = {p2}"#
+                r#"SELECT 1 FROM {t} WHERE id = {p1} AND user_id = {p2}"#
             )),
             revoke_all: changing(format!(
-                r#"UPDATE "{table}" SET revoked = TRUE, updated_at = {p1} WHERE user_id = {p2} AND NOT revoked"#
+                r#"UPDATE {t} SET revoked = TRUE, updated_at = {p1} WHERE user_id = {p2} AND NOT revoked"#
             )),
             delete: changing(format!(
-                r#"DELETE FROM "{table}" WHERE id = {p1} AND user_id = {p2}"#
+                r#"DELETE FROM {t} WHERE id = {p1} AND user_id = {p2}"#
             )),
-            touch: statement(format!(
-                r#"UPDATE "{table}" SET last_used_at = u.at FROM {uses} WHERE "{table}".id = u.id AND ("{table}".last_used_at IS NULL OR "{table}".last_used_at < u.at)"#
-            )),
+            touch: statement(match writes {
+                #[cfg(any(feature = "sqlite", feature = "postgres"))]
+                Writes::Standard => format!(
+                    r#"UPDATE {t} SET last_used_at = u.at FROM {uses} WHERE {t}.id = u.id AND ({t}.last_used_at IS NULL OR {t}.last_used_at < u.at)"#
+                ),
+                #[cfg(feature = "mysql")]
+                Writes::MySql => format!(
+                    r#"UPDATE {t} JOIN {uses} ON {t}.id = u.id SET {t}.last_used_at = u.at WHERE {t}.last_used_at IS NULL OR {t}.last_used_at < u.at"#
+                ),
+            }),
             prune_expired: prune(&format!("expires_at < {p1}")),
             prune_revoked: prune(&format!("revoked AND updated_at < {p1}")),
             list_first: statement(format!(
-                r#"SELECT {COLUMNS} FROM "{table}" WHERE user_id = {p1} ORDER BY created_at DESC, {id_order} DESC LIMIT {p2}"#
+                r#"SELECT {COLUMNS} FROM {t} WHERE user_id = {p1} ORDER BY created_at DESC, {id_order} DESC LIMIT {p2}"#
             )),
             list_after: statement(format!(
-                r#"SELECT {COLUMNS} FROM "{table}" WHERE user_id = {p1} AND (created_at < {p2} OR (created_at = {p2} AND {id_order} < {p3})) ORDER BY created_at DESC, {id_order} DESC LIMIT {p4}"#
+                r#"SELECT {COLUMNS} FROM {t} WHERE user_id = {p1} AND (created_at < {p2} OR (created_at = {p2} AND {id_order} < {p3})) ORDER BY created_at DESC, {id_order} DESC LIMIT {p4}"#
             )),
             insert_limited: statement(format!(
-                r#"INSERT INTO "{table}" ({COLUMNS}) SELECT {params} WHERE (SELECT count(*) FROM "{table}" WHERE user_id = {user} AND {live} AND expires_at > {now}) < {limit}"#
+                r#"INSERT INTO {t} ({COLUMNS}) SELECT {params}{dual} WHERE (SELECT count(*) FROM {t} WHERE user_id = {user} AND {live} AND expires_at > {now}) < {limit}"#
             )),
             lock_user: dialect.lock_user.map(|lock| statement(lock(table))),
             rotate: changing(format!(
-                r#"UPDATE "{table}" SET rotated_to = {p1}, expires_at = CASE WHEN expires_at < {p2} THEN expires_at ELSE {p2} END, revoked = CASE WHEN {p2} <= {p3} THEN TRUE ELSE revoked END, updated_at = {p3} WHERE id = {p4} AND user_id = {p5} AND {live} AND expires_at > {p3}"#
+                r#"UPDATE {t} SET rotated_to = {p1}, expires_at = CASE WHEN expires_at < {p2} THEN expires_at ELSE {p2} END, revoked = CASE WHEN {p2} <= {p3} THEN TRUE ELSE revoked END, updated_at = {p3} WHERE id = {p4} AND user_id = {p5} AND {live} AND expires_at > {p3}"#
             )),
             expiring: statement(format!(
-                r#"SELECT {COLUMNS} FROM "{table}" WHERE {live} AND expires_at > {p1} AND expires_at <= {p2} AND (expires_at > {p3} OR (expires_at = {p3} AND {id_order} > {p4})) ORDER BY expires_at, {id_order} LIMIT {p5}"#
+                r#"SELECT {COLUMNS} FROM {t} WHERE {live} AND expires_at > {p1} AND expires_at <= {p2} AND (expires_at > {p3} OR (expires_at = {p3} AND {id_order} > {p4})) ORDER BY expires_at, {id_order} LIMIT {p5}"#
             )),
-            claim_notices: statement(format!(
-                r#"UPDATE "{table}" SET expiry_notice = {p1} WHERE id IN (SELECT id FROM "{table}" WHERE {live} AND expires_at > {p2} AND expires_at <= {p3} AND (expiry_notice IS NULL OR expiry_notice > {p1}) ORDER BY expires_at, {id_order} LIMIT {p4}{claim_lock}) AND {live} AND (expiry_notice IS NULL OR expiry_notice > {p1}) RETURNING {COLUMNS}"#
-            )),
+            claim_notices: statement(match writes {
+                #[cfg(any(feature = "sqlite", feature = "postgres"))]
+                Writes::Standard => format!(
+                    r#"UPDATE {t} SET expiry_notice = {p1} WHERE id IN (SELECT id FROM {t} WHERE {claimable} ORDER BY expires_at, {id_order} LIMIT {p4}{claim_lock}) AND {live} AND (expiry_notice IS NULL OR expiry_notice > {p1}) RETURNING {COLUMNS}"#
+                ),
+                #[cfg(feature = "mysql")]
+                Writes::MySql => format!(
+                    r#"SELECT {COLUMNS} FROM {t} WHERE {claimable} ORDER BY expires_at, {id_order} LIMIT {p4}{claim_lock}"#
+                ),
+            }),
+            #[cfg(feature = "mysql")]
+            mark_notice: (writes == Writes::MySql).then(|| {
+                statement(format!(
+                    r#"UPDATE {t} SET expiry_notice = {p1} WHERE id = {p2}"#
+                ))
+            }),
             channel,
         }
     }
@@ -529,7 +567,7 @@ where
 
 /// The statements of a migration file, rendered: split at the `;` that ends a line, each
 /// without its leading comment lines, empty ones dropped.
-#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "sqlite", feature = "mysql")), allow(dead_code))]
 pub(crate) fn split_statements(sql: &str) -> Vec<String> {
     sql.split(";\n")
         .map(|chunk| {
@@ -547,7 +585,7 @@ pub(crate) fn split_statements(sql: &str) -> Vec<String> {
 }
 
 /// The column an `ALTER TABLE … ADD COLUMN <name> …` statement adds, if it is one.
-#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "sqlite", feature = "mysql")), allow(dead_code))]
 pub(crate) fn added_column(statement: &str) -> Option<&str> {
     let upper = statement.to_ascii_uppercase();
     if !upper.starts_with("ALTER TABLE") {

@@ -57,11 +57,16 @@ use sqlx::{
 };
 use time::{Duration, OffsetDateTime};
 
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub use super::poller::{ChangePoller, DEFAULT_POLL_INTERVAL, FollowOptions};
 pub use super::sql::InvalidTableName;
 use super::{
-    Cursor, Lookup, ManageTokens, Revoked, Rotated, StoreError, StoreErrorKind, TokenStore,
-    sql::{self, Dialect, Table, check_type_name, optional, render, required, sql_store},
+    Cursor, Lookup, ManageTokens, Revoked, Rotated, StoreError, StoreErrorKind, TokenStore, feed,
+    sql::{self, Dialect, Table, Writes, check_type_name, optional, render, required, sql_store},
 };
+#[cfg(feature = "cache")]
+use super::{cache::Evictor, poller};
 use crate::{
     record::{TokenId, TokenRecord, UserId},
     token::TokenHash,
@@ -72,6 +77,9 @@ const MIGRATION: &str = include_str!("../../migrations/sqlite/0001_personal_acce
 
 /// The second migration: the lifecycle columns and the expiry index.
 const MIGRATION_LIFECYCLE: &str = include_str!("../../migrations/sqlite/0002_token_lifecycle.sql");
+
+/// The third migration: the change table and the triggers that fill it.
+const MIGRATION_FEED: &str = feed::SQLITE;
 
 /// The table [`SqliteStore::new`] uses unless told otherwise.
 pub const DEFAULT_TABLE: &str = "personal_access_tokens";
@@ -129,6 +137,8 @@ const DIALECT: Dialect = Dialect {
     notify: None,
     lock_user: None,
     claim_lock: "",
+    quote: '"',
+    writes: Writes::Standard,
 };
 
 sql_store! {
@@ -232,21 +242,53 @@ fn file_path(path: &Path) -> Result<&Path, StoreError> {
 
 impl<U: SqliteUserId> SqliteStore<U> {
     /// The migrations for this store's table and user id type, as [`migrate`](Self::migrate)
-    /// runs them (0001, then 0002): to read, or to hand to your own migration tool, which
-    /// must run each `ALTER TABLE` of 0002 once.
+    /// runs them (0001, 0002, then the change feed of 0003): to read, or to hand to your own
+    /// migration tool, which must run each `ALTER TABLE` of 0002 once.
     pub fn schema_sql(&self) -> String {
         let user_id_type = U::type_info();
         format!(
-            "{}\n{}",
+            "{}\n{}\n{}",
             render(MIGRATION, &self.table.name, user_id_type.name()),
-            render(MIGRATION_LIFECYCLE, &self.table.name, user_id_type.name())
+            render(MIGRATION_LIFECYCLE, &self.table.name, user_id_type.name()),
+            self.change_feed_sql()
         )
+    }
+
+    /// The change feed alone (`0003_change_feed.sql` filled in): the change table
+    /// `<table>_changes` and the two triggers that record every writer's changes in it, as
+    /// [`install_change_feed`](Self::install_change_feed) runs it.
+    pub fn change_feed_sql(&self) -> String {
+        render(MIGRATION_FEED, &self.table.name, U::type_info().name())
+    }
+
+    /// Puts the change feed on a table that exists already (made by your own migration
+    /// tool from an older [`schema_sql`](Self::schema_sql), say), without touching
+    /// anything else: the change table and the triggers are created if missing.
+    /// [`migrate`](Self::migrate) does this too. Runs in one transaction.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database refuses the statements (the table does not
+    /// exist, say).
+    pub async fn install_change_feed(&self) -> Result<(), StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StoreError::new)?;
+        sqlx::raw_sql(AssertSqlSafe(self.change_feed_sql()))
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::new)?;
+        tx.commit().await.map_err(StoreError::new)
     }
 
     /// Creates the table and its indexes if they are missing, and brings a table made by
     /// an earlier version up to date (the columns and index of
-    /// `0002_token_lifecycle.sql`, each added only if missing; rows are kept); changes
-    /// nothing otherwise, so it is safe to run at every start. Runs in one transaction.
+    /// `0002_token_lifecycle.sql`, each added only if missing; rows are kept), and installs
+    /// the change feed (`0003_change_feed.sql`: see
+    /// [`install_change_feed`](Self::install_change_feed)); changes nothing otherwise, so
+    /// it is safe to run at every start. Runs in one transaction.
     ///
     /// # Errors
     ///
@@ -284,6 +326,10 @@ impl<U: SqliteUserId> SqliteStore<U> {
                 .await
                 .map_err(StoreError::new)?;
         }
+        sqlx::raw_sql(AssertSqlSafe(self.change_feed_sql()))
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::new)?;
         tx.commit().await.map_err(StoreError::new)
     }
 
@@ -601,6 +647,115 @@ impl<U: SqliteUserId> ManageTokens for SqliteStore<U> {
     }
 }
 
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+impl<U: SqliteUserId> SqliteStore<U> {
+    /// Evicts from a [`CachedStore`](super::CachedStore) every token that any writer
+    /// revokes, rotates, shortens or deletes in this table, with the default
+    /// [`FollowOptions`] (a read every 250 ms): see
+    /// [`follow_changes_with`](Self::follow_changes_with).
+    ///
+    /// ```no_run
+    /// use tower_pat::{SqliteStore, Tokens, scope::ScopeRegistry, store::CachedStore};
+    ///
+    /// # async fn run(registry: ScopeRegistry) -> Result<(), tower_pat::store::StoreError> {
+    /// let sqlite = SqliteStore::<i64>::open("tokens.db").await?;
+    /// sqlite.migrate().await?; // installs the change feed too
+    /// let store = CachedStore::new(sqlite.clone());
+    /// sqlite.follow_changes(store.evictor()).await?;
+    /// let tokens = Tokens::new(store, registry);
+    /// let layer = tokens.layer();
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`follow_changes_with`](Self::follow_changes_with).
+    pub async fn follow_changes(&self, evictor: Evictor<U>) -> Result<ChangePoller, StoreError> {
+        self.follow_changes_with(evictor, FollowOptions::default())
+            .await
+    }
+
+    /// Evicts from a [`CachedStore`](super::CachedStore) every token that any writer
+    /// revokes, rotates, shortens or deletes in this table, whoever it is (this store in
+    /// another process, an admin in the `sqlite3` shell, another program): the table's
+    /// triggers ([`install_change_feed`](Self::install_change_feed)) record each changed
+    /// id in `<table>_changes`, and a task reads what is new there every
+    /// [`FollowOptions::interval`] (250 ms by default) and hands it to `evictor`. Returns
+    /// once it has read the change table's end; the polling runs on the Tokio runtime
+    /// until the cache is dropped (or [`ChangePoller::stop`]).
+    ///
+    /// **Propagation bound.** A change committed by any writer is refused here within the
+    /// interval, plus the time of one read. A read that fails, or has not answered within
+    /// [`FollowOptions::read_timeout`], pauses the cache ([`Evictor::pause`]: cleared,
+    /// keeping nothing, every request asks the database) and logs a warning through
+    /// `tracing`; the first read that succeeds again catches up and resumes it.
+    ///
+    /// **The change table** stays small: each poller deletes the rows older than a minute
+    /// as it goes (at most every 10 s). A row that does not hold a token id (something else
+    /// writes to the table) clears the cache.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the change table cannot be read (the feed is not installed:
+    /// [`migrate`](Self::migrate) or [`install_change_feed`](Self::install_change_feed)),
+    /// or does not answer within [`FollowOptions::read_timeout`].
+    pub async fn follow_changes_with(
+        &self,
+        evictor: Evictor<U>,
+        options: FollowOptions,
+    ) -> Result<ChangePoller, StoreError> {
+        let changes = Changes {
+            pool: self.pool.clone(),
+            sql: feed::ChangeTable::sqlite(&self.table.name),
+        };
+        poller::start(changes, evictor, options).await
+    }
+}
+
+/// The change table of a [`SqliteStore`], as the poller reads it.
+#[cfg(feature = "cache")]
+struct Changes {
+    pool: SqlitePool,
+    sql: feed::ChangeTable,
+}
+
+#[cfg(feature = "cache")]
+#[async_trait]
+impl poller::ChangeSource for Changes {
+    async fn latest(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(self.sql.latest.clone())
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    async fn read(&self, after: i64, limit: i64) -> Result<Vec<(i64, String)>, sqlx::Error> {
+        sqlx::query_as(self.sql.read.clone())
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    async fn prune(&self, retention: std::time::Duration) -> Result<u64, sqlx::Error> {
+        let seconds = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+        let done = sqlx::query(self.sql.prune.clone())
+            .bind(seconds)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    fn name(&self) -> &str {
+        &self.sql.name
+    }
+
+    fn lookback(&self) -> std::time::Duration {
+        // Writes to one file take turns: ids commit in order.
+        std::time::Duration::ZERO
+    }
+}
+
 /// Reads a row back, exactly, or says which row is bad and why.
 fn record_from_row<U: SqliteUserId>(row: &SqliteRow) -> Result<TokenRecord<U>, StoreError> {
     let (raw_id, id) = sql::read_id(row)?;
@@ -652,6 +807,56 @@ fn timestamp(row_id: &str, column: &str, secs: i64) -> Result<OffsetDateTime, St
 mod tests {
     use super::*;
     use crate::store::sql::check_table_name;
+
+    #[cfg(feature = "cache")]
+    #[tokio::test]
+    async fn the_change_table_is_read_in_order_and_pruned_by_age() {
+        use poller::ChangeSource;
+        let store = SqliteStore::<i64>::open(":memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        let changes = Changes {
+            pool: store.pool.clone(),
+            sql: feed::ChangeTable::sqlite(&store.table.name),
+        };
+        assert_eq!(changes.latest().await.unwrap(), 0);
+        let now = "CAST(strftime('%s', 'now') AS INTEGER)";
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "INSERT INTO personal_access_tokens_changes (token_id, changed_at) \
+             VALUES ('old', {now} - 61), ('recent', {now} - 59), ('new', {now})"
+        )))
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(changes.latest().await.unwrap(), 3);
+        let rows = changes.read(1, 1).await.unwrap();
+        assert_eq!(rows, [(2, "recent".to_owned())]);
+        assert_eq!(changes.read(0, 10).await.unwrap().len(), 3);
+        assert_eq!(
+            changes
+                .prune(std::time::Duration::from_secs(60))
+                .await
+                .unwrap(),
+            1
+        );
+        let left: Vec<String> = changes
+            .read(0, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, token)| token)
+            .collect();
+        assert_eq!(left, ["recent", "new"]);
+        // Ids are never reused, even once every row is gone (`AUTOINCREMENT`): a poller
+        // that read up to 3 reads the next change.
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DELETE FROM personal_access_tokens_changes; \
+             INSERT INTO personal_access_tokens_changes (token_id, changed_at) VALUES ('next', {now})"
+        )))
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(changes.read(3, 10).await.unwrap(), [(4, "next".to_owned())]);
+    }
 
     #[test]
     fn table_names_are_checked() {

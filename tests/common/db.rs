@@ -1,5 +1,5 @@
-//! What the store tests share: a PostgreSQL table of their own (or a visible skip), and a
-//! SQLite file of their own.
+//! What the store tests share: a PostgreSQL or MySQL table of their own (or a visible
+//! skip), and a SQLite file of their own.
 
 #![allow(unused_imports, unreachable_pub)]
 
@@ -67,6 +67,13 @@ async fn drop_table(url: &str, table: &str) {
     .execute(&pool)
     .await
     .expect("drop the test table");
+    // The change feed's function outlives its table's triggers.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        r#"DROP FUNCTION IF EXISTS "{table}_change_feed"()"#
+    )))
+    .execute(&pool)
+    .await
+    .expect("drop the test table's change feed");
     pool.close().await;
 }
 
@@ -78,6 +85,65 @@ pub async fn pg_pool(url: &str) -> sqlx::PgPool {
         .connect(url)
         .await
         .expect("connect to PostgreSQL")
+}
+
+/// The variable that names the MySQL (or MariaDB) server the tests use.
+pub const MYSQL_URL_VAR: &str = "TOWER_PAT_MYSQL_URL";
+
+/// Runs `f` with the MySQL server's URL and a fresh table name, then drops that table
+/// (whether the test passed or panicked). Without the variable, says so where the test's
+/// output is not captured, and returns.
+#[cfg(feature = "mysql")]
+pub async fn with_mysql<F, Fut>(f: F)
+where
+    F: FnOnce(String, String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Some(url) = mysql_url() else {
+        return;
+    };
+    let table = unique_table();
+    let outcome = AssertUnwindSafe(f(url.clone(), table.clone()))
+        .catch_unwind()
+        .await;
+    let pool = mysql_pool(&url).await;
+    // The table's change feed: its triggers go with it, its change table does not.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP TABLE IF EXISTS `{table}`, `{table}_changes`"
+    )))
+    .execute(&pool)
+    .await
+    .expect("drop the test table");
+    pool.close().await;
+    if let Err(panic) = outcome {
+        resume_unwind(panic);
+    }
+}
+
+/// The MySQL server's URL, or `None` after saying the test is skipped.
+#[cfg(feature = "mysql")]
+pub fn mysql_url() -> Option<String> {
+    let url = std::env::var(MYSQL_URL_VAR).ok().filter(|u| !u.is_empty());
+    if url.is_none() {
+        let thread = std::thread::current();
+        let test = thread.name().unwrap_or("a MySQL test");
+        // Straight to stderr: the harness captures `eprintln!`.
+        let _ = writeln!(
+            std::io::stderr(),
+            "{test}: skipped: {MYSQL_URL_VAR} is not set"
+        );
+    }
+    url
+}
+
+/// A small pool on `url`: tests run side by side on one server.
+#[cfg(feature = "mysql")]
+pub async fn mysql_pool(url: &str) -> sqlx::MySqlPool {
+    sqlx::mysql::MySqlPoolOptions::new()
+        .max_connections(4)
+        .connect(url)
+        .await
+        .expect("connect to MySQL")
 }
 
 /// A SQLite file path under the temp dir, unique to this run; the file and its WAL

@@ -1,6 +1,7 @@
 //! Concurrency: many tasks on a multi-threaded runtime create, use and revoke tokens at
 //! once, through a real axum server on loopback and directly through the service, against
-//! `MemoryStore`, `SqliteStore` and (with `TOWER_PAT_POSTGRES_URL`) `PostgresStore`.
+//! `MemoryStore`, `SqliteStore` and (with `TOWER_PAT_POSTGRES_URL`, `TOWER_PAT_MYSQL_URL`)
+//! `PostgresStore` and `MySqlStore`.
 //!
 //! What must hold: no record is lost or duplicated (counted with `list`); a request never
 //! fails for a token nobody is revoking; once `revoke` (or `revoke_all`) has returned, no
@@ -557,6 +558,38 @@ async fn postgres_store_loses_nothing_and_honours_revocation() {
     ops += hot_token_revocation("postgres", tokens.clone()).await;
     eprintln!("concurrency [postgres]: {ops} operations in all");
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE \"{table}\"")))
+        .execute(tokens.store().pool())
+        .await
+        .unwrap();
+}
+
+#[cfg(feature = "mysql")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mysql_store_loses_nothing_and_honours_revocation() {
+    use tower_pat::MySqlStore;
+
+    let Some(url) = crate::common::db::mysql_url() else {
+        return;
+    };
+    // A table of its own, so that other tests sharing the database change nothing here.
+    let table = format!("conc_{}", uuid::Uuid::new_v4().simple());
+    let store = MySqlStore::<i64>::connect(&url)
+        .await
+        .unwrap()
+        .with_table(&table);
+    store.migrate().await.unwrap();
+    let tokens = Tokens::new(store, registry());
+    let scale = Scale {
+        users: 6,
+        shared: 3,
+        per_task: 25,
+        hammers: 3,
+    };
+    let mut ops = scenario("mysql", tokens.clone(), scale).await;
+    ops += revoke_all_race("mysql", tokens.clone(), 25).await;
+    ops += hot_token_revocation("mysql", tokens.clone()).await;
+    eprintln!("concurrency [mysql]: {ops} operations in all");
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE `{table}`")))
         .execute(tokens.store().pool())
         .await
         .unwrap();

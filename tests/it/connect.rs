@@ -1,6 +1,6 @@
-//! Opening a store with a wrong address: `PostgresStore::connect` gives up after its
-//! timeout (5 s by default) naming host and port, never the password, and refuses a
-//! misspelt scheme at once; `SqliteStore::open` refuses another kind of URL and a file in
+//! Opening a store with a wrong address: `PostgresStore::connect` and
+//! `MySqlStore::connect` give up after their timeout (5 s by default) naming host and port,
+//! never the password, and refuse a misspelt scheme at once; `SqliteStore::open` refuses another kind of URL and a file in
 //! a directory that does not exist, naming them.
 
 use crate::common;
@@ -138,6 +138,83 @@ mod postgres {
             ))
             .await
             .expect_err("no such database");
+            assert_eq!(error.kind(), StoreErrorKind::Backend);
+            let message = error.to_string();
+            let address = server.rsplit_once('@').map_or(server, |(_, a)| a);
+            assert!(message.contains(address), "{message}");
+            assert!(message.contains("tower_pat_no_such_database"), "{message}");
+        })
+        .await;
+    }
+}
+
+#[cfg(feature = "mysql")]
+mod mysql {
+    use std::time::Duration;
+
+    use tower_pat::{MySqlStore, store::StoreErrorKind};
+
+    use super::{closed_port, everything_said};
+    use crate::common::db::with_mysql;
+
+    const PASSWORD: &str = "s3cret-Pa55word";
+
+    #[tokio::test]
+    async fn a_closed_port_fails_within_the_timeout_naming_host_and_port() {
+        let addr = closed_port();
+        let url = format!("mysql://app:{PASSWORD}@{addr}/app");
+        let error = MySqlStore::<i64>::connect_with(&url, Duration::from_millis(300))
+            .await
+            .expect_err("nothing listens there");
+        assert_eq!(error.kind(), StoreErrorKind::Timeout);
+        let message = error.to_string();
+        assert!(message.contains(&addr.to_string()), "{message}");
+        assert!(message.contains("refused"), "{message}");
+        assert!(!everything_said(&error).contains(PASSWORD), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn a_misspelt_scheme_is_refused_at_once_naming_it() {
+        let addr = closed_port();
+        for scheme in ["mysq", "maria", "postgres", "sqlite"] {
+            let url = format!("{scheme}://root:{PASSWORD}@{addr}/test");
+            let error = MySqlStore::<i64>::connect_with(&url, Duration::from_secs(30))
+                .await
+                .expect_err("not a MySQL URL");
+            let message = error.to_string();
+            assert!(message.contains(&format!("`{scheme}://`")), "{message}");
+            assert!(
+                message.contains("`mysql://`") && message.contains("`mariadb://`"),
+                "{message}"
+            );
+            assert!(!everything_said(&error).contains(PASSWORD), "{error:?}");
+        }
+        let error = MySqlStore::<i64>::connect_with("db.internal/app", Duration::from_secs(30))
+            .await
+            .expect_err("not a URL");
+        assert!(error.to_string().contains("MySQL URL"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn both_schemes_connect_and_a_refusal_names_the_server() {
+        with_mysql(|url, _table| async move {
+            let rest = url.split_once("://").expect("a URL").1.to_owned();
+            for scheme in ["mysql", "mariadb", "MySQL"] {
+                let store = MySqlStore::<i64>::connect(&format!("{scheme}://{rest}"))
+                    .await
+                    .unwrap_or_else(|error| panic!("{scheme}: {error}"));
+                let one: i32 = sqlx::query_scalar("SELECT 1")
+                    .fetch_one(store.pool())
+                    .await
+                    .unwrap();
+                assert_eq!(one, 1);
+            }
+            // Reached, but refused: a database that does not exist.
+            let (server, _database) = rest.rsplit_once('/').expect("a database in the URL");
+            let error =
+                MySqlStore::<i64>::connect(&format!("mysql://{server}/tower_pat_no_such_database"))
+                    .await
+                    .expect_err("no such database");
             assert_eq!(error.kind(), StoreErrorKind::Backend);
             let message = error.to_string();
             let address = server.rsplit_once('@').map_or(server, |(_, a)| a);

@@ -584,14 +584,14 @@ mod grpc {
 }
 
 /// A server in front of any store (for the persistent ones).
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 #[derive(Clone)]
 struct Http {
     base: String,
     client: Client<HttpConnector, Empty<Bytes>>,
 }
 
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 impl Http {
     async fn serve<St: tower_pat::TokenStore<UserId = i64>>(layer: PatLayer<St>) -> Self {
         let app = Router::new()
@@ -623,7 +623,7 @@ impl Http {
 }
 
 /// The fault a persistent store went through, and what the layer answered.
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 fn report(store: &str, fault: &str, status: StatusCode, elapsed: Duration) {
     eprintln!("faults [{store}] {fault}: {status} after {elapsed:?}");
 }
@@ -1033,6 +1033,292 @@ mod postgres {
             .await
             .unwrap();
         assert_eq!(http.get(&token).await.0, StatusCode::OK);
+        db.close().await;
+    }
+}
+
+#[cfg(feature = "mysql")]
+mod mysql {
+    use super::*;
+    use sqlx::{
+        AssertSqlSafe, Connection, MySqlConnection,
+        mysql::{MySqlConnectOptions, MySqlPoolOptions},
+    };
+    use tower_pat::MySqlStore;
+
+    struct Db {
+        url: String,
+        /// The server's ids of the pool's connections (`CONNECTION_ID()`), so the test
+        /// can find (and kill) exactly them.
+        ids: Arc<std::sync::Mutex<Vec<u64>>>,
+        table: String,
+        store: MySqlStore<i64>,
+        tokens: Tokens<MySqlStore<i64>>,
+    }
+
+    impl Db {
+        async fn open(connections: u32, acquire: Duration) -> Option<Self> {
+            let url = crate::common::db::mysql_url()?;
+            let ids = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let options: MySqlConnectOptions = url.parse().unwrap();
+            let pool = {
+                let ids = Arc::clone(&ids);
+                MySqlPoolOptions::new()
+                    .max_connections(connections)
+                    .acquire_timeout(acquire)
+                    .after_connect(move |conn, _| {
+                        let ids = Arc::clone(&ids);
+                        Box::pin(async move {
+                            let id: u64 = sqlx::query_scalar("SELECT CONNECTION_ID()")
+                                .fetch_one(conn)
+                                .await?;
+                            ids.lock().unwrap().push(id);
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await
+                    .unwrap()
+            };
+            let table = format!("faults_{}", uuid::Uuid::new_v4().simple());
+            let store = MySqlStore::<i64>::new(pool).with_table(&table);
+            store.migrate().await.unwrap();
+            let tokens = Tokens::new(store.clone(), registry());
+            Some(Self {
+                url,
+                ids,
+                table,
+                store,
+                tokens,
+            })
+        }
+
+        /// A connection of the test's own, outside the store's pool.
+        async fn side(&self) -> MySqlConnection {
+            MySqlConnection::connect(&self.url).await.unwrap()
+        }
+
+        fn ids(&self) -> Vec<u64> {
+            self.ids.lock().unwrap().clone()
+        }
+
+        /// Waits until one of the pool's connections waits on the table lock.
+        async fn wait_until_blocked(&self, side: &mut MySqlConnection) {
+            for _ in 0..300 {
+                let states: Vec<(u64, Option<String>)> = sqlx::query_as(
+                    "SELECT CAST(id AS UNSIGNED), CAST(state AS CHAR) FROM information_schema.processlist",
+                )
+                .fetch_all(&mut *side)
+                .await
+                .unwrap();
+                let ids = self.ids();
+                let blocked = states.iter().any(|(id, state)| {
+                    ids.contains(id) && state.as_deref().is_some_and(|s| s.contains("lock"))
+                });
+                if blocked {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("the store's query never blocked");
+        }
+
+        /// Holds a write lock on the table until `UNLOCK TABLES` on `side`: the store's
+        /// queries wait for it on the server.
+        async fn lock_table(&self, side: &mut MySqlConnection) {
+            sqlx::raw_sql(AssertSqlSafe(format!("LOCK TABLES `{}` WRITE", self.table)))
+                .execute(&mut *side)
+                .await
+                .unwrap();
+        }
+
+        async fn close(self) {
+            let mut side = self.side().await;
+            sqlx::query(AssertSqlSafe(format!(
+                "DROP TABLE IF EXISTS `{}`",
+                self.table
+            )))
+            .execute(&mut side)
+            .await
+            .unwrap();
+            self.store.pool().close().await;
+        }
+    }
+
+    async fn unlock(side: &mut MySqlConnection) {
+        sqlx::raw_sql("UNLOCK TABLES").execute(side).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn mysql_connection_killed_mid_request_answers_503_then_recovers() {
+        let Some(db) = Db::open(2, Duration::from_secs(5)).await else {
+            return;
+        };
+        let token = db.tokens.create(1, "my", ["orders:read"]).await.unwrap();
+        // A store timeout far away: the answer must come from the dropped connection.
+        let http = Http::serve(
+            PatLayer::new(db.store.clone())
+                .store_timeout(Duration::from_secs(10), tokio::time::sleep),
+        )
+        .await;
+        assert_eq!(http.get(&token).await.0, StatusCode::OK);
+
+        // Hold the table so that the store's next query is in flight on the server...
+        let mut side = db.side().await;
+        db.lock_table(&mut side).await;
+        let request = {
+            let http = http.clone();
+            let secret = token.token.expose_secret().to_owned();
+            tokio::spawn(async move { http.get_secret(&secret).await })
+        };
+        let mut watcher = db.side().await;
+        db.wait_until_blocked(&mut watcher).await;
+        // ...then kill every connection of the pool, mid-query.
+        for id in db.ids() {
+            // A connection closed already is no error of the test's.
+            let _ = sqlx::raw_sql(AssertSqlSafe(format!("KILL {id}")))
+                .execute(&mut watcher)
+                .await;
+        }
+        let (status, elapsed) = request.await.unwrap();
+        report("mysql", "connection killed mid-query", status, elapsed);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            elapsed < Duration::from_secs(10),
+            "the timeout answered, not the drop"
+        );
+        unlock(&mut side).await;
+
+        // The pool reconnects: the next request works.
+        let (status, elapsed) = http.get(&token).await;
+        report(
+            "mysql",
+            "after the pool's connections were killed",
+            status,
+            elapsed,
+        );
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(db.tokens.list(&1).await.unwrap().len(), 1, "nothing lost");
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn mysql_blocked_query_is_bounded_by_the_store_timeout() {
+        let Some(db) = Db::open(2, Duration::from_secs(5)).await else {
+            return;
+        };
+        let token = db.tokens.create(1, "my", ["orders:read"]).await.unwrap();
+        let http =
+            Http::serve(PatLayer::new(db.store.clone()).store_timeout(TIMEOUT, tokio::time::sleep))
+                .await;
+        assert_eq!(http.get(&token).await.0, StatusCode::OK);
+        let mut side = db.side().await;
+        db.lock_table(&mut side).await;
+        for _ in 0..3 {
+            let (status, elapsed) = http.get(&token).await;
+            report("mysql", "table locked (query hangs)", status, elapsed);
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+            assert!(elapsed < bound(TIMEOUT), "answered after {elapsed:?}");
+        }
+        unlock(&mut side).await;
+        // Queries abandoned by the timeout leave the pool usable.
+        let (status, elapsed) = http.get(&token).await;
+        report("mysql", "after the lock was released", status, elapsed);
+        assert_eq!(status, StatusCode::OK);
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn mysql_pool_exhausted_answers_503_then_recovers() {
+        let Some(db) = Db::open(1, Duration::from_millis(250)).await else {
+            return;
+        };
+        let token = db.tokens.create(1, "my", ["orders:read"]).await.unwrap();
+        let http = Http::serve(
+            PatLayer::new(db.store.clone())
+                .store_timeout(Duration::from_secs(2), tokio::time::sleep),
+        )
+        .await;
+        assert_eq!(http.get(&token).await.0, StatusCode::OK);
+        let held = db.store.pool().acquire().await.unwrap();
+        for _ in 0..2 {
+            let (status, elapsed) = http.get(&token).await;
+            report(
+                "mysql",
+                "pool exhausted (acquire timeout 250 ms)",
+                status,
+                elapsed,
+            );
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+            assert!(
+                elapsed < Duration::from_secs(2),
+                "the pool's own timeout answers first"
+            );
+        }
+        drop(held);
+        assert_eq!(http.get(&token).await.0, StatusCode::OK);
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn mysql_missing_table_is_unavailable_not_unknown() {
+        let Some(db) = Db::open(2, Duration::from_secs(5)).await else {
+            return;
+        };
+        let token = db.tokens.create(1, "my", ["orders:read"]).await.unwrap();
+        let http =
+            Http::serve(PatLayer::new(db.store.clone()).store_timeout(TIMEOUT, tokio::time::sleep))
+                .await;
+        let away = format!("{}_away", db.table);
+        let mut side = db.side().await;
+        let rename = |from: &str, to: &str| format!("RENAME TABLE `{from}` TO `{to}`");
+        sqlx::raw_sql(AssertSqlSafe(rename(&db.table, &away)))
+            .execute(&mut side)
+            .await
+            .unwrap();
+        let (status, elapsed) = http.get(&token).await;
+        report("mysql", "table missing", status, elapsed);
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not a 401: the token is good"
+        );
+        sqlx::raw_sql(AssertSqlSafe(rename(&away, &db.table)))
+            .execute(&mut side)
+            .await
+            .unwrap();
+        assert_eq!(http.get(&token).await.0, StatusCode::OK);
+        db.close().await;
+    }
+
+    /// A creation under the per-user cap that is cancelled while it waits for the user's
+    /// lock, or holds it, leaves no lock behind: the next creation for that user goes
+    /// through at once.
+    #[tokio::test]
+    async fn mysql_cancelled_capped_creates_leave_no_lock_behind() {
+        let Some(db) = Db::open(2, Duration::from_secs(5)).await else {
+            return;
+        };
+        let tokens = db.tokens.clone().max_tokens_per_user(3);
+        let mut side = db.side().await;
+        db.lock_table(&mut side).await;
+        // Holds the user's lock, then waits on the table: cancelled there.
+        let create = tokens.create(1, "cancelled", ["orders:read"]);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), create)
+                .await
+                .is_err(),
+            "the insert waits on the table lock"
+        );
+        unlock(&mut side).await;
+        let start = Instant::now();
+        tokens
+            .create(1, "next", ["orders:read"])
+            .await
+            .expect("the user's lock is free again");
+        let elapsed = start.elapsed();
+        eprintln!("faults [mysql] capped create after a cancelled one: done in {elapsed:?}");
+        assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
         db.close().await;
     }
 }

@@ -1,5 +1,6 @@
 //! A token's life over the real stores (`MemoryStore`, `SqliteStore` on a file,
-//! `PostgresStore` at `TOWER_PAT_POSTGRES_URL`, skipped saying so without it), through
+//! `PostgresStore` at `TOWER_PAT_POSTGRES_URL` and `MySqlStore` at `TOWER_PAT_MYSQL_URL`,
+//! each skipped saying so without its variable), through
 //! `Tokens` and a `PatLayer` served on loopback: rotation with an overlap, to the second;
 //! concurrent rotations; the per-user cap under concurrent creates; a cache in front, and
 //! another instance behind the PostgreSQL listener, seeing the shortened expiry; the
@@ -18,13 +19,13 @@ use std::{
 };
 
 use axum::{Router, routing::get};
-use common::db::{TempDb, with_postgres};
+use common::db::{TempDb, with_mysql, with_postgres};
 use http::StatusCode;
 use sqlx::AssertSqlSafe;
 use time::{Duration, OffsetDateTime, macros::datetime};
 use tower_pat::{
-    AccessToken, CreateToken, ManageTokens, MemoryStore, PostgresStore, RotateToken, SqliteStore,
-    TokenError, TokenStore, Tokens,
+    AccessToken, CreateToken, ManageTokens, MemoryStore, MySqlStore, PostgresStore, RotateToken,
+    SqliteStore, TokenError, TokenStore, Tokens,
     clock::ManualClock,
     store::{CachedStore, Cursor},
 };
@@ -45,8 +46,18 @@ async fn pg_pool(url: &str) -> sqlx::PgPool {
         .expect("connect to PostgreSQL")
 }
 
+/// A MySQL pool of 8 connections, likewise.
+async fn mysql_pool(url: &str) -> sqlx::MySqlPool {
+    sqlx::mysql::MySqlPoolOptions::new()
+        .max_connections(8)
+        .connect(url)
+        .await
+        .expect("connect to MySQL")
+}
+
 /// Runs the body once on each store, with `$store` of the store's own type: memory, a
-/// SQLite file, and PostgreSQL (on a table of its own) when the variable is set.
+/// SQLite file, and PostgreSQL and MySQL (each on a table of its own) when their
+/// variables are set.
 macro_rules! on_every_store {
     (|$name:ident, $store:ident| $body:block) => {{
         async fn run<St: ManageTokens<UserId = i64>>($name: &'static str, $store: St) $body
@@ -62,6 +73,13 @@ macro_rules! on_every_store {
             let store = PostgresStore::<i64>::new(pg_pool(&url).await).with_table(&table);
             store.migrate().await.unwrap();
             run("postgres", store).await;
+        })
+        .await;
+
+        with_mysql(|url, table| async move {
+            let store = MySqlStore::<i64>::new(mysql_pool(&url).await).with_table(&table);
+            store.migrate().await.unwrap();
+            run("mysql", store).await;
         })
         .await;
     }};
@@ -630,6 +648,7 @@ async fn migrate_upgrades_a_table_made_by_the_first_migration() {
         include_str!("../../migrations/sqlite/0001_personal_access_tokens.sql");
     const POSTGRES_0001: &str =
         include_str!("../../migrations/postgres/0001_personal_access_tokens.sql");
+    const MYSQL_0001: &str = include_str!("../../migrations/mysql/0001_personal_access_tokens.sql");
     let hashes = [
         tower_pat::token::TokenHash::of("first"),
         tower_pat::token::TokenHash::of("second"),
@@ -676,7 +695,9 @@ async fn migrate_upgrades_a_table_made_by_the_first_migration() {
     assert_eq!(count, 3);
 
     // PostgreSQL.
+    let (pg_ids, pg_hashes) = (ids.clone(), hashes);
     with_postgres(|url, table| async move {
+        let (ids, hashes) = (pg_ids, pg_hashes);
         let pool = pg_pool(&url).await;
         let sql = POSTGRES_0001
             .replace("{table}", &table)
@@ -706,6 +727,47 @@ async fn migrate_upgrades_a_table_made_by_the_first_migration() {
         let indexes: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_indexes WHERE tablename = $1 AND indexname = $1 || '_expiring_idx'",
         )
+        .bind(&table)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(indexes, 1);
+    })
+    .await;
+
+    // MySQL.
+    with_mysql(|url, table| async move {
+        let pool = mysql_pool(&url).await;
+        let sql = MYSQL_0001
+            .replace("{table}", &table)
+            .replace("{user_id_type}", "BIGINT");
+        sqlx::raw_sql(AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+        for (id, hash) in ids.iter().zip(&hashes) {
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO `{table}` (id, user_id, client_id, name, scopes, token_hash, revoked,
+                   created_at, updated_at, expires_at, last_used_at)
+                   VALUES (?, 7, NULL, 'old', 'orders:read', ?, FALSE, '2030-01-01 00:00:00',
+                   '2030-01-01 00:00:00', '2096-10-02 07:06:40', NULL)"
+            )))
+            .bind(id)
+            .bind(&hash.as_bytes()[..])
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        let store = MySqlStore::<i64>::new(pool.clone()).with_table(&table);
+        assert!(
+            store.find(&hashes[0]).await.is_err(),
+            "the old table lacks the new columns"
+        );
+        store.migrate().await.expect("the upgrade");
+        upgraded("mysql", store.clone(), &hashes).await;
+        store.migrate().await.expect("migrating again");
+        let indexes: i64 = sqlx::query_scalar(
+            "SELECT count(DISTINCT index_name) FROM information_schema.statistics
+             WHERE table_schema = DATABASE() AND table_name = ? AND index_name = CONCAT(?, '_expiring_idx')",
+        )
+        .bind(&table)
         .bind(&table)
         .fetch_one(&pool)
         .await

@@ -8,6 +8,7 @@ mod common;
 
 mod audit;
 mod cache;
+mod change_feed;
 #[cfg(feature = "cli")]
 mod cli;
 mod concurrency;
@@ -21,6 +22,8 @@ mod formats;
 mod grpc;
 mod http;
 mod hyper;
+#[cfg(feature = "laravel")]
+mod laravel;
 mod last_used;
 mod layer_lifecycle;
 #[cfg(feature = "leaks")]
@@ -29,6 +32,8 @@ mod lifecycle;
 mod lifecycle_api;
 mod logging;
 mod manage;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod props;
 mod ready;
 #[cfg(feature = "redis")]

@@ -233,15 +233,23 @@ async fn losing_the_listening_connection_clears_the_cache() {
         });
 
         // Revoked behind everyone's back, as if their notifications had been sent while
-        // B's connection was down: B cannot know, and serves them from its cache.
+        // B's connection was down: with the session in replica mode the table's triggers
+        // do not fire, so nothing announces the change (a writer the feed cannot see).
+        // B cannot know, and serves them from its cache.
         let ids: Vec<String> = gone.iter().map(|t| t.record.id.to_string()).collect();
+        let mut unseen = a.postgres.pool().begin().await.unwrap();
+        sqlx::query("SET LOCAL session_replication_role = replica")
+            .execute(&mut *unseen)
+            .await
+            .unwrap();
         sqlx::query(AssertSqlSafe(format!(
             r#"UPDATE "{table}" SET revoked = TRUE WHERE id = ANY($1)"#
         )))
         .bind(&ids)
-        .execute(a.postgres.pool())
+        .execute(&mut *unseen)
         .await
         .unwrap();
+        unseen.commit().await.unwrap();
         assert_eq!(
             b.http.status(gone[0].token.expose_secret()).await,
             StatusCode::OK

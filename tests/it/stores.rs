@@ -1,7 +1,7 @@
 //! The shipped stores against the conformance kit, against bad rows, and their own knobs:
 //! `MemoryStore`; `SqliteStore` on a temp file and on `:memory:`; `PostgresStore` at
-//! `TOWER_PAT_POSTGRES_URL` (each test on a table of its own, dropped afterwards; skipped,
-//! saying so, when the variable is unset).
+//! `TOWER_PAT_POSTGRES_URL` and `MySqlStore` at `TOWER_PAT_MYSQL_URL` (each test on a
+//! table of its own, dropped afterwards; skipped, saying so, when the variable is unset).
 
 #![cfg(feature = "test-kit")]
 
@@ -17,7 +17,7 @@ async fn memory_store_conforms() {
 }
 
 /// What the SQL stores' tests share.
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod shared {
     pub(crate) use tower_pat::{
         record::{TokenId, TokenRecord},
@@ -565,6 +565,353 @@ mod postgres {
                 sqlx::query(AssertSqlSafe(format!(
                     r#"INSERT INTO "{table}" (id, user_id, name, scopes, token_hash,
                        created_at, updated_at, expires_at) VALUES ($1, 1, $2, '', $3, now(), now(), now())"#
+                )))
+                .bind(id)
+                .bind(name)
+                .bind(hash)
+                .execute(&pool)
+            };
+            let good = row_id('a');
+            assert!(insert(good.clone(), None, full.clone()).await.is_err(), "NULL name");
+            assert!(insert(good.clone(), Some("n"), full[..16].to_vec()).await.is_err(), "short hash");
+            assert!(insert(row_id('A'), Some("n"), full.clone()).await.is_err(), "uppercase id");
+            assert!(insert("abc".into(), Some("n"), full.clone()).await.is_err(), "short id");
+            insert(good, Some("n"), full).await.expect("a good row");
+        })
+        .await;
+    }
+}
+
+#[cfg(feature = "mysql")]
+mod mysql {
+    use super::shared::*;
+    use sqlx::{AssertSqlSafe, MySqlPool};
+    use tower_pat::{ManageTokens, MySqlStore, TokenStore};
+
+    use crate::common::db::{mysql_pool, with_mysql};
+
+    #[tokio::test]
+    async fn store_conforms() {
+        with_mysql(|url, table| async move {
+            let store = MySqlStore::<i64>::new(mysql_pool(&url).await).with_table(&table);
+            store.migrate().await.unwrap();
+            Conformance::new(|n| i64::from(n) + 1)
+                .client_id(true)
+                .last_used(true)
+                .manage_tokens(&store)
+                .await;
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn store_conforms_with_string_user_ids() {
+        with_mysql(|url, table| async move {
+            let store = MySqlStore::<String>::new(mysql_pool(&url).await).with_table(&table);
+            assert!(
+                store
+                    .schema_sql()
+                    .contains("user_id      VARCHAR(255) NOT NULL")
+            );
+            store.migrate().await.unwrap();
+            Conformance::new(|n| format!("user-{n}"))
+                .client_id(true)
+                .last_used(true)
+                .manage_tokens(&store)
+                .await;
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn store_conforms_with_uuid_user_ids() {
+        with_mysql(|url, table| async move {
+            let store = MySqlStore::<uuid::Uuid>::new(mysql_pool(&url).await).with_table(&table);
+            assert!(
+                store
+                    .schema_sql()
+                    .contains("user_id      VARBINARY(255) NOT NULL")
+            );
+            store.migrate().await.unwrap();
+            Conformance::new(|_| uuid::Uuid::new_v4())
+                .client_id(true)
+                .last_used(true)
+                .manage_tokens(&store)
+                .await;
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn string_user_ids_compare_byte_for_byte() {
+        with_mysql(|url, table| async move {
+            let store = MySqlStore::<String>::new(mysql_pool(&url).await).with_table(&table);
+            store.migrate().await.unwrap();
+            let user = "Ann".to_owned();
+            let token = record(1);
+            let owned = TokenRecord::new(
+                token.id,
+                user.clone(),
+                token.token_hash,
+                token.created_at,
+                token.expires_at,
+            )
+            .with_name("x");
+            store.insert(owned.clone()).await.unwrap();
+            assert_eq!(store.list(&user).await.unwrap().len(), 1);
+            assert!(store.list(&"ann".to_owned()).await.unwrap().is_empty());
+            assert!(!store.delete(&"ANN".to_owned(), owned.id).await.unwrap());
+        })
+        .await;
+    }
+
+    /// Claims of expiry notices from several instances at once (each with a pool of its
+    /// own) never take one token twice, and take every token once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_claims_take_each_token_once() {
+        with_mysql(|url, table| async move {
+            let stores: Vec<_> = futures_util::future::join_all((0..4).map(|_| async {
+                MySqlStore::<i64>::new(mysql_pool(&url).await).with_table(&table)
+            }))
+            .await;
+            stores[0].migrate().await.unwrap();
+            let now = time::OffsetDateTime::now_utc()
+                .replace_nanosecond(0)
+                .unwrap();
+            const TOKENS: usize = 200;
+            for i in 0..TOKENS {
+                let mut token = record(1 + (i % 7) as i64);
+                token.expires_at = now + time::Duration::minutes(10 + i as i64);
+                stores[0].insert(token).await.unwrap();
+            }
+            let within = time::Duration::days(1);
+            let claims = stores.iter().map(|store| async move {
+                let mut mine = Vec::new();
+                loop {
+                    let batch = store.claim_expiry_notices(within, now, 7).await.unwrap();
+                    if batch.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(batch.into_iter().map(|r| r.id));
+                }
+            });
+            let claimed: Vec<Vec<TokenId>> = futures_util::future::join_all(claims).await;
+            let per_instance: Vec<usize> = claimed.iter().map(Vec::len).collect();
+            let all: Vec<TokenId> = claimed.into_iter().flatten().collect();
+            let distinct: std::collections::HashSet<_> = all.iter().collect();
+            eprintln!(
+                "mysql: {TOKENS} notices claimed by 4 instances at once, 7 at a time: {per_instance:?}, {} distinct",
+                distinct.len()
+            );
+            assert_eq!(all.len(), TOKENS, "every token once: {per_instance:?}");
+            assert_eq!(distinct.len(), TOKENS, "no token twice");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn migrate_is_idempotent_and_safe_when_instances_start_together() {
+        with_mysql(|url, table| async move {
+            let stores: Vec<_> = futures_util::future::join_all((0..4).map(|_| async {
+                MySqlStore::<i64>::new(mysql_pool(&url).await).with_table(&table)
+            }))
+            .await;
+            let results = futures_util::future::join_all(stores.iter().map(|s| s.migrate())).await;
+            for result in results {
+                result.expect("concurrent migrations take turns");
+            }
+            stores[0].migrate().await.unwrap();
+            let token = record(1);
+            stores[1].insert(token.clone()).await.unwrap();
+            let found = stores[2].find(&token.token_hash).await.unwrap().unwrap();
+            assert_eq!(*found, token);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn times_are_utc_whatever_the_session_time_zone() {
+        with_mysql(|url, table| async move {
+            let pool = sqlx::mysql::MySqlPoolOptions::new()
+                .max_connections(2)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        sqlx::query("SET time_zone = '+05:30'")
+                            .execute(conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .connect(&url)
+                .await
+                .unwrap();
+            let store = MySqlStore::<i64>::new(pool.clone()).with_table(&table);
+            store.migrate().await.unwrap();
+            let token = record(1);
+            store.insert(token.clone()).await.unwrap();
+            let found = store.find(&token.token_hash).await.unwrap().unwrap();
+            assert_eq!(found.created_at, token.created_at);
+            let stored: String = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT CAST(created_at AS CHAR) FROM `{table}` WHERE id = ?"
+            )))
+            .bind(token.id.to_string())
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            let utc = token.created_at.to_offset(time::UtcOffset::UTC);
+            assert!(
+                stored.starts_with(&format!(
+                    "{:04}-{:02}-{:02} {:02}:",
+                    utc.year(),
+                    u8::from(utc.month()),
+                    utc.day(),
+                    utc.hour()
+                )),
+                "{stored}"
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn prune_deletes_in_batches() {
+        with_mysql(|url, table| async move {
+            let store = MySqlStore::<i64>::new(mysql_pool(&url).await)
+                .with_table(&table)
+                .prune_batch_size(3);
+            store.migrate().await.unwrap();
+            let now = time::OffsetDateTime::now_utc()
+                .replace_nanosecond(0)
+                .unwrap();
+            for i in 0..10 {
+                let mut expired = record(1);
+                expired.expires_at = now - time::Duration::days(1);
+                store.insert(expired).await.unwrap();
+                let mut revoked = record(2);
+                revoked.revoked = i % 2 == 0;
+                revoked.updated_at = now - time::Duration::days(1);
+                store.insert(revoked).await.unwrap();
+            }
+            assert_eq!(store.prune(now).await.unwrap(), 15);
+            assert_eq!(store.list(&1).await.unwrap().len(), 0);
+            assert_eq!(store.list(&2).await.unwrap().len(), 5);
+        })
+        .await;
+    }
+
+    /// A table without the shipped schema's constraints (an adapted one, say), so that
+    /// bad rows can be written.
+    async fn loose_table(pool: &MySqlPool, table: &str) {
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE TABLE `{table}` (id VARCHAR(64), user_id BIGINT, client_id TEXT, name TEXT,
+               scopes TEXT, token_hash VARBINARY(64), revoked TINYINT(1), created_at DATETIME(6),
+               updated_at DATETIME(6), expires_at DATETIME(6), last_used_at DATETIME(6),
+               rotated_from VARCHAR(64), rotated_to VARCHAR(64)) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+        )))
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+
+    /// Writes a good row of `user` with `id`, then breaks `column` with `value`.
+    async fn bad_row(
+        pool: &MySqlPool,
+        table: &str,
+        user: i64,
+        id: &str,
+        hash: &TokenHash,
+        column: &str,
+        value: &str,
+    ) {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO `{table}` VALUES (?, ?, NULL, 'bad', 'orders:read', ?, FALSE,
+               UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL 1 DAY, NULL, NULL, NULL)"
+        )))
+        .bind(id)
+        .bind(user)
+        .bind(&hash.as_bytes()[..])
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE `{table}` SET {column} = {value} WHERE id = ?"
+        )))
+        .bind(id)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn bad_rows_are_corrupt_errors_naming_the_row() {
+        with_mysql(|url, table| async move {
+            let pool = mysql_pool(&url).await;
+            loose_table(&pool, &table).await;
+            let store = MySqlStore::<i64>::new(pool.clone()).with_table(&table);
+
+            let cases: &[(&str, &str, &str)] = &[
+                (
+                    "scopes",
+                    r#"'["orders:read","admin"]'"#,
+                    "scopes do not parse",
+                ),
+                (
+                    "scopes",
+                    "CONCAT('orders:read', CHAR(9), 'admin')",
+                    "scopes do not parse",
+                ),
+                ("scopes", "'orders:read ünïcode'", "scopes do not parse"),
+                ("name", "NULL", "name is NULL"),
+                ("scopes", "NULL", "scopes is NULL"),
+                ("token_hash", "X'0102'", "token_hash is 2 bytes, not 32"),
+                ("revoked", "NULL", "revoked is NULL"),
+                ("user_id", "NULL", "user_id is NULL"),
+                ("expires_at", "NULL", "expires_at is NULL"),
+            ];
+            for (n, (column, value, what)) in cases.iter().enumerate() {
+                let user = 100 + n as i64;
+                let id = TokenId::random().unwrap().to_string();
+                let hash = TokenHash::of(&id);
+                bad_row(&pool, &table, user, &id, &hash, column, value).await;
+                if *column != "token_hash" {
+                    assert_corrupt(store.find(&hash).await, &id, what);
+                }
+                if *column != "user_id" {
+                    assert_corrupt(store.list(&user).await, &id, what);
+                }
+                assert_corrupt(store.get(id.parse().unwrap()).await, &id, what);
+            }
+
+            for (n, bad_id) in ["XYZ".to_owned(), row_id('A')].iter().enumerate() {
+                let user = 200 + n as i64;
+                let hash = TokenHash::of(bad_id);
+                bad_row(&pool, &table, user, bad_id, &hash, "name", "'bad id'").await;
+                assert_corrupt(
+                    store.find(&hash).await,
+                    bad_id,
+                    "id is not 32 lowercase hex digits",
+                );
+                assert_corrupt(
+                    store.list(&user).await,
+                    bad_id,
+                    "id is not 32 lowercase hex digits",
+                );
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_schema_refuses_bad_rows() {
+        with_mysql(|url, table| async move {
+            let pool = mysql_pool(&url).await;
+            let store = MySqlStore::<i64>::new(pool.clone()).with_table(&table);
+            store.migrate().await.unwrap();
+            let full = TokenHash::of("x").as_bytes().to_vec();
+            let insert = |id: String, name: Option<&'static str>, hash: Vec<u8>| {
+                sqlx::query(AssertSqlSafe(format!(
+                    "INSERT INTO `{table}` (id, user_id, name, scopes, token_hash,
+                       created_at, updated_at, expires_at) VALUES (?, 1, ?, '', ?, NOW(), NOW(), NOW())"
                 )))
                 .bind(id)
                 .bind(name)

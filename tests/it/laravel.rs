@@ -1,0 +1,612 @@
+//! Beside a Laravel application: the Sanctum and Passport tokens it issued, minted by PHP
+//! itself (`scripts/laravel-fixtures.php` wrote `tests/fixtures/laravel/`), read by
+//! `LaravelStore` from tables shaped as Laravel's migrations make them, on SQLite, and on
+//! MariaDB and PostgreSQL where `TOWER_PAT_MYSQL_URL` and `TOWER_PAT_POSTGRES_URL` name
+//! them, through a real layer over loopback.
+
+use crate::common::{self, db};
+
+use std::time::Duration as StdDuration;
+
+use axum::{Router, routing::get};
+use http::StatusCode;
+use serde_json::Value;
+use sqlx::AssertSqlSafe;
+use tower_pat::{
+    AccessToken, PatLayer, RequireScopesLayer,
+    credential::Formats,
+    laravel::{LaravelPool, LaravelStore, PassportFormat, SanctumFormat},
+    token::TokenFormat,
+};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/laravel");
+
+fn fixture(name: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(format!("{FIXTURES}/{name}")).expect("a fixture");
+    serde_json::from_str(&text).expect("fixture JSON")
+}
+
+/// Which database, for the few statements whose SQL differs.
+#[derive(Clone, Copy, PartialEq)]
+enum Db {
+    MySql,
+    Postgres,
+    Sqlite,
+}
+
+/// The three tables, named after `prefix`, in Laravel's shapes: Sanctum's
+/// `personal_access_tokens`, and Passport's `oauth_access_tokens` and `oauth_clients` as
+/// 13.x makes them (`grant_types`), or 12.x (`personal_access_client`).
+struct Tables {
+    sanctum: String,
+    tokens: String,
+    clients: String,
+}
+
+impl Tables {
+    fn new(prefix: &str) -> Self {
+        Self {
+            sanctum: format!("{prefix}_pat"),
+            tokens: format!("{prefix}_oat"),
+            clients: format!("{prefix}_oc"),
+        }
+    }
+
+    fn create(&self, db: Db, passport_12: bool) -> Vec<String> {
+        let (id, ts, boolean) = match db {
+            Db::MySql => (
+                "bigint unsigned auto_increment primary key",
+                "timestamp",
+                "tinyint(1)",
+            ),
+            Db::Postgres => (
+                "bigserial primary key",
+                "timestamp(0) without time zone",
+                "boolean",
+            ),
+            Db::Sqlite => (
+                "integer primary key autoincrement",
+                "datetime",
+                "tinyint(1)",
+            ),
+        };
+        let client_kind = if passport_12 {
+            format!("personal_access_client {boolean} not null, password_client {boolean} not null")
+        } else {
+            "grant_types text not null".to_owned()
+        };
+        vec![
+            format!(
+                "CREATE TABLE {} (id {id}, tokenable_type varchar(255) not null, \
+                 tokenable_id bigint not null, name text not null, token varchar(64) not null unique, \
+                 abilities text null, last_used_at {ts} null, expires_at {ts} null, \
+                 created_at {ts} null, updated_at {ts} null)",
+                self.sanctum
+            ),
+            format!(
+                "CREATE TABLE {} (id varchar(100) primary key, user_id bigint null, \
+                 client_id varchar(36) not null, name varchar(255) null, scopes text null, \
+                 revoked {boolean} not null, created_at {ts} null, updated_at {ts} null, \
+                 expires_at {ts} null)",
+                self.tokens
+            ),
+            format!(
+                "CREATE TABLE {} (id varchar(36) primary key, name varchar(255) not null, \
+                 {client_kind}, revoked {boolean} not null, created_at {ts} null, updated_at {ts} null)",
+                self.clients
+            ),
+        ]
+    }
+
+    /// The rows: every Sanctum fixture (the bare one as row 1, one owned by a team), the
+    /// Passport clients, and a row per Passport fixture but "no row".
+    fn rows(&self, db: Db, passport_12: bool) -> Vec<String> {
+        let (t, f) = match db {
+            Db::Postgres => ("true", "false"),
+            Db::MySql | Db::Sqlite => ("1", "0"),
+        };
+        let mut rows = Vec::new();
+        for token in fixture("sanctum.json") {
+            let id = token["id"].as_u64().unwrap_or(1);
+            let owner = if token["generation"] == "3.3 other owner type" {
+                "App\\Models\\Team"
+            } else {
+                "App\\Models\\User"
+            };
+            // MySQL reads a backslash in a string literal as an escape.
+            let owner = if db == Db::MySql {
+                owner.replace('\\', "\\\\")
+            } else {
+                owner.to_owned()
+            };
+            let expires = token["expires_at"]
+                .as_str()
+                .map_or("NULL".to_owned(), |e| format!("'{e}'"));
+            rows.push(format!(
+                "INSERT INTO {} (id, tokenable_type, tokenable_id, name, token, abilities, expires_at, \
+                 created_at, updated_at) VALUES ({id}, '{owner}', 42, '{}', '{}', '{}', {expires}, \
+                 '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+                self.sanctum,
+                token["generation"].as_str().unwrap(),
+                token["token"].as_str().unwrap(),
+                token["abilities"].as_str().unwrap(),
+            ));
+        }
+        for (client, personal, revoked) in [
+            ("personal-client", true, false),
+            ("revoked-client", true, true),
+            ("password-client", false, false),
+        ] {
+            let kind = if passport_12 {
+                format!(
+                    "{}, {}",
+                    if personal { t } else { f },
+                    if personal { f } else { t }
+                )
+            } else if personal {
+                "'[\"personal_access\"]'".to_owned()
+            } else {
+                "'[\"password\",\"refresh_token\"]'".to_owned()
+            };
+            let columns = if passport_12 {
+                "personal_access_client, password_client"
+            } else {
+                "grant_types"
+            };
+            rows.push(format!(
+                "INSERT INTO {} (id, name, {columns}, revoked) VALUES ('{client}', '{client}', {kind}, {})",
+                self.clients,
+                if revoked { t } else { f },
+            ));
+        }
+        for token in fixture("passport.json") {
+            let case = token["case"].as_str().unwrap();
+            if case == "no row" {
+                continue;
+            }
+            let client = match case {
+                "client revoked" => "revoked-client",
+                "not a personal access client" => "password-client",
+                _ => "personal-client",
+            };
+            let scopes = if case == "valid, all scopes" {
+                "[\"*\"]"
+            } else {
+                "[\"orders:read\"]"
+            };
+            let user = if case == "client credentials" {
+                "NULL"
+            } else {
+                "42"
+            };
+            rows.push(format!(
+                "INSERT INTO {} (id, user_id, client_id, name, scopes, revoked, created_at, updated_at, \
+                 expires_at) VALUES ('{}', {user}, '{client}', '{case}', '{scopes}', {}, \
+                 '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2037-01-01 00:00:00')",
+                self.tokens,
+                token["jti"].as_str().unwrap(),
+                if case == "revoked row" { t } else { f },
+            ));
+        }
+        rows
+    }
+}
+
+async fn execute(pool: &LaravelPool, statements: &[String]) {
+    for statement in statements {
+        let query = sqlx::query(AssertSqlSafe(statement.clone()));
+        let done = match pool {
+            LaravelPool::MySql(p) => sqlx::query(AssertSqlSafe(statement.clone()))
+                .execute(p)
+                .await
+                .map(|_| ()),
+            LaravelPool::Postgres(p) => query.execute(p).await.map(|_| ()),
+            LaravelPool::Sqlite(p) => sqlx::query(AssertSqlSafe(statement.clone()))
+                .execute(p)
+                .await
+                .map(|_| ()),
+            _ => unreachable!("the tests build MySQL, Postgres and SQLite pools"),
+        };
+        done.unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+}
+
+async fn text(pool: &LaravelPool, statement: &str) -> Option<String> {
+    let query = sqlx::query_scalar::<_, Option<String>>(AssertSqlSafe(statement.to_owned()));
+    match pool {
+        LaravelPool::MySql(p) => {
+            sqlx::query_scalar::<_, Option<String>>(AssertSqlSafe(statement.to_owned()))
+                .fetch_one(p)
+                .await
+        }
+        LaravelPool::Postgres(p) => query.fetch_one(p).await,
+        LaravelPool::Sqlite(p) => {
+            sqlx::query_scalar::<_, Option<String>>(AssertSqlSafe(statement.to_owned()))
+                .fetch_one(p)
+                .await
+        }
+        _ => unreachable!("the tests build MySQL, Postgres and SQLite pools"),
+    }
+    .expect(statement)
+}
+
+fn status_scope() -> RequireScopesLayer {
+    RequireScopesLayer::all(["orders:read:status"])
+}
+
+/// Every check, on one database: the Sanctum generations, the Passport cases, last use
+/// written back, a deleted row refused.
+async fn laravel_tokens_are_accepted_as_laravel_accepts_them(
+    pool: LaravelPool,
+    db: Db,
+    prefix: &str,
+    passport_12: bool,
+) {
+    let tables = Tables::new(prefix);
+    execute(&pool, &tables.create(db, passport_12)).await;
+    execute(&pool, &tables.rows(db, passport_12)).await;
+
+    let store = LaravelStore::<i64>::connect(pool.clone())
+        .await
+        .unwrap()
+        .tables(&tables.sanctum, &tables.tokens, &tables.clients)
+        .await
+        .unwrap();
+    let passport = PassportFormat::from_file(format!("{FIXTURES}/oauth-public.key")).unwrap();
+    let layer = PatLayer::new(store)
+        .accept(
+            Formats::new(TokenFormat::default())
+                .sanctum(SanctumFormat::new())
+                .passport(passport),
+        )
+        .last_used_interval(Some(time::Duration::seconds(1)));
+    let app = Router::new()
+        .route(
+            "/whoami",
+            get(
+                |token: AccessToken| async move { format!("{} {}", token.user_id(), token.kind()) },
+            ),
+        )
+        .route(
+            "/orders",
+            get(|| async { "placed" }).route_layer(RequireScopesLayer::all(["orders:create"])),
+        )
+        .route(
+            "/status",
+            get(|| async { "status" }).route_layer(status_scope()),
+        )
+        .layer(layer.clone());
+    let addr = common::serve(app).await;
+
+    // Sanctum: every generation PHP minted, a bad crc32b included (Sanctum never checks it).
+    for token in fixture("sanctum.json") {
+        let generation = token["generation"].as_str().unwrap();
+        let bearer = token["bearer"].as_str().unwrap();
+        let reply = common::bearer(addr, "/whoami", bearer).await;
+        let expected = match generation {
+            "3.3 expired" | "3.3 other owner type" => StatusCode::UNAUTHORIZED,
+            _ => StatusCode::OK,
+        };
+        assert_eq!(
+            reply.status, expected,
+            "sanctum {generation}: {}",
+            reply.body
+        );
+        if expected == StatusCode::OK {
+            assert_eq!(reply.body, "42 sanctum", "sanctum {generation}");
+        }
+    }
+    // Abilities are scopes: `*` grants all, otherwise exact names.
+    let by_generation = |g: &str| {
+        fixture("sanctum.json")
+            .into_iter()
+            .find(|t| t["generation"] == g)
+            .unwrap()["bearer"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let wildcard = by_generation("3.2.6 prefix+crc32");
+    let read_only = by_generation("3.3 crc32b");
+    assert_eq!(
+        common::bearer(addr, "/orders", &wildcard).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        common::bearer(addr, "/orders", &read_only).await.status,
+        StatusCode::FORBIDDEN
+    );
+    // The id before `|` must be the row's.
+    let (_, secret) = read_only.split_once('|').unwrap();
+    let reply = common::bearer(addr, "/whoami", &format!("6|{secret}")).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+
+    // Passport.
+    for token in fixture("passport.json") {
+        let case = token["case"].as_str().unwrap();
+        let bearer = token["bearer"].as_str().unwrap();
+        let reply = common::bearer(addr, "/whoami", bearer).await;
+        let accepted = matches!(
+            case,
+            "valid" | "valid, all scopes" | "integer dates" | "numeric string dates"
+        );
+        if accepted {
+            assert_eq!(
+                reply.status,
+                StatusCode::OK,
+                "passport {case}: {}",
+                reply.body
+            );
+            assert_eq!(reply.body, "42 passport", "passport {case}");
+        } else {
+            assert_eq!(
+                reply.status,
+                StatusCode::UNAUTHORIZED,
+                "passport {case}: {}",
+                reply.body
+            );
+            assert!(
+                reply.challenge().unwrap().contains("invalid_token"),
+                "passport {case}: {:?}",
+                reply.challenge()
+            );
+        }
+    }
+    let passport = |c: &str| {
+        fixture("passport.json")
+            .into_iter()
+            .find(|t| t["case"] == c)
+            .unwrap()["bearer"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        common::bearer(addr, "/orders", &passport("valid"))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        common::bearer(addr, "/orders", &passport("valid, all scopes"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // `orders:read` grants `orders:read:status` only with Passport's inherited scopes on.
+    assert_eq!(
+        common::bearer(addr, "/status", &passport("valid"))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let inheriting = PatLayer::new(
+        LaravelStore::<i64>::connect(pool.clone())
+            .await
+            .unwrap()
+            .tables(&tables.sanctum, &tables.tokens, &tables.clients)
+            .await
+            .unwrap(),
+    )
+    .accept(
+        Formats::new(TokenFormat::default())
+            .sanctum(SanctumFormat::new())
+            .passport(
+                PassportFormat::from_file(format!("{FIXTURES}/oauth-public.key"))
+                    .unwrap()
+                    .inherited_scopes(true),
+            ),
+    );
+    let inheriting = common::serve(
+        Router::new()
+            .route(
+                "/status",
+                get(|| async { "status" }).route_layer(status_scope()),
+            )
+            .layer(inheriting),
+    )
+    .await;
+    assert_eq!(
+        common::bearer(inheriting, "/status", &passport("valid"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // A Sanctum ability never inherits.
+    assert_eq!(
+        common::bearer(inheriting, "/status", &read_only)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+
+    // Last use, written back as Laravel writes it, once per batch.
+    assert!(layer.flush().await > 0, "uses were recorded");
+    let as_text = if db == Db::MySql { "CHAR" } else { "TEXT" };
+    let row = |column: &str| {
+        format!(
+            "SELECT CAST({column} AS {as_text}) FROM {} WHERE id = 5",
+            tables.sanctum
+        )
+    };
+    let used = text(&pool, &row("last_used_at"))
+        .await
+        .expect("last_used_at written");
+    let updated = text(&pool, &row("updated_at")).await.expect("updated_at");
+    assert_eq!(used, updated, "both columns, one time");
+    let today = time::OffsetDateTime::now_utc().date().to_string();
+    assert!(used.starts_with(&today), "last used {used}, today {today}");
+
+    // Revocation is the row's deletion: refused at once without a cache.
+    execute(
+        &pool,
+        &[format!("DELETE FROM {} WHERE id = 5", tables.sanctum)],
+    )
+    .await;
+    assert_eq!(
+        common::bearer(addr, "/whoami", &read_only).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Revoked by Laravel's `revoke()`: `revoked = 1`.
+    let t = if db == Db::Postgres { "true" } else { "1" };
+    let valid = fixture("passport.json")
+        .into_iter()
+        .find(|t| t["case"] == "valid")
+        .unwrap();
+    execute(
+        &pool,
+        &[format!(
+            "UPDATE {} SET revoked = {t} WHERE id = '{}'",
+            tables.tokens,
+            valid["jti"].as_str().unwrap()
+        )],
+    )
+    .await;
+    assert_eq!(
+        common::bearer(addr, "/whoami", &passport("valid"))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    tokio::time::sleep(StdDuration::from_millis(10)).await;
+    if db != Db::Sqlite {
+        execute(
+            &pool,
+            &[format!(
+                "DROP TABLE {}, {}, {}",
+                tables.sanctum, tables.tokens, tables.clients
+            )],
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_laravel_tables_passport_13() {
+    let file = db::TempDb::new();
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(file.path())
+                .create_if_missing(true),
+        )
+        .await
+        .unwrap();
+    laravel_tokens_are_accepted_as_laravel_accepts_them(pool.into(), Db::Sqlite, "laravel", false)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_laravel_tables_passport_12() {
+    let file = db::TempDb::new();
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(file.path())
+                .create_if_missing(true),
+        )
+        .await
+        .unwrap();
+    laravel_tokens_are_accepted_as_laravel_accepts_them(pool.into(), Db::Sqlite, "laravel", true)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_laravel_tables() {
+    db::with_postgres(|url, table| async move {
+        let pool = db::pg_pool(&url).await;
+        laravel_tokens_are_accepted_as_laravel_accepts_them(
+            pool.clone().into(),
+            Db::Postgres,
+            &format!("{table}_13"),
+            false,
+        )
+        .await;
+        laravel_tokens_are_accepted_as_laravel_accepts_them(
+            pool.into(),
+            Db::Postgres,
+            &format!("{table}_12"),
+            true,
+        )
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_laravel_tables() {
+    db::with_mysql(|url, table| async move {
+        let pool = db::mysql_pool(&url).await;
+        laravel_tokens_are_accepted_as_laravel_accepts_them(
+            pool.clone().into(),
+            Db::MySql,
+            &format!("{table}_13"),
+            false,
+        )
+        .await;
+        laravel_tokens_are_accepted_as_laravel_accepts_them(
+            pool.into(),
+            Db::MySql,
+            &format!("{table}_12"),
+            true,
+        )
+        .await;
+    })
+    .await;
+}
+
+/// A table from before Sanctum 3.0 has no `expires_at`: its tokens never expire, and the
+/// store still reads them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sanctum_table_from_before_expiry() {
+    use tower_pat::{
+        TokenStore,
+        credential::{Credential, Presented},
+        token::TokenHash,
+    };
+    let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+    let token = fixture("sanctum.json")
+        .into_iter()
+        .find(|t| t["generation"] == "2.6 id|40")
+        .unwrap();
+    for statement in [
+        "CREATE TABLE personal_access_tokens (id integer primary key autoincrement, \
+         tokenable_type varchar not null, tokenable_id integer not null, name varchar not null, \
+         token varchar(64) not null unique, abilities text, last_used_at datetime, \
+         created_at datetime, updated_at datetime)"
+            .to_owned(),
+        format!(
+            "INSERT INTO personal_access_tokens (id, tokenable_type, tokenable_id, name, token, \
+             abilities, created_at, updated_at) VALUES (3, 'App\\Models\\User', 42, 'old', '{}', \
+             '[\"orders:read\"]', '2020-01-01 00:00:00', '2020-01-01 00:00:00')",
+            token["token"].as_str().unwrap()
+        ),
+    ] {
+        sqlx::query(AssertSqlSafe(statement))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let store = LaravelStore::<i64>::connect(pool).await.unwrap();
+    let key = TokenHash::from_hex(token["token"].as_str().unwrap()).unwrap();
+    let found = store
+        .find_presented(&Presented::new(key, Credential::Sanctum { id: Some(3) }))
+        .await
+        .unwrap()
+        .expect("the row, without an expires_at column");
+    assert_eq!(found.user_id, 42);
+    assert!(found.expires_at.year() >= 9999, "{}", found.expires_at);
+    // With `sanctum.expiration` set, `created_at` bounds it.
+    let store = store.sanctum_expiration(Some(time::Duration::minutes(60)));
+    let found = store
+        .find_presented(&Presented::new(key, Credential::Sanctum { id: Some(3) }))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        found.expires_at,
+        time::macros::datetime!(2020-01-01 01:00 UTC)
+    );
+}
