@@ -10,7 +10,8 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    time::Duration as StdDuration,
+    sync::{Arc, Mutex},
+    time::{Duration as StdDuration, Instant},
 };
 
 use axum::{Router, routing::get};
@@ -19,6 +20,7 @@ use http::StatusCode;
 use time::Duration;
 use tower_pat::{
     AccessToken, SqliteStore, Tokens,
+    audit::{Audit, AuditEvent, AuditKind, AuditSink, SinkError},
     cli::{CliError, CliErrorKind, TokensCommand},
     clock::ManualClock,
 };
@@ -180,11 +182,26 @@ async fn create_use_list_revoke_prune_in_process() {
     );
 }
 
+/// Keeps the kind and source of every audit event.
+#[derive(Clone, Default)]
+struct Trail(Arc<Mutex<Vec<(AuditKind, String)>>>);
+
+#[tower_pat::async_trait]
+impl AuditSink<i64> for Trail {
+    async fn record(&self, event: &AuditEvent<i64>) -> Result<(), SinkError> {
+        let entry = (event.kind, event.source.to_string());
+        self.0.lock().unwrap().push(entry);
+        Ok(())
+    }
+}
+
 #[tokio::test]
 async fn rotate_and_revoke_all() {
     let store = SqliteStore::<i64>::open(":memory:").await.unwrap();
     store.migrate().await.unwrap();
-    let tokens = Tokens::new(store, common::registry());
+    let trail = Trail::default();
+    let tokens =
+        Tokens::new(store, common::registry()).audit(Audit::builder().sink(trail.clone()).build());
     let addr = api(&tokens).await;
     let old = tokens.create(3, "deploy", ["user:read"]).await.unwrap();
     let id = old.record.id.to_string();
@@ -261,6 +278,31 @@ async fn rotate_and_revoke_all() {
             StatusCode::UNAUTHORIZED
         );
     }
+
+    // What the command line changed is in the audit trail, as done by `cli`.
+    let cli = |trail: &Trail| {
+        trail
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, source)| source == tower_pat::cli::AUDIT_SOURCE)
+            .map(|(kind, _)| *kind)
+            .collect::<Vec<_>>()
+    };
+    let want = [
+        AuditKind::Rotated,
+        AuditKind::Rotated,
+        AuditKind::Created,
+        AuditKind::RevokedAll,
+    ];
+    for _ in 0..100 {
+        if cli(&trail).len() >= want.len() {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    assert_eq!(cli(&trail), want);
 }
 
 /// The id of user 3's newest token not rotated yet.
@@ -360,15 +402,27 @@ fn demo_binary() -> PathBuf {
 
 /// `demo tokens <args>` against `db`: exit success, standard output, standard error.
 fn demo_tokens(db: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(demo_binary())
+    let mut child = Command::new(demo_binary())
         .arg("tokens")
         .args(args)
         .env("TOWER_PAT_DEMO_DB", db)
         .env_remove("TOWER_PAT_DEMO_SCANNING_KEY")
         .env_remove("TOWER_PAT_DEMO_SCANNING_KEY_ID")
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run the demo binary");
+    // A command ends within seconds; one that does not is killed, and the test fails.
+    let deadline = Instant::now() + StdDuration::from_secs(60);
+    while child.try_wait().expect("wait for the demo").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("`demo tokens {args:?}` did not finish within 60 s");
+        }
+        std::thread::sleep(StdDuration::from_millis(10));
+    }
+    let out = child.wait_with_output().expect("the demo's output");
     (
         out.status.success(),
         String::from_utf8(out.stdout).unwrap(),
@@ -410,21 +464,27 @@ impl DemoServer {
                 .env("TOWER_PAT_DEMO_SCANNING_KEY_ID", id);
         }
         let mut child = command.spawn().expect("start the demo");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        // Read on a thread of its own, to the end, so that the demo never blocks on a
+        // full pipe and the test gives up on a demo that never says it listens.
+        let (lines, banner_lines) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
         let mut banner = String::new();
         let addr = loop {
-            let line = lines
-                .next()
-                .unwrap_or_else(|| panic!("the demo stopped:\n{banner}"))
-                .unwrap();
+            let Ok(line) = banner_lines.recv_timeout(StdDuration::from_secs(60)) else {
+                let _ = child.kill();
+                panic!("the demo did not start listening:\n{banner}");
+            };
             banner.push_str(&line);
             banner.push('\n');
             if let Some(url) = line.strip_prefix("Listening on http://") {
                 break url.split_whitespace().next().unwrap().parse().unwrap();
             }
         };
-        // Keep reading, so that the demo never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
         Self {
             child,
             addr,
