@@ -586,8 +586,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// The schema steps of a store: what `migrate` and `schema` run on. Implemented for the
-/// shipped SQL stores (and for a [`CachedStore`](crate::CachedStore) or an `Arc` in front
-/// of one); a store of the application's own implements it with its own migrations, or
+/// shipped SQL stores, SQLite, PostgreSQL and MySQL (and for a
+/// [`CachedStore`](crate::CachedStore) or an `Arc` in front of one); a store of the application's own implements it with its own migrations, or
 /// leaves both defaults (`migrate` and `schema` then say the store has none).
 ///
 /// ```
@@ -669,6 +669,18 @@ impl<U: crate::store::postgres::PostgresUserId> Migrate for crate::PostgresStore
 
     fn schema_sql(&self) -> Option<String> {
         Some(crate::PostgresStore::schema_sql(self))
+    }
+}
+
+#[cfg(feature = "mysql")]
+#[async_trait::async_trait]
+impl<U: crate::store::mysql::MySqlUserId> Migrate for crate::store::MySqlStore<U> {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        crate::store::MySqlStore::migrate(self).await
+    }
+
+    fn schema_sql(&self) -> Option<String> {
+        Some(crate::store::MySqlStore::schema_sql(self))
     }
 }
 
@@ -891,7 +903,7 @@ fn innermost(error: &(dyn Error + 'static)) -> String {
 /// `42P01` ("relation … does not exist"), MySQL's `42S02` ("Table … doesn't exist").
 fn is_missing_table(error: &(dyn Error + 'static)) -> bool {
     chain(error).any(|e| {
-        #[cfg(any(feature = "sqlite", feature = "postgres"))]
+        #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
         if let Some(sqlx::Error::Database(db)) = e.downcast_ref::<sqlx::Error>()
             && db
                 .code()
@@ -912,7 +924,7 @@ fn is_unreachable(error: &StoreError) -> bool {
     if error.kind() == StoreErrorKind::Timeout {
         return true;
     }
-    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
     if chain(error).any(|e| {
         matches!(
             e.downcast_ref::<sqlx::Error>(),

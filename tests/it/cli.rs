@@ -382,6 +382,27 @@ async fn an_unreachable_or_unmigrated_postgres_says_so() {
     .await;
 }
 
+#[tokio::test]
+async fn an_unmigrated_mysql_says_so() {
+    common::db::with_mysql(|url, table| async move {
+        let store = tower_pat::store::MySqlStore::<i64>::connect(&url)
+            .await
+            .unwrap()
+            .with_table(&table);
+        let tokens = Tokens::new(store, common::registry());
+        let mut out = Vec::new();
+        let list = App::parse_from(["app", "list", "--user", "1"]).tokens;
+        let e = list.execute(&tokens, &mut out).await.unwrap_err();
+        assert_eq!(e.kind(), CliErrorKind::MissingTable, "{e}");
+        assert!(e.to_string().contains("`migrate`"), "{e}");
+
+        let migrate = App::parse_from(["app", "migrate"]).tokens;
+        migrate.execute(&tokens, &mut out).await.unwrap();
+        list.execute(&tokens, &mut out).await.unwrap();
+    })
+    .await;
+}
+
 // ---- The demo binary ----
 
 /// The demo example cargo built beside this test binary (`cargo test` builds examples).
