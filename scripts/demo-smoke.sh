@@ -149,6 +149,20 @@ grep -q '"label":"true_positive"' <<<"$answer" && echo "    feedback: true_posit
     { echo "FAILED: feedback: $answer"; failed=1; }
 check 401 "$(api GET /api/user "$leaked")" "GET /api/user with the leaked token"
 
+# What the crate counted, as Prometheus scrapes it.
+metrics="$(curl -s "$base/metrics")"
+for series in 'tower_pat_requests_total{outcome="accepted"}' \
+    'tower_pat_requests_total{outcome="revoked_token"}' \
+    'tower_pat_scope_refusals_total{code="insufficient_scope"}' \
+    'tower_pat_token_changes_total{change="created"}'; do
+    if grep -qF "$series" <<<"$metrics"; then
+        echo "    /metrics: $(grep -F "$series" <<<"$metrics" | head -n 1)"
+    else
+        echo "FAILED: /metrics has no $series"
+        failed=1
+    fi
+done
+
 if [ "$failed" -ne 0 ]; then
     echo "demo smoke: FAILED"
     cat "$log"
