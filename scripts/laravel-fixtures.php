@@ -1,14 +1,17 @@
 <?php
-// Writes tests/fixtures/laravel/: tokens minted the way Laravel Sanctum and Passport mint
-// them, with PHP's own hash(), random_int() and openssl_sign(), so that the Rust tests
-// read what PHP wrote rather than what we believe it writes.
+// Writes tests/fixtures/laravel/ (or the directory given): tokens minted the way Laravel
+// Sanctum and Passport mint them, with PHP's own hash(), random_int() and openssl_sign(),
+// so that the Rust tests read what PHP wrote rather than what we believe it writes.
 //
 //   php scripts/laravel-fixtures.php            # rewrites tests/fixtures/laravel/
+//   php scripts/laravel-fixtures.php DIR        # fresh ones in DIR; then
+//   TOWER_PAT_LARAVEL_FIXTURES=DIR cargo test --all-features --test it laravel::
 //
+// CI does the latter, so every run also checks tokens PHP minted that very minute.
 // Needs only php-cli (Debian: apt-get install php-cli); Laravel itself is not needed:
 // the few lines of Sanctum and Passport that shape a token are restated below.
 
-$dir = __DIR__ . '/../tests/fixtures/laravel';
+$dir = $argv[1] ?? __DIR__ . '/../tests/fixtures/laravel';
 @mkdir($dir, 0755, true);
 
 function random_string(int $length): string {

@@ -19,10 +19,20 @@ use tower_pat::{
     token::TokenFormat,
 };
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/laravel");
+/// The fixtures PHP minted: `tests/fixtures/laravel/`, or the directory
+/// `TOWER_PAT_LARAVEL_FIXTURES` names (CI mints fresh ones there with
+/// `php scripts/laravel-fixtures.php DIR`).
+fn fixtures() -> String {
+    std::env::var("TOWER_PAT_LARAVEL_FIXTURES")
+        .ok()
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| {
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/laravel").to_owned()
+        })
+}
 
 fn fixture(name: &str) -> Vec<Value> {
-    let text = std::fs::read_to_string(format!("{FIXTURES}/{name}")).expect("a fixture");
+    let text = std::fs::read_to_string(format!("{}/{name}", fixtures())).expect("a fixture");
     serde_json::from_str(&text).expect("fixture JSON")
 }
 
@@ -252,7 +262,7 @@ async fn laravel_tokens_are_accepted_as_laravel_accepts_them(
         .tables(&tables.sanctum, &tables.tokens, &tables.clients)
         .await
         .unwrap();
-    let passport = PassportFormat::from_file(format!("{FIXTURES}/oauth-public.key")).unwrap();
+    let passport = PassportFormat::from_file(format!("{}/oauth-public.key", fixtures())).unwrap();
     let layer = PatLayer::new(store)
         .accept(
             Formats::new(TokenFormat::default())
@@ -393,7 +403,7 @@ async fn laravel_tokens_are_accepted_as_laravel_accepts_them(
         Formats::new(TokenFormat::default())
             .sanctum(SanctumFormat::new())
             .passport(
-                PassportFormat::from_file(format!("{FIXTURES}/oauth-public.key"))
+                PassportFormat::from_file(format!("{}/oauth-public.key", fixtures()))
                     .unwrap()
                     .inherited_scopes(true),
             ),
@@ -671,7 +681,7 @@ async fn laravel_revocations_reach_a_cached_instance(
         .ttl(StdDuration::from_secs(600))
         .build(laravel.clone());
     let follower = laravel.follow_changes(cached.evictor()).await.unwrap();
-    let passport = PassportFormat::from_file(format!("{FIXTURES}/oauth-public.key")).unwrap();
+    let passport = PassportFormat::from_file(format!("{}/oauth-public.key", fixtures())).unwrap();
     let layer = PatLayer::new(cached).accept(
         Formats::new(TokenFormat::default())
             .sanctum(SanctumFormat::new())
