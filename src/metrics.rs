@@ -10,9 +10,9 @@
 //! | `tower_pat_store_lookups_total` | counter | `result`: `found`, `not_found`, `error` | tokens a layer asked its store for (`error`: the store failed or timed out) |
 //! | `tower_pat_store_lookup_duration_seconds` | histogram | — | how long a request waited for a store that could not answer at once (a database; a cache miss) |
 //! | `tower_pat_cache_lookups_total` | counter | `result`: `hit`, `negative_hit`, `miss` | what a [`CachedStore`](crate::store::CachedStore) knew of a token asked for: its record, that no record has it, or nothing (the store is asked) |
-//! | `tower_pat_cache_evictions_total` | counter | `reason`: `revoked`, `pruned`, `cleared` | records a cache dropped because they changed: revoked or deleted (through the cache, or heard from a bus), pruned, or everything cleared (a bus paused the cache). Records that reach their TTL or leave for room are not counted |
-//! | `tower_pat_cache_entries` | gauge | `cache`: `positive`, `negative` | entries a cache holds (records; unknown hashes) as the cache counts them, set when it stores or evicts (the count catches up with the cache's housekeeping) |
-//! | `tower_pat_listener_losses_total` | counter | `bus`: `postgres`, `redis` | times a revocation listener lost its connection or went silent past its bound (the cache is paused until it listens again) |
+//! | `tower_pat_cache_evictions_total` | counter | `reason`: `revoked`, `pruned`, `cleared` | records a cache dropped because they changed: revoked, rotated or deleted (through the cache, or heard from a bus), pruned, or everything cleared (a bus paused the cache). Records that reach their TTL or leave for room are not counted |
+//! | `tower_pat_cache_entries` | gauge | `cache`: `positive`, `negative` | entries a cache holds (records; unknown hashes) as the cache counts them, set when it stores one (the count catches up with the cache's housekeeping) and zero when it is cleared |
+//! | `tower_pat_listener_losses_total` | counter | `bus`: `postgres`, `redis`, `poller` | times a revocation listener lost its connection or went silent past its bound, or a change poller (SQLite, MySQL) began failing to read its change table: the cache is paused until it listens or reads again |
 //! | `tower_pat_last_used_flushes_total` | counter | `result`: `ok`, `error` | batches of uses written back (`last_used_at`) in one `touch` call |
 //! | `tower_pat_last_used_uses_total` | counter | — | uses those batches wrote |
 //! | `tower_pat_token_changes_total` | counter | `change`: `created`, `rotated`, `revoked`, `deleted`, `pruned` | tokens the lifecycle changed (a `revoke_all` counts each token it revoked, a prune each token it deleted) |
@@ -22,9 +22,12 @@
 //!
 //! # Install the recorder first
 //!
-//! A layer, a cache and a facade take their counters from the recorder installed when
-//! they are built, so that a request pays one atomic add per counter and allocates
-//! nothing: install the exporter before building them.
+//! A layer (with the scope checks behind it) and a cache take their counters from the
+//! recorder installed when they are built, so that a request pays one atomic add per
+//! counter and allocates nothing: install the exporter before building them. (Looking a
+//! counter up by name on every request, as the facade's macros do, allocates with the
+//! Prometheus exporter.) The rare events, token changes, written uses and listener
+//! losses, are counted through whichever recorder is installed when they happen.
 //!
 //! ```
 //! use std::convert::Infallible;
@@ -263,7 +266,7 @@ pub(crate) fn scope_without_layer() {
 #[cfg(feature = "cache")]
 #[derive(Clone, Copy)]
 pub(crate) enum Eviction {
-    /// Revoked or deleted (through the cache, or heard from a bus).
+    /// Revoked, rotated or deleted (through the cache, or heard from a bus).
     Revoked,
     /// Pruned.
     Pruned,
@@ -346,8 +349,17 @@ impl CacheMetrics {
     }
 }
 
-/// A revocation listener lost its connection (or went silent past its bound).
-#[cfg(all(feature = "cache", any(feature = "postgres", feature = "redis")))]
+/// A revocation listener lost its connection (or went silent past its bound), or a change
+/// poller began failing to read.
+#[cfg(all(
+    feature = "cache",
+    any(
+        feature = "postgres",
+        feature = "redis",
+        feature = "sqlite",
+        feature = "mysql"
+    )
+))]
 pub(crate) fn listener_lost(bus: &'static str) {
     counter("tower_pat_listener_losses_total", &[("bus", bus)]).increment(1);
 }

@@ -51,9 +51,10 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// Held by the tests that build caches: moka reclaims memory through crossbeam's epochs,
-/// which are process-wide, and a cache at work on another thread makes this thread's
-/// housekeeping hand its garbage on (an allocation) where it would otherwise not.
+/// Held by the tests that use crossbeam's epochs (moka's caches, the Prometheus
+/// recorder's buckets): the epochs are process-wide, and such work on another thread makes
+/// a cache's housekeeping on this one hand its garbage on (an allocation) where it would
+/// otherwise not.
 static CACHES: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
@@ -240,6 +241,7 @@ fn a_scope_map_lookup_allocates_nothing() {
 #[cfg(feature = "metrics")]
 #[test]
 fn counting_allocates_nothing() {
+    let _alone = one_at_a_time();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();

@@ -94,9 +94,10 @@ macro_rules! on_pool {
         }
     };
 }
+pub(super) use on_pool;
 
 impl LaravelPool {
-    fn is_postgres(&self) -> bool {
+    pub(super) fn is_postgres(&self) -> bool {
         match self {
             #[cfg(feature = "postgres")]
             Self::Postgres(_) => true,
@@ -115,7 +116,7 @@ impl LaravelPool {
         }
     }
 
-    fn is_mysql(&self) -> bool {
+    pub(super) fn is_mysql(&self) -> bool {
         match self {
             #[cfg(feature = "mysql")]
             Self::MySql(_) => true,
@@ -152,13 +153,13 @@ impl LaravelPool {
     }
 }
 
-fn sql(text: String) -> SqlStr {
+pub(super) fn sql(text: String) -> SqlStr {
     AssertSqlSafe(text).into_sql_str()
 }
 
 /// Which Passport schema an install has: how its personal access client is recognised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum PassportSchema {
+pub(super) enum PassportSchema {
     /// 12.x: `oauth_clients.personal_access_client` is true.
     Flag,
     /// 13.x: `oauth_clients.grant_types` (JSON) holds `personal_access`.
@@ -223,16 +224,33 @@ enum PassportSchema {
 /// # let _ = layer; Ok(()) }
 /// ```
 pub struct LaravelStore<U> {
-    pool: LaravelPool,
-    sanctum_table: String,
+    pub(super) pool: LaravelPool,
+    pub(super) sanctum_table: String,
     owner_types: Vec<String>,
     expiration: Option<Duration>,
-    sanctum_expires_column: bool,
-    tokens_table: String,
-    clients_table: String,
-    passport: Option<PassportSchema>,
+    pub(super) sanctum_expires_column: bool,
+    pub(super) tokens_table: String,
+    pub(super) clients_table: String,
+    pub(super) passport: Option<PassportSchema>,
     offset: UtcOffset,
     _user: PhantomData<fn() -> U>,
+}
+
+impl<U> Clone for LaravelStore<U> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            sanctum_table: self.sanctum_table.clone(),
+            owner_types: self.owner_types.clone(),
+            expiration: self.expiration,
+            sanctum_expires_column: self.sanctum_expires_column,
+            tokens_table: self.tokens_table.clone(),
+            clients_table: self.clients_table.clone(),
+            passport: self.passport,
+            offset: self.offset,
+            _user: PhantomData,
+        }
+    }
 }
 
 impl<U> fmt::Debug for LaravelStore<U> {

@@ -169,45 +169,63 @@ impl<U: PostgresUserId> PostgresStore<U> {
         evictor: Evictor<U>,
         options: ListenOptions,
     ) -> Result<RevocationListener, StoreError> {
-        let mut relay = Relay {
-            connect: PgConnectOptions::clone(&self.pool().connect_options())
-                .application_name(LISTENER_APPLICATION_NAME),
-            channel: self.channel().to_owned(),
+        listen_on(
+            PgConnectOptions::clone(&self.pool().connect_options()),
+            self.channel().to_owned(),
+            evictor,
             options,
-            cache: evictor.downgrade(),
-            shared: Arc::default(),
-            junk: Junk::default(),
-        };
-        drop(evictor);
-        let first = match timeout(DEFAULT_CONNECT_TIMEOUT, relay.subscribe(None)).await {
-            Ok(Ok(subscription)) => subscription,
-            Ok(Err(error)) => {
-                return Err(StoreError::with_kind(
-                    super::StoreErrorKind::Backend,
-                    format!("the revocation listener cannot listen on {}", relay.channel),
-                )
-                .with_source(error));
-            }
-            Err(_) => {
-                return Err(StoreError::with_kind(
-                    super::StoreErrorKind::Timeout,
-                    format!(
-                        "the revocation listener could not listen on {} within {:?}",
-                        relay.channel, DEFAULT_CONNECT_TIMEOUT
-                    ),
-                ));
-            }
-        };
-        let shared = Arc::clone(&relay.shared);
-        // Made here, not in the task: a task dropped before it first ran drops it too.
-        let sentinel = FailClosed {
-            cache: relay.cache.clone(),
-            armed: true,
-            listener: LISTENER_APPLICATION_NAME,
-        };
-        tokio::spawn(relay.run(first, sentinel));
-        Ok(RevocationListener { shared })
+        )
+        .await
     }
+}
+
+/// Listens on `channel` over a connection made with `connect`, evicting the token ids each
+/// notification names through `evictor`, with the heartbeat and the pause of
+/// [`PostgresStore::listen_with`]: what any table with a change feed on PostgreSQL needs
+/// (the crate's own, and a Laravel application's).
+pub(crate) async fn listen_on<U: UserId>(
+    connect: PgConnectOptions,
+    channel: String,
+    evictor: Evictor<U>,
+    options: ListenOptions,
+) -> Result<RevocationListener, StoreError> {
+    let mut relay = Relay {
+        connect: connect.application_name(LISTENER_APPLICATION_NAME),
+        channel,
+        options,
+        cache: evictor.downgrade(),
+        shared: Arc::default(),
+        junk: Junk::default(),
+    };
+    drop(evictor);
+    let first = match timeout(DEFAULT_CONNECT_TIMEOUT, relay.subscribe(None)).await {
+        Ok(Ok(subscription)) => subscription,
+        Ok(Err(error)) => {
+            return Err(StoreError::with_kind(
+                super::StoreErrorKind::Backend,
+                format!("the revocation listener cannot listen on {}", relay.channel),
+            )
+            .with_source(error));
+        }
+        Err(_) => {
+            return Err(StoreError::with_kind(
+                super::StoreErrorKind::Timeout,
+                format!(
+                    "the revocation listener could not listen on {} within {:?}",
+                    relay.channel, DEFAULT_CONNECT_TIMEOUT
+                ),
+            ));
+        }
+    };
+    let shared = Arc::clone(&relay.shared);
+    // Made here, not in the task: a task dropped before it first ran drops it too.
+    let sentinel = FailClosed {
+        cache: relay.cache.clone(),
+        armed: true,
+        listener: LISTENER_APPLICATION_NAME,
+    };
+    tokio::spawn(relay.run(first, sentinel));
+    Ok(RevocationListener { shared })
 }
 
 /// The listening that [`PostgresStore::listen`] started. Dropping this handle does not

@@ -60,15 +60,15 @@ mod bus;
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub mod cache;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
-mod feed;
+pub(crate) mod feed;
 #[cfg(all(feature = "cache", feature = "postgres"))]
-mod listener;
+pub(crate) mod listener;
 pub mod memory;
 #[cfg(feature = "mysql")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 pub mod mysql;
 #[cfg(all(feature = "cache", any(feature = "sqlite", feature = "mysql")))]
-mod poller;
+pub(crate) mod poller;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;

@@ -49,8 +49,12 @@
 //!
 //! Each state change is one statement, or one transaction: a rotation locks the old row
 //! (`SELECT … FOR UPDATE`) before it marks it, so of two rotations of one token exactly
-//! one succeeds; a claim of expiry notices skips the rows another claim holds
-//! (`FOR UPDATE SKIP LOCKED`); an insert under a per-user cap holds a named lock
+//! one succeeds; a claim of expiry notices reads its candidates without locking them, then
+//! marks each by its primary key with an `UPDATE` that checks it again as it stands, so of
+//! two claims at once exactly one takes each token, and the claim holds no lock on the
+//! index that a rotation would wait for (a `FOR UPDATE` scan deadlocked with rotations;
+//! `SKIP LOCKED` skipped rows InnoDB's range scans only looked past); a transaction InnoDB
+//! still picks as a deadlock's victim is run again, up to three times; an insert under a per-user cap holds a named lock
 //! (`GET_LOCK`) on that user while it counts and inserts, so concurrent creations never
 //! exceed the cap, whatever the isolation level.
 //!
@@ -163,14 +167,15 @@ pub struct MySqlStore<U = i64> {
 /// `?`, numbered in a comment (see [`bind`]); the uses `touch` writes come as one JSON
 /// array of `[id, "YYYY-MM-DD hh:mm:ss.ffffff"]` (UTC), read with `JSON_TABLE`. The cap
 /// holds a named lock per user around its statement (see [`UserLock`]), not a lock of the
-/// template's; a claim skips the rows another claim has locked.
+/// template's; a claim reads without locking and marks each row with a checking `UPDATE`
+/// (see the module docs).
 const DIALECT: Dialect = Dialect {
     param: |n| format!("?/*{n}*/"),
     id_order: "id",
     uses: "JSON_TABLE(?/*1*/, '$[*]' COLUMNS (id CHAR(32) PATH '$[0]', at DATETIME(6) PATH '$[1]')) AS u",
     notify: None,
     lock_user: None,
-    claim_lock: " FOR UPDATE SKIP LOCKED",
+    claim_lock: "",
     quote: '`',
     writes: Writes::MySql,
 };
@@ -436,6 +441,128 @@ impl<U: MySqlUserId> MySqlStore<U> {
     }
 }
 
+/// How many times a transaction InnoDB picked as a deadlock's victim is run (it was rolled
+/// back whole, so running it again is safe): InnoDB's next-key locks let a rotation's
+/// inserts and another statement's range locks wait for each other.
+const DEADLOCK_ATTEMPTS: u32 = 3;
+
+/// Whether `error` is InnoDB rolling back this transaction to break a deadlock (1213).
+fn is_deadlock(error: &StoreError) -> bool {
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<sqlx::Error>())
+        .and_then(sqlx::Error::as_database_error)
+        .and_then(|error| error.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>())
+        .is_some_and(|error| error.number() == 1213)
+}
+
+impl<U: MySqlUserId> MySqlStore<U> {
+    /// One attempt at [`rotate`](ManageTokens::rotate), in one transaction.
+    async fn rotate_once(
+        &self,
+        user: &U,
+        id: TokenId,
+        successor: &TokenRecord<U>,
+        old_expires_at: OffsetDateTime,
+        at: OffsetDateTime,
+    ) -> Result<Rotated<U>, StoreError> {
+        let old_id = id.to_string();
+        let successor_id = successor.id.to_string();
+        let mut tx = self.pool.begin().await.map_err(StoreError::new)?;
+        // The old row's lock, held until the transaction ends: a concurrent rotation waits
+        // for it, then finds `rotated_to` set and changes nothing.
+        let lock_row = sql::statement(format!(
+            "SELECT id FROM `{}` WHERE id = ?/*1*/ FOR UPDATE",
+            self.table.name
+        ));
+        bind::<U>(&lock_row, &[Arg::Text(&old_id)])
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::new)?;
+        let args = [
+            Arg::Text(&successor_id),
+            Arg::At(utc(old_expires_at)),
+            Arg::At(utc(at)),
+            Arg::Text(&old_id),
+            Arg::User(user),
+        ];
+        let changed = bind(&self.table.sql.rotate, &args)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::new)?
+            .rows_affected();
+        if changed > 0 {
+            let texts = record_texts(successor);
+            bind(&self.table.sql.insert, &record_args(successor, &texts))
+                .execute(&mut *tx)
+                .await
+                .map_err(|err| sql::insert_error(successor.id, err))?;
+        }
+        let row = bind::<U>(&self.table.sql.get, &[Arg::Text(&old_id)])
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::new)?;
+        let old = row.as_ref().map(record_from_row::<U>).transpose()?;
+        if changed == 0 {
+            // Nothing was written: what is there only says why.
+            drop(tx);
+            return Ok(sql::rotation_refused(old, user));
+        }
+        tx.commit().await.map_err(StoreError::new)?;
+        match old {
+            Some(old) => Ok(Rotated::Rotated(old)),
+            None => Err(StoreError::corrupt(id, "the rotated row vanished")),
+        }
+    }
+
+    /// One attempt at [`claim_expiry_notices`](ManageTokens::claim_expiry_notices), in
+    /// one transaction.
+    async fn claim_once(
+        &self,
+        within: time::Duration,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord<U>>, StoreError> {
+        let within_secs = within.whole_seconds();
+        let args = [
+            Arg::Int(within_secs),
+            Arg::At(utc(now)),
+            Arg::At(utc(now + within)),
+            Arg::Int(i64::from(limit)),
+        ];
+        let mut tx = self.pool.begin().await.map_err(StoreError::new)?;
+        // Candidates, read without locks: each is taken only if its mark, under the row's
+        // lock, finds it still claimable.
+        let rows = bind::<U>(&self.table.sql.claim_notices, &args)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(StoreError::new)?;
+        let candidates = rows
+            .iter()
+            .map(record_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut claimed = Vec::with_capacity(candidates.len());
+        let Some(mark) = &self.table.sql.mark_notice else {
+            return Err(StoreError::unsupported("claim_expiry_notices"));
+        };
+        for record in candidates {
+            // The mark checks the row again as it stands: a claim that took it between
+            // the read and now makes this one change nothing, and it is not returned.
+            let id = record.id.to_string();
+            let marked = bind::<U>(mark, &[Arg::Int(within_secs), Arg::Text(&id)])
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::new)?
+                .rows_affected();
+            if marked > 0 {
+                claimed.push(record);
+            }
+        }
+        tx.commit().await.map_err(StoreError::new)?;
+        claimed.sort_by_key(|r| (r.expires_at, r.id));
+        Ok(claimed)
+    }
+}
+
 /// The index a `CREATE INDEX <name> ON …` statement creates, if it is one.
 fn created_index(statement: &str) -> Option<&str> {
     let rest = statement.strip_prefix("CREATE INDEX ")?;
@@ -563,26 +690,26 @@ impl NamedLock {
         table: &str,
         user: Option<&U>,
     ) -> Result<Self, StoreError> {
-        let mut conn = pool.acquire().await.map_err(StoreError::new)?;
-        let name: String = sqlx::query_scalar(AssertSqlSafe(format!("SELECT {LOCK_NAME}")))
-            .bind(kind)
-            .bind(table)
-            .bind(user)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(StoreError::new)?;
-        // From here on, an error leaves the lock possibly held: the connection closes.
+        let conn = pool.acquire().await.map_err(StoreError::new)?;
+        // From here on, a call that fails or is cancelled may leave the lock held: the
+        // connection then closes.
         let mut lock = Self {
             conn,
-            name,
+            name: String::new(),
             released: false,
         };
-        let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
-            .bind(lock.name.as_str())
-            .bind(LOCK_WAIT_SECS)
-            .fetch_one(&mut *lock.conn)
-            .await
-            .map_err(StoreError::new)?;
+        let (name, got): (String, Option<i64>) = sqlx::query_as(AssertSqlSafe(format!(
+            // The parameters in the order of their `?`: kind, table, user, wait.
+            "SELECT n.name, GET_LOCK(n.name, n.wait) FROM (SELECT {LOCK_NAME} AS name, ? AS wait) AS n"
+        )))
+        .bind(kind)
+        .bind(table)
+        .bind(user)
+        .bind(LOCK_WAIT_SECS)
+        .fetch_one(&mut *lock.conn)
+        .await
+        .map_err(StoreError::new)?;
+        lock.name = name;
         if got != Some(1) {
             // Not held (a timeout answers 0): the connection is clean.
             lock.released = true;
@@ -779,10 +906,18 @@ impl<U: MySqlUserId> ManageTokens for MySqlStore<U> {
         let mut args = record_args(&record, &texts);
         args.push(Arg::At(utc(now)));
         args.push(Arg::Int(i64::from(limit)));
-        let inserted = bind(&self.table.sql.insert_limited, &args)
-            .execute(lock.connection())
-            .await
-            .map_err(|err| sql::insert_error(record.id, err));
+        let mut attempt = 1;
+        let inserted = loop {
+            let inserted = bind(&self.table.sql.insert_limited, &args)
+                .execute(lock.connection())
+                .await
+                .map_err(|err| sql::insert_error(record.id, err));
+            match inserted {
+                // Its count's shared locks can deadlock with a rotation's insert.
+                Err(error) if is_deadlock(&error) && attempt < DEADLOCK_ATTEMPTS => attempt += 1,
+                inserted => break inserted,
+            }
+        };
         lock.release().await;
         Ok(inserted?.rows_affected() > 0)
     }
@@ -795,52 +930,15 @@ impl<U: MySqlUserId> ManageTokens for MySqlStore<U> {
         old_expires_at: OffsetDateTime,
         at: OffsetDateTime,
     ) -> Result<Rotated<U>, StoreError> {
-        let old_id = id.to_string();
-        let successor_id = successor.id.to_string();
-        let mut tx = self.pool.begin().await.map_err(StoreError::new)?;
-        // The old row's lock, held until the transaction ends: a concurrent rotation waits
-        // for it, then finds `rotated_to` set and changes nothing.
-        let lock_row = sql::statement(format!(
-            "SELECT id FROM `{}` WHERE id = ?/*1*/ FOR UPDATE",
-            self.table.name
-        ));
-        bind::<U>(&lock_row, &[Arg::Text(&old_id)])
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(StoreError::new)?;
-        let args = [
-            Arg::Text(&successor_id),
-            Arg::At(utc(old_expires_at)),
-            Arg::At(utc(at)),
-            Arg::Text(&old_id),
-            Arg::User(user),
-        ];
-        let changed = bind(&self.table.sql.rotate, &args)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::new)?
-            .rows_affected();
-        if changed > 0 {
-            let texts = record_texts(&successor);
-            bind(&self.table.sql.insert, &record_args(&successor, &texts))
-                .execute(&mut *tx)
+        let mut attempt = 1;
+        loop {
+            match self
+                .rotate_once(user, id, &successor, old_expires_at, at)
                 .await
-                .map_err(|err| sql::insert_error(successor.id, err))?;
-        }
-        let row = bind::<U>(&self.table.sql.get, &[Arg::Text(&old_id)])
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(StoreError::new)?;
-        let old = row.as_ref().map(record_from_row::<U>).transpose()?;
-        if changed == 0 {
-            // Nothing was written: what is there only says why.
-            drop(tx);
-            return Ok(sql::rotation_refused(old, user));
-        }
-        tx.commit().await.map_err(StoreError::new)?;
-        match old {
-            Some(old) => Ok(Rotated::Rotated(old)),
-            None => Err(StoreError::corrupt(id, "the rotated row vanished")),
+            {
+                Err(error) if is_deadlock(&error) && attempt < DEADLOCK_ATTEMPTS => attempt += 1,
+                outcome => return outcome,
+            }
         }
     }
 
@@ -872,36 +970,13 @@ impl<U: MySqlUserId> ManageTokens for MySqlStore<U> {
         now: OffsetDateTime,
         limit: u32,
     ) -> Result<Vec<TokenRecord<U>>, StoreError> {
-        let within_secs = within.whole_seconds();
-        let args = [
-            Arg::Int(within_secs),
-            Arg::At(utc(now)),
-            Arg::At(utc(now + within)),
-            Arg::Int(i64::from(limit)),
-        ];
-        let mut tx = self.pool.begin().await.map_err(StoreError::new)?;
-        // The rows are locked as they are read, skipping those another claim holds: two
-        // claims at once never take the same row.
-        let rows = bind::<U>(&self.table.sql.claim_notices, &args)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(StoreError::new)?;
-        let mut claimed = rows
-            .iter()
-            .map(record_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some(mark) = &self.table.sql.mark_notice {
-            for record in &claimed {
-                let id = record.id.to_string();
-                bind::<U>(mark, &[Arg::Int(within_secs), Arg::Text(&id)])
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::new)?;
+        let mut attempt = 1;
+        loop {
+            match self.claim_once(within, now, limit).await {
+                Err(error) if is_deadlock(&error) && attempt < DEADLOCK_ATTEMPTS => attempt += 1,
+                outcome => return outcome,
             }
         }
-        tx.commit().await.map_err(StoreError::new)?;
-        claimed.sort_by_key(|r| (r.expires_at, r.id));
-        Ok(claimed)
     }
 }
 

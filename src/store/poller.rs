@@ -346,6 +346,7 @@ impl<U: UserId, S: ChangeSource> Poller<U, S> {
                             return;
                         };
                         self.pause = Some(evictor.pause());
+                        crate::metrics::listener_lost("poller");
                     }
                     if let Some(unlogged) = self.failing.warn(Instant::now()) {
                         tracing::warn!(

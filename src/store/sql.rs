@@ -159,8 +159,11 @@ pub(crate) struct Dialect {
     /// which begins it `IMMEDIATE`).
     pub(crate) lock_user: Option<fn(&str) -> String>,
     /// What follows the subquery that picks the rows a claim takes, so that two claims
-    /// at once never take the same row: `FOR UPDATE SKIP LOCKED` (PostgreSQL), or nothing
-    /// where writes are serialized anyway (SQLite).
+    /// at once never take the same row: `FOR UPDATE SKIP LOCKED` (PostgreSQL),
+    /// or nothing: where writes are serialized anyway (SQLite), or where the claim is a
+    /// read of candidates each marked by a checking `UPDATE` (MySQL, whose next-key locks
+    /// made a locking scan deadlock with rotations and `SKIP LOCKED` skip rows a scan only
+    /// looked past).
     pub(crate) claim_lock: &'static str,
     /// The character that quotes the table name: `"` (PostgreSQL, SQLite) or `` ` ``
     /// (MySQL, whose `"` quotes strings unless the session is in `ANSI_QUOTES` mode).
@@ -221,7 +224,7 @@ pub(crate) struct Statements {
     /// Adds a row, unless its user has `limit` live tokens (not revoked, not rotated,
     /// not expired at `now`) already: the [`COLUMNS`], in order, then `now`, `limit`.
     /// One statement: run in a transaction that holds [`lock_user`](Self::lock_user)
-    /// where the dialect has one.
+    /// where the dialect has one (MySQL's store holds a named lock of its own instead).
     pub(crate) insert_limited: SqlStr,
     /// Locks one user's tokens until the transaction ends: `user_id`.
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
@@ -242,7 +245,8 @@ pub(crate) struct Statements {
     /// seconds), `now`, `until`, `limit`.
     pub(crate) claim_notices: SqlStr,
     /// Where the dialect's claim is a locking `SELECT` ([`Writes::MySql`]): the `UPDATE`
-    /// that records one claimed notice, `within` (whole seconds), `id`.
+    /// that records one claimed notice, `within` (whole seconds), `id`. It checks the row
+    /// again, under its lock, as it stands then: 0 rows when another claim took it first.
     #[cfg(feature = "mysql")]
     pub(crate) mark_notice: Option<SqlStr>,
     /// The channel the table's change feed notifies, if the dialect has notifications.
@@ -353,7 +357,7 @@ impl Statements {
             #[cfg(feature = "mysql")]
             mark_notice: (writes == Writes::MySql).then(|| {
                 statement(format!(
-                    r#"UPDATE {t} SET expiry_notice = {p1} WHERE id = {p2}"#
+                    r#"UPDATE {t} SET expiry_notice = {p1} WHERE id = {p2} AND {live} AND (expiry_notice IS NULL OR expiry_notice > {p1})"#
                 ))
             }),
             channel,

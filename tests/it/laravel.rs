@@ -27,7 +27,7 @@ fn fixture(name: &str) -> Vec<Value> {
 }
 
 /// Which database, for the few statements whose SQL differs.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Db {
     MySql,
     Postgres,
@@ -609,4 +609,242 @@ async fn sanctum_table_from_before_expiry() {
         found.expires_at,
         time::macros::datetime!(2020-01-01 01:00 UTC)
     );
+}
+
+/// How many plain-SQL revocations the propagation test times, per database.
+const REVOCATIONS: usize = 100;
+
+/// Revocations written by plain SQL on a connection of their own (Sanctum: `DELETE`, as
+/// Laravel revokes; Passport: `UPDATE … SET revoked`, and a revoked client), refused by an
+/// instance whose `CachedStore` (TTL ten minutes) follows the tables' change feed. Prints
+/// how long each Sanctum revocation took to be refused, p50 and p99.
+async fn laravel_revocations_reach_a_cached_instance(
+    pool: LaravelPool,
+    writer: LaravelPool,
+    db: Db,
+    prefix: &str,
+) {
+    use tower_pat::store::CachedStore;
+
+    let tables = Tables::new(prefix);
+    execute(&pool, &tables.create(db, false)).await;
+    execute(&pool, &tables.rows(db, false)).await;
+    // A hundred Sanctum tokens more, ids 1001…, as Sanctum makes them.
+    let minted: Vec<(u64, String)> = (0..REVOCATIONS as u64)
+        .map(|i| {
+            let secret: String = format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            )[..40]
+                .to_owned();
+            (1001 + i, secret)
+        })
+        .collect();
+    let inserts: Vec<String> = minted
+        .iter()
+        .map(|(id, secret)| {
+            let owner = if db == Db::MySql {
+                "App\\\\Models\\\\User"
+            } else {
+                "App\\Models\\User"
+            };
+            format!(
+                "INSERT INTO {} (id, tokenable_type, tokenable_id, name, token, abilities, \
+                 created_at, updated_at) VALUES ({id}, '{owner}', 42, 'cli', '{}', '[\"*\"]', \
+                 '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+                tables.sanctum,
+                tower_pat::token::TokenHash::of(secret).to_hex()
+            )
+        })
+        .collect();
+    execute(&pool, &inserts).await;
+
+    let laravel = LaravelStore::<i64>::connect(pool.clone())
+        .await
+        .unwrap()
+        .tables(&tables.sanctum, &tables.tokens, &tables.clients)
+        .await
+        .unwrap();
+    laravel.install_change_feed().await.unwrap();
+    let cached = CachedStore::builder()
+        .ttl(StdDuration::from_secs(600))
+        .build(laravel.clone());
+    let follower = laravel.follow_changes(cached.evictor()).await.unwrap();
+    let passport = PassportFormat::from_file(format!("{FIXTURES}/oauth-public.key")).unwrap();
+    let layer = PatLayer::new(cached).accept(
+        Formats::new(TokenFormat::default())
+            .sanctum(SanctumFormat::new())
+            .passport(passport),
+    );
+    let app = Router::new()
+        .route(
+            "/whoami",
+            get(|token: AccessToken| async move { token.kind().to_string() }),
+        )
+        .layer(layer);
+    let addr = common::serve(app).await;
+    let client = common::KeepAlive::new(addr, "/whoami");
+    let bearers: Vec<String> = minted
+        .iter()
+        .map(|(id, secret)| format!("{id}|{secret}"))
+        .collect();
+    for bearer in &bearers {
+        assert_eq!(client.status(bearer).await, StatusCode::OK, "warm");
+    }
+
+    // Ten at a time: each task deletes its row, then asks until it is refused.
+    let mut seen = Vec::with_capacity(REVOCATIONS);
+    for round in minted.chunks(10).zip(bearers.chunks(10)) {
+        let tasks: Vec<_> = round
+            .0
+            .iter()
+            .zip(round.1)
+            .map(|((id, _), bearer)| {
+                let writer = writer.clone();
+                let client = client.clone();
+                let bearer = bearer.clone();
+                let delete = format!("DELETE FROM {} WHERE id = {id}", tables.sanctum);
+                tokio::spawn(async move {
+                    execute(&writer, &[delete]).await;
+                    let committed = std::time::Instant::now();
+                    while client.status(&bearer).await == StatusCode::OK {
+                        assert!(
+                            committed.elapsed() < StdDuration::from_secs(5),
+                            "a deleted Sanctum row still admitted after 5 s"
+                        );
+                        tokio::time::sleep(StdDuration::from_millis(1)).await;
+                    }
+                    committed.elapsed()
+                })
+            })
+            .collect();
+        for task in tasks {
+            seen.push(task.await.unwrap());
+        }
+    }
+    seen.sort();
+    let at = |q: f64| seen[((seen.len() - 1) as f64 * q).round() as usize];
+    let line = format!(
+        "{db:?}: {REVOCATIONS} Sanctum rows deleted by plain SQL, refused by a cached instance \
+         after p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        at(0.5).as_secs_f64() * 1e3,
+        at(0.99).as_secs_f64() * 1e3,
+        at(1.0).as_secs_f64() * 1e3,
+    );
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
+
+    // Passport: the row revoked as `$token->revoke()` does, then the client.
+    let passport_token = |case: &str| {
+        fixture("passport.json")
+            .into_iter()
+            .find(|t| t["case"] == case)
+            .unwrap()
+    };
+    let valid = passport_token("valid");
+    let all = passport_token("valid, all scopes");
+    for token in [&valid, &all] {
+        assert_eq!(
+            client.status(token["bearer"].as_str().unwrap()).await,
+            StatusCode::OK
+        );
+    }
+    let t = if db == Db::Postgres { "true" } else { "1" };
+    let refused_soon = |bearer: String| {
+        let client = client.clone();
+        async move {
+            let start = std::time::Instant::now();
+            while client.status(&bearer).await == StatusCode::OK {
+                assert!(
+                    start.elapsed() < StdDuration::from_secs(5),
+                    "still admitted after 5 s"
+                );
+                tokio::time::sleep(StdDuration::from_millis(5)).await;
+            }
+        }
+    };
+    execute(
+        &writer,
+        &[format!(
+            "UPDATE {} SET revoked = {t} WHERE id = '{}'",
+            tables.tokens,
+            valid["jti"].as_str().unwrap()
+        )],
+    )
+    .await;
+    refused_soon(valid["bearer"].as_str().unwrap().to_owned()).await;
+    execute(
+        &writer,
+        &[format!(
+            "UPDATE {} SET revoked = {t} WHERE id = 'personal-client'",
+            tables.clients
+        )],
+    )
+    .await;
+    refused_soon(all["bearer"].as_str().unwrap().to_owned()).await;
+
+    follower.stop();
+    if db != Db::Sqlite {
+        execute(
+            &pool,
+            &[format!(
+                "DROP TABLE {}, {}, {}",
+                tables.sanctum, tables.tokens, tables.clients
+            )],
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_laravel_revocations_reach_a_cached_instance() {
+    let file = db::TempDb::new();
+    let open = || async {
+        sqlx::sqlite::SqlitePoolOptions::new()
+            .connect_with(
+                sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(file.path())
+                    .create_if_missing(true)
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .busy_timeout(StdDuration::from_secs(5)),
+            )
+            .await
+            .unwrap()
+    };
+    let pool = open().await;
+    let writer = open().await;
+    laravel_revocations_reach_a_cached_instance(pool.into(), writer.into(), Db::Sqlite, "laravel")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_laravel_revocations_reach_a_cached_instance() {
+    db::with_postgres(|url, table| async move {
+        let pool = db::pg_pool(&url).await;
+        let writer = db::pg_pool(&url).await;
+        laravel_revocations_reach_a_cached_instance(
+            pool.into(),
+            writer.into(),
+            Db::Postgres,
+            &format!("{table}_feed"),
+        )
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_laravel_revocations_reach_a_cached_instance() {
+    db::with_mysql(|url, table| async move {
+        let pool = db::mysql_pool(&url).await;
+        let writer = db::mysql_pool(&url).await;
+        laravel_revocations_reach_a_cached_instance(
+            pool.into(),
+            writer.into(),
+            Db::MySql,
+            &format!("{table}_feed"),
+        )
+        .await;
+    })
+    .await;
 }

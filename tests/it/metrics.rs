@@ -1,7 +1,8 @@
 //! The `metrics` feature over a real axum server on loopback: a Prometheus recorder (the
 //! exporter the demo serves) counts what the requests did, exactly: accepted, missing
-//! credentials, unknown (twice: the store, then the negative cache), revoked, a scope
-//! refusal; cache hits and misses; store lookups and the time they took; token changes.
+//! credentials, unknown (twice: the store, then the negative cache), revoked, a store
+//! failure, a scope refusal; cache hits and misses; store lookups and the time they took; a batch of uses
+//! written back; token changes.
 //! The stack is built with the recorder as the thread's, so its counters are this test's
 //! alone, whatever other tests run beside it.
 
@@ -10,7 +11,7 @@
 use crate::common;
 
 use axum::{Router, routing::get};
-use common::{Faulty, registry};
+use common::{Fault, Faulty, registry};
 use http::StatusCode;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tower_pat::{MemoryStore, Tokens, store::CachedStore};
@@ -40,12 +41,13 @@ async fn requests_cache_and_changes_are_counted_exactly() {
     let faulty = Faulty::new(MemoryStore::<i64>::new());
     faulty.async_only(true);
     let tokens = Tokens::new(CachedStore::new(faulty), registry());
+    let layer = tokens.layer();
     let app = Router::new()
         .route(
             "/orders",
             get(|| async { "orders" }).layer(tokens.require_all(["orders:read"])),
         )
-        .layer(tokens.layer());
+        .layer(layer.clone());
     let addr = common::serve(app).await;
 
     let reader = tokens.create(1, "reader", ["orders:read"]).await.unwrap();
@@ -83,6 +85,21 @@ async fn requests_cache_and_changes_are_counted_exactly() {
         StatusCode::UNAUTHORIZED
     );
 
+    // The store fails once: 503, and nothing cached.
+    let third = tokens.create(3, "third", ["orders:read"]).await.unwrap();
+    tokens.store().inner().schedule([Fault::Fail], Fault::Pass);
+    assert_eq!(
+        status(Some(secret(&third.token))).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    // The two tokens' uses (one each per interval), written in one batch; a rotation.
+    assert_eq!(layer.flush().await, 2);
+    tokens
+        .rotate(&2, other.record.id, time::Duration::ZERO)
+        .await
+        .unwrap();
+
     let text = prometheus.render();
     let expected = [
         (r#"tower_pat_requests_total{outcome="accepted"}"#, 3.0),
@@ -92,6 +109,10 @@ async fn requests_cache_and_changes_are_counted_exactly() {
         ),
         (r#"tower_pat_requests_total{outcome="unknown_token"}"#, 2.0),
         (r#"tower_pat_requests_total{outcome="revoked_token"}"#, 1.0),
+        (
+            r#"tower_pat_requests_total{outcome="store_unavailable"}"#,
+            1.0,
+        ),
         (r#"tower_pat_requests_total{outcome="expired_token"}"#, 0.0),
         (
             r#"tower_pat_scope_refusals_total{code="insufficient_scope"}"#,
@@ -102,15 +123,19 @@ async fn requests_cache_and_changes_are_counted_exactly() {
             r#"tower_pat_cache_lookups_total{result="negative_hit"}"#,
             1.0,
         ),
-        (r#"tower_pat_cache_lookups_total{result="miss"}"#, 4.0),
-        (r#"tower_pat_cache_evictions_total{reason="revoked"}"#, 1.0),
+        (r#"tower_pat_cache_lookups_total{result="miss"}"#, 5.0),
+        // The revoked token, and the rotated one.
+        (r#"tower_pat_cache_evictions_total{reason="revoked"}"#, 2.0),
         (r#"tower_pat_store_lookups_total{result="found"}"#, 4.0),
         (r#"tower_pat_store_lookups_total{result="not_found"}"#, 2.0),
-        (r#"tower_pat_store_lookups_total{result="error"}"#, 0.0),
+        (r#"tower_pat_store_lookups_total{result="error"}"#, 1.0),
         // Only the misses waited for the store.
-        ("tower_pat_store_lookup_duration_seconds_count", 4.0),
-        (r#"tower_pat_token_changes_total{change="created"}"#, 2.0),
+        ("tower_pat_store_lookup_duration_seconds_count", 5.0),
+        (r#"tower_pat_token_changes_total{change="created"}"#, 3.0),
         (r#"tower_pat_token_changes_total{change="revoked"}"#, 1.0),
+        (r#"tower_pat_token_changes_total{change="rotated"}"#, 1.0),
+        (r#"tower_pat_last_used_flushes_total{result="ok"}"#, 1.0),
+        ("tower_pat_last_used_uses_total", 2.0),
     ];
     for (series, want) in expected {
         assert_eq!(value(&text, series), Some(want), "{series} in\n{text}");

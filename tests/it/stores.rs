@@ -586,7 +586,7 @@ mod postgres {
 mod mysql {
     use super::shared::*;
     use sqlx::{AssertSqlSafe, MySqlPool};
-    use tower_pat::{ManageTokens, MySqlStore, TokenStore};
+    use tower_pat::{ManageTokens, MySqlStore, TokenStore, store::Rotated};
 
     use crate::common::db::{mysql_pool, with_mysql};
 
@@ -705,6 +705,74 @@ mod mysql {
             );
             assert_eq!(all.len(), TOKENS, "every token once: {per_instance:?}");
             assert_eq!(distinct.len(), TOKENS, "no token twice");
+        })
+        .await;
+    }
+
+    /// Rotations and claims of expiry notices at once, on tokens within the claims' range:
+    /// the two lock one another's rows and index entries, and whatever InnoDB makes of
+    /// that, every rotation succeeds and every claim answers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn rotations_and_claims_at_once_all_succeed() {
+        with_mysql(|url, table| async move {
+            let store = MySqlStore::<i64>::new(mysql_pool(&url).await).with_table(&table);
+            store.migrate().await.unwrap();
+            let now = time::OffsetDateTime::now_utc()
+                .replace_nanosecond(0)
+                .unwrap();
+            const TOKENS: i64 = 60;
+            let mut olds = Vec::new();
+            for i in 0..TOKENS {
+                let mut token = record(1 + i % 5);
+                token.expires_at = now + time::Duration::hours(2 + i);
+                store.insert(token.clone()).await.unwrap();
+                olds.push(token);
+            }
+            let rotations = {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut rotated = 0;
+                    for old in olds {
+                        let mut successor = record(old.user_id);
+                        successor.expires_at = old.expires_at + time::Duration::minutes(30);
+                        successor.rotated_from = Some(old.id);
+                        let at = now;
+                        let outcome = store
+                            .rotate(&old.user_id, old.id, successor, now + time::Duration::hours(1), at)
+                            .await
+                            .expect("a rotation answers");
+                        assert!(matches!(outcome, Rotated::Rotated(_)), "{outcome:?}");
+                        rotated += 1;
+                    }
+                    rotated
+                })
+            };
+            let claims: Vec<_> = (0..2)
+                .map(|_| {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        let mut claimed = 0;
+                        for _ in 0..40 {
+                            let within = time::Duration::days(3);
+                            claimed += store
+                                .claim_expiry_notices(within, now, 5)
+                                .await
+                                .expect("a claim answers")
+                                .len();
+                        }
+                        claimed
+                    })
+                })
+                .collect();
+            let rotated = rotations.await.unwrap();
+            let mut claimed = Vec::new();
+            for claim in claims {
+                claimed.push(claim.await.unwrap());
+            }
+            eprintln!(
+                "mysql: {rotated} rotations and 80 claims at once over {TOKENS} tokens: all answered, claimed {claimed:?}"
+            );
+            assert_eq!(rotated, TOKENS);
         })
         .await;
     }
