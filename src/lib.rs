@@ -66,6 +66,7 @@
 //! | `redis` | `RedisBus`: revocations reach every instance's `CachedStore` over Redis pub/sub, whatever the store |
 //! | `test-kit` | `testing::Conformance`: the suites a `TokenStore` (and `ManageTokens`) implementation should pass |
 //! | `manage` | `manage::TokenPage`: the token page and its JSON API, mounted behind the application's sign-in |
+//! | `cli` | `cli::TokensCommand`: the admin command line (create, list, revoke, rotate, prune, expiring, migrate, schema) an application embeds in its own binary (clap) |
 //! | `metrics` | counters, a gauge and a histogram through the `metrics` facade, listed in `tower_pat::metrics` (the application installs the exporter) |
 //! | `leaks` | `leaks::LeakReports`: the endpoint GitHub's secret scanning reports leaked tokens to; the real ones are revoked |
 //!
@@ -87,6 +88,9 @@
 
 pub mod audit;
 pub mod auth;
+#[cfg(feature = "cli")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
+pub mod cli;
 pub mod clock;
 pub mod credential;
 #[cfg(feature = "axum")]
@@ -127,7 +131,8 @@ pub mod token;
     feature = "redis",
     feature = "test-kit",
     feature = "manage",
-    feature = "leaks"
+    feature = "leaks",
+    feature = "cli"
 ))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -244,14 +244,20 @@ impl Users {
     }
 }
 
-/// Builds the demo over `store` (hashing the demo users' passwords takes a moment).
-pub fn demo(store: SqliteStore<i64>) -> Demo {
-    // A year at most: the page offers 30, 90 and 365 days. Each user grants what
-    // `grantable` allows, and holds at most 20 live tokens.
-    let tokens = Tokens::new(store, registry())
+/// The demo's token facade over `store`: the page, the API, the leak endpoint and the
+/// command line (`demo tokens …`) share its rules. A year at most: the page offers 30, 90
+/// and 365 days. Each user grants what `grantable` allows, and holds at most 20 live
+/// tokens.
+pub fn tokens(store: SqliteStore<i64>) -> Tokens<SqliteStore<i64>> {
+    Tokens::new(store, registry())
         .max_lifetime(Duration::days(365))
         .grantable(grantable)
-        .max_tokens_per_user(MAX_TOKENS_PER_USER);
+        .max_tokens_per_user(MAX_TOKENS_PER_USER)
+}
+
+/// Builds the demo over `store` (hashing the demo users' passwords takes a moment).
+pub fn demo(store: SqliteStore<i64>) -> Demo {
+    let tokens = tokens(store);
     let users = Arc::new(Users::new());
     let state = AppState {
         users: Arc::clone(&users),

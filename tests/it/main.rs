@@ -9,6 +9,8 @@ mod common;
 mod audit;
 mod cache;
 mod change_feed;
+#[cfg(feature = "cli")]
+mod cli;
 mod concurrency;
 mod connect;
 mod demo;
