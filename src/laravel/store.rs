@@ -202,7 +202,9 @@ pub(super) enum PassportSchema {
 ///
 /// Put a [`CachedStore`](crate::store::CachedStore) in front: a hot token then costs no
 /// query, and a Passport JWT's RSA check runs once per cache lifetime. A revocation by
-/// Laravel (a deleted Sanctum row, `revoked = 1`) is then seen when the entry's TTL ends.
+/// Laravel (a deleted Sanctum row, `revoked = 1`, a revoked client) reaches the cache
+/// through the tables' change feed ([`install_change_feed`](Self::install_change_feed),
+/// [`follow_changes`](Self::follow_changes)); without it, when the entry's TTL ends.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
