@@ -18,14 +18,14 @@
 #[cfg(all(feature = "cache", any(feature = "mysql", feature = "sqlite")))]
 use std::time::Duration;
 
-#[cfg(all(feature = "cache", any(feature = "mysql", feature = "sqlite")))]
-use async_trait::async_trait;
-
 use super::store::{LaravelPool, LaravelStore, on_pool, sql};
-#[cfg(all(feature = "cache", any(feature = "mysql", feature = "sqlite")))]
-use crate::record::TokenId;
 #[cfg(feature = "cache")]
 use crate::store::cache::Evictor;
+#[cfg(all(feature = "cache", any(feature = "mysql", feature = "sqlite")))]
+use crate::{
+    record::TokenId,
+    store::{feed::ChangeTable, poller::PoolChanges},
+};
 use crate::{record::UserId, store::StoreError};
 
 /// The PostgreSQL channel the triggers on a Laravel application's tables notify.
@@ -295,15 +295,6 @@ impl ChangeFollower {
 #[cfg(all(feature = "cache", feature = "mysql"))]
 const MYSQL_LOOKBACK: Duration = Duration::from_secs(10);
 
-/// The poller's view of [`LARAVEL_CHANGES`]: it reads `s:`/`p:` rows and hands the poller
-/// the [`TokenId`]s they name.
-#[cfg(all(feature = "cache", any(feature = "mysql", feature = "sqlite")))]
-struct LaravelChanges {
-    pool: LaravelPool,
-    sql: crate::store::feed::ChangeTable,
-    lookback: Duration,
-}
-
 /// The [`TokenId`] a change row names: `s:<row id>` or `p:<jti>`; anything else is passed
 /// on as is, and the poller, which cannot read it, clears the cache.
 #[cfg(all(feature = "cache", any(feature = "mysql", feature = "sqlite")))]
@@ -315,50 +306,6 @@ fn token_id(tagged: &str) -> String {
         ),
         Some(("p", jti)) => TokenId::from_text(jti).to_string(),
         _ => tagged.to_owned(),
-    }
-}
-
-#[cfg(all(feature = "cache", any(feature = "mysql", feature = "sqlite")))]
-#[async_trait]
-impl crate::store::poller::ChangeSource for LaravelChanges {
-    async fn latest(&self) -> Result<i64, sqlx::Error> {
-        let query = self.sql.latest.clone();
-        on_pool!(&self.pool, |p| sqlx::query_scalar(query).fetch_one(p).await)
-    }
-
-    async fn read(&self, after: i64, limit: i64) -> Result<Vec<(i64, String)>, sqlx::Error> {
-        let query = self.sql.read.clone();
-        let rows: Vec<(i64, String)> = on_pool!(&self.pool, |p| {
-            sqlx::query_as(query)
-                .bind(after)
-                .bind(limit)
-                .fetch_all(p)
-                .await
-        })?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, tagged)| (id, token_id(&tagged)))
-            .collect())
-    }
-
-    async fn prune(&self, retention: Duration) -> Result<u64, sqlx::Error> {
-        let seconds = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
-        let query = self.sql.prune.clone();
-        on_pool!(&self.pool, |p| {
-            sqlx::query(query)
-                .bind(seconds)
-                .execute(p)
-                .await
-                .map(|done| done.rows_affected())
-        })
-    }
-
-    fn name(&self) -> &str {
-        &self.sql.name
-    }
-
-    fn lookback(&self) -> Duration {
-        self.lookback
     }
 }
 
@@ -399,29 +346,40 @@ impl<U: UserId> LaravelStore<U> {
             .await
             .map(ChangeFollower::Listening),
             #[cfg(feature = "mysql")]
-            LaravelPool::MySql(_) => {
-                let changes = LaravelChanges {
-                    pool: self.pool.clone(),
-                    sql: crate::store::feed::ChangeTable::mysql("tower_pat_laravel"),
+            LaravelPool::MySql(pool) => {
+                let changes = PoolChanges {
+                    pool: pool.clone(),
+                    sql: ChangeTable::mysql("tower_pat_laravel"),
                     lookback: MYSQL_LOOKBACK,
                 };
-                crate::store::poller::start(changes, evictor, Default::default())
-                    .await
-                    .map(ChangeFollower::Polling)
+                follow_rows(changes, evictor).await
             }
             #[cfg(feature = "sqlite")]
-            LaravelPool::Sqlite(_) => {
-                let changes = LaravelChanges {
-                    pool: self.pool.clone(),
-                    sql: crate::store::feed::ChangeTable::sqlite("tower_pat_laravel"),
+            LaravelPool::Sqlite(pool) => {
+                let changes = PoolChanges {
+                    pool: pool.clone(),
+                    sql: ChangeTable::sqlite("tower_pat_laravel"),
                     lookback: Duration::ZERO,
                 };
-                crate::store::poller::start(changes, evictor, Default::default())
-                    .await
-                    .map(ChangeFollower::Polling)
+                follow_rows(changes, evictor).await
             }
         }
     }
+}
+
+/// Polls the change table `changes`, its `s:`/`p:` rows read as [`TokenId`]s.
+#[cfg(all(feature = "cache", any(feature = "mysql", feature = "sqlite")))]
+async fn follow_rows<U: UserId, S: crate::store::poller::ChangeSource>(
+    changes: S,
+    evictor: Evictor<U>,
+) -> Result<ChangeFollower, StoreError> {
+    let translated = crate::store::poller::Translated {
+        inner: changes,
+        token_id,
+    };
+    crate::store::poller::start(translated, evictor, Default::default())
+        .await
+        .map(ChangeFollower::Polling)
 }
 
 #[cfg(all(test, feature = "cache", any(feature = "mysql", feature = "sqlite")))]

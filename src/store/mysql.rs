@@ -1176,53 +1176,12 @@ impl<U: MySqlUserId> MySqlStore<U> {
         evictor: Evictor<U>,
         options: FollowOptions,
     ) -> Result<ChangePoller, StoreError> {
-        let changes = Changes {
+        let changes = poller::PoolChanges {
             pool: self.pool.clone(),
             sql: feed::ChangeTable::mysql(&self.table.name),
+            lookback: LOOKBACK,
         };
         poller::start(changes, evictor, options).await
-    }
-}
-
-/// The change table of a [`MySqlStore`], as the poller reads it.
-#[cfg(feature = "cache")]
-struct Changes {
-    pool: MySqlPool,
-    sql: feed::ChangeTable,
-}
-
-#[cfg(feature = "cache")]
-#[async_trait]
-impl poller::ChangeSource for Changes {
-    async fn latest(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar(self.sql.latest.clone())
-            .fetch_one(&self.pool)
-            .await
-    }
-
-    async fn read(&self, after: i64, limit: i64) -> Result<Vec<(i64, String)>, sqlx::Error> {
-        sqlx::query_as(self.sql.read.clone())
-            .bind(after)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-    }
-
-    async fn prune(&self, retention: Duration) -> Result<u64, sqlx::Error> {
-        let seconds = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
-        let done = sqlx::query(self.sql.prune.clone())
-            .bind(seconds)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
-
-    fn name(&self) -> &str {
-        &self.sql.name
-    }
-
-    fn lookback(&self) -> Duration {
-        LOOKBACK
     }
 }
 

@@ -83,6 +83,101 @@ pub(crate) trait ChangeSource: Send + Sync + 'static {
     fn lookback(&self) -> Duration;
 }
 
+/// The change table `sql` over `pool`: what a store (or a Laravel application's tables)
+/// hands the poller. Written once for the pools that have change tables ([`read_over`]).
+pub(crate) struct PoolChanges<P> {
+    pub(crate) pool: P,
+    pub(crate) sql: super::feed::ChangeTable,
+    /// See [`ChangeSource::lookback`]: zero for SQLite, whose writes take turns.
+    pub(crate) lookback: Duration,
+}
+
+/// Implements [`ChangeSource`] for [`PoolChanges`] over one sqlx pool type: the
+/// statements are [`ChangeTable`](super::feed::ChangeTable)'s, the same for every database.
+macro_rules! read_over {
+    ($pool:ty) => {
+        #[async_trait]
+        impl ChangeSource for PoolChanges<$pool> {
+            async fn latest(&self) -> Result<i64, sqlx::Error> {
+                sqlx::query_scalar(self.sql.latest.clone())
+                    .fetch_one(&self.pool)
+                    .await
+            }
+
+            async fn read(
+                &self,
+                after: i64,
+                limit: i64,
+            ) -> Result<Vec<(i64, String)>, sqlx::Error> {
+                sqlx::query_as(self.sql.read.clone())
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+
+            async fn prune(&self, retention: Duration) -> Result<u64, sqlx::Error> {
+                let seconds = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+                let done = sqlx::query(self.sql.prune.clone())
+                    .bind(seconds)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            fn name(&self) -> &str {
+                &self.sql.name
+            }
+
+            fn lookback(&self) -> Duration {
+                self.lookback
+            }
+        }
+    };
+}
+
+#[cfg(feature = "sqlite")]
+read_over!(sqlx::SqlitePool);
+#[cfg(feature = "mysql")]
+read_over!(sqlx::MySqlPool);
+
+/// A change table whose rows name tokens in a form of their own (a Laravel application's
+/// `s:<row id>`, `p:<jti>`): read through `inner`, each row's token named as the poller
+/// reads it by `token_id`.
+#[cfg(feature = "laravel")]
+pub(crate) struct Translated<S> {
+    pub(crate) inner: S,
+    pub(crate) token_id: fn(&str) -> String,
+}
+
+#[cfg(feature = "laravel")]
+#[async_trait]
+impl<S: ChangeSource> ChangeSource for Translated<S> {
+    async fn latest(&self) -> Result<i64, sqlx::Error> {
+        self.inner.latest().await
+    }
+
+    async fn read(&self, after: i64, limit: i64) -> Result<Vec<(i64, String)>, sqlx::Error> {
+        let rows = self.inner.read(after, limit).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, token)| (id, (self.token_id)(&token)))
+            .collect())
+    }
+
+    async fn prune(&self, retention: Duration) -> Result<u64, sqlx::Error> {
+        self.inner.prune(retention).await
+    }
+
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn lookback(&self) -> Duration {
+        self.inner.lookback()
+    }
+}
+
 /// The options of a store's `follow_changes_with` ([`SqliteStore`](super::SqliteStore)).
 ///
 /// ```

@@ -705,54 +705,17 @@ impl<U: SqliteUserId> SqliteStore<U> {
         evictor: Evictor<U>,
         options: FollowOptions,
     ) -> Result<ChangePoller, StoreError> {
-        let changes = Changes {
+        poller::start(self.changes(), evictor, options).await
+    }
+
+    /// The change table, as the poller reads it. Writes to one file take turns, so ids
+    /// commit in order: no lookback.
+    fn changes(&self) -> poller::PoolChanges<SqlitePool> {
+        poller::PoolChanges {
             pool: self.pool.clone(),
             sql: feed::ChangeTable::sqlite(&self.table.name),
-        };
-        poller::start(changes, evictor, options).await
-    }
-}
-
-/// The change table of a [`SqliteStore`], as the poller reads it.
-#[cfg(feature = "cache")]
-struct Changes {
-    pool: SqlitePool,
-    sql: feed::ChangeTable,
-}
-
-#[cfg(feature = "cache")]
-#[async_trait]
-impl poller::ChangeSource for Changes {
-    async fn latest(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar(self.sql.latest.clone())
-            .fetch_one(&self.pool)
-            .await
-    }
-
-    async fn read(&self, after: i64, limit: i64) -> Result<Vec<(i64, String)>, sqlx::Error> {
-        sqlx::query_as(self.sql.read.clone())
-            .bind(after)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-    }
-
-    async fn prune(&self, retention: std::time::Duration) -> Result<u64, sqlx::Error> {
-        let seconds = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
-        let done = sqlx::query(self.sql.prune.clone())
-            .bind(seconds)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
-
-    fn name(&self) -> &str {
-        &self.sql.name
-    }
-
-    fn lookback(&self) -> std::time::Duration {
-        // Writes to one file take turns: ids commit in order.
-        std::time::Duration::ZERO
+            lookback: std::time::Duration::ZERO,
+        }
     }
 }
 
@@ -814,10 +777,7 @@ mod tests {
         use poller::ChangeSource;
         let store = SqliteStore::<i64>::open(":memory:").await.unwrap();
         store.migrate().await.unwrap();
-        let changes = Changes {
-            pool: store.pool.clone(),
-            sql: feed::ChangeTable::sqlite(&store.table.name),
-        };
+        let changes = store.changes();
         assert_eq!(changes.latest().await.unwrap(), 0);
         let now = "CAST(strftime('%s', 'now') AS INTEGER)";
         sqlx::raw_sql(AssertSqlSafe(format!(
