@@ -18,7 +18,7 @@
 #[cfg(all(feature = "cache", any(feature = "mysql", feature = "sqlite")))]
 use std::time::Duration;
 
-use super::store::{LaravelPool, LaravelStore, on_pool, sql};
+use super::store::{Db, LaravelPool, LaravelStore, on_pool, sql};
 #[cfg(feature = "cache")]
 use crate::store::cache::Evictor;
 #[cfg(all(feature = "cache", any(feature = "mysql", feature = "sqlite")))]
@@ -69,13 +69,13 @@ impl<U> LaravelStore<U> {
             watched.push((Watched::Passport, self.tokens_table.as_str()));
             watched.push((Watched::Clients, self.clients_table.as_str()));
         }
-        if self.pool.is_postgres() {
+        if self.pool.db() == Db::Postgres {
             watched
                 .into_iter()
                 .flat_map(|(kind, table)| self.postgres_feed(kind, table))
                 .collect()
         } else {
-            let mysql = self.pool.is_mysql();
+            let mysql = self.pool.db() == Db::MySql;
             let mut statements = vec![if mysql {
                 format!(
                     "CREATE TABLE IF NOT EXISTS {LARAVEL_CHANGES} (id BIGINT NOT NULL AUTO_INCREMENT, \

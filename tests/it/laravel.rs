@@ -204,17 +204,19 @@ impl Tables {
 
 async fn execute(pool: &LaravelPool, statements: &[String]) {
     for statement in statements {
-        let query = sqlx::query(AssertSqlSafe(statement.clone()));
+        // One statement, typed for each pool's database.
+        macro_rules! run {
+            ($p:expr) => {
+                sqlx::query(AssertSqlSafe(statement.clone()))
+                    .execute($p)
+                    .await
+                    .map(drop)
+            };
+        }
         let done = match pool {
-            LaravelPool::MySql(p) => sqlx::query(AssertSqlSafe(statement.clone()))
-                .execute(p)
-                .await
-                .map(|_| ()),
-            LaravelPool::Postgres(p) => query.execute(p).await.map(|_| ()),
-            LaravelPool::Sqlite(p) => sqlx::query(AssertSqlSafe(statement.clone()))
-                .execute(p)
-                .await
-                .map(|_| ()),
+            LaravelPool::MySql(p) => run!(p),
+            LaravelPool::Postgres(p) => run!(p),
+            LaravelPool::Sqlite(p) => run!(p),
             _ => unreachable!("the tests build MySQL, Postgres and SQLite pools"),
         };
         done.unwrap_or_else(|e| panic!("{statement}: {e}"));
@@ -222,22 +224,35 @@ async fn execute(pool: &LaravelPool, statements: &[String]) {
 }
 
 async fn text(pool: &LaravelPool, statement: &str) -> Option<String> {
-    let query = sqlx::query_scalar::<_, Option<String>>(AssertSqlSafe(statement.to_owned()));
+    macro_rules! fetch {
+        ($p:expr) => {
+            sqlx::query_scalar::<_, Option<String>>(AssertSqlSafe(statement.to_owned()))
+                .fetch_one($p)
+                .await
+        };
+    }
     match pool {
-        LaravelPool::MySql(p) => {
-            sqlx::query_scalar::<_, Option<String>>(AssertSqlSafe(statement.to_owned()))
-                .fetch_one(p)
-                .await
-        }
-        LaravelPool::Postgres(p) => query.fetch_one(p).await,
-        LaravelPool::Sqlite(p) => {
-            sqlx::query_scalar::<_, Option<String>>(AssertSqlSafe(statement.to_owned()))
-                .fetch_one(p)
-                .await
-        }
+        LaravelPool::MySql(p) => fetch!(p),
+        LaravelPool::Postgres(p) => fetch!(p),
+        LaravelPool::Sqlite(p) => fetch!(p),
         _ => unreachable!("the tests build MySQL, Postgres and SQLite pools"),
     }
     .expect(statement)
+}
+
+/// A pool on a SQLite file, as a Laravel application keeps `database.sqlite` (WAL, so a
+/// second pool on the same file writes beside it).
+async fn sqlite_pool(file: &db::TempDb) -> sqlx::SqlitePool {
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(file.path())
+                .create_if_missing(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .busy_timeout(StdDuration::from_secs(5)),
+        )
+        .await
+        .expect("a SQLite file")
 }
 
 fn status_scope() -> RequireScopesLayer {
@@ -494,33 +509,18 @@ async fn laravel_tokens_are_accepted_as_laravel_accepts_them(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_laravel_tables_passport_13() {
-    let file = db::TempDb::new();
-    let pool = sqlx::sqlite::SqlitePoolOptions::new()
-        .connect_with(
-            sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(file.path())
-                .create_if_missing(true),
+async fn sqlite_laravel_tables() {
+    for passport_12 in [false, true] {
+        let file = db::TempDb::new();
+        let pool = sqlite_pool(&file).await;
+        laravel_tokens_are_accepted_as_laravel_accepts_them(
+            pool.into(),
+            Db::Sqlite,
+            "laravel",
+            passport_12,
         )
-        .await
-        .unwrap();
-    laravel_tokens_are_accepted_as_laravel_accepts_them(pool.into(), Db::Sqlite, "laravel", false)
         .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_laravel_tables_passport_12() {
-    let file = db::TempDb::new();
-    let pool = sqlx::sqlite::SqlitePoolOptions::new()
-        .connect_with(
-            sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(file.path())
-                .create_if_missing(true),
-        )
-        .await
-        .unwrap();
-    laravel_tokens_are_accepted_as_laravel_accepts_them(pool.into(), Db::Sqlite, "laravel", true)
-        .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -809,20 +809,8 @@ async fn laravel_revocations_reach_a_cached_instance(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_laravel_revocations_reach_a_cached_instance() {
     let file = db::TempDb::new();
-    let open = || async {
-        sqlx::sqlite::SqlitePoolOptions::new()
-            .connect_with(
-                sqlx::sqlite::SqliteConnectOptions::new()
-                    .filename(file.path())
-                    .create_if_missing(true)
-                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-                    .busy_timeout(StdDuration::from_secs(5)),
-            )
-            .await
-            .unwrap()
-    };
-    let pool = open().await;
-    let writer = open().await;
+    let pool = sqlite_pool(&file).await;
+    let writer = sqlite_pool(&file).await;
     laravel_revocations_reach_a_cached_instance(pool.into(), writer.into(), Db::Sqlite, "laravel")
         .await;
 }
@@ -857,4 +845,64 @@ async fn mysql_laravel_revocations_reach_a_cached_instance() {
         .await;
     })
     .await;
+}
+
+/// What the README says of a cached Passport token: the RSA check runs when the store
+/// does not know the token, not on every request. A store that knows the SHA-256 of a JWT
+/// at once (a warm `CachedStore`; a `MemoryStore` here) admits it without the signature
+/// being checked again — shown with a JWT whose signature was broken after the record was
+/// stored — while the same JWT unknown to the store is refused on its signature.
+#[tokio::test]
+async fn a_known_passport_token_is_not_verified_again() {
+    use tower_pat::{
+        ManageTokens, MemoryStore, TokenId, TokenRecord, credential::CredentialKind, scope::Scopes,
+        token::TokenHash,
+    };
+    let valid = fixture("passport.json")
+        .into_iter()
+        .find(|t| t["case"] == "valid")
+        .unwrap();
+    let jwt = valid["bearer"].as_str().unwrap();
+    // The same claims under another signature: the RSA check would refuse it.
+    let (signed, signature) = jwt.rsplit_once('.').unwrap();
+    let flipped = if signature.starts_with('A') { 'B' } else { 'A' };
+    let broken = format!("{signed}.{flipped}{}", &signature[1..]);
+    let layer = |store: MemoryStore<i64>| {
+        PatLayer::new(store).accept(Formats::new(TokenFormat::default()).passport(
+            PassportFormat::from_file(format!("{}/oauth-public.key", fixtures())).unwrap(),
+        ))
+    };
+    let app = |store| {
+        Router::new()
+            .route(
+                "/whoami",
+                get(|t: AccessToken| async move { t.kind().to_string() }),
+            )
+            .layer(layer(store))
+    };
+
+    let unknown = common::serve(app(MemoryStore::new())).await;
+    let reply = common::bearer(unknown, "/whoami", &broken).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+
+    let known = MemoryStore::<i64>::new();
+    let now = time::OffsetDateTime::now_utc();
+    known
+        .insert(
+            TokenRecord::new(
+                TokenId::from_text(valid["jti"].as_str().unwrap()),
+                42,
+                TokenHash::of(&broken),
+                now,
+                now + time::Duration::days(1),
+            )
+            .with_kind(CredentialKind::Passport)
+            .with_scopes(Scopes::try_from_iter(["orders:read"]).unwrap()),
+        )
+        .await
+        .unwrap();
+    let known = common::serve(app(known)).await;
+    let reply = common::bearer(known, "/whoami", &broken).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body, "passport");
 }
