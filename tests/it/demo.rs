@@ -14,6 +14,12 @@ use crate::{common, demo_app as app};
 
 /// The demo, served with each connection's address (as `main.rs` serves it).
 async fn serve() -> (SocketAddr, app::Demo) {
+    serve_with(axum::Router::new()).await
+}
+
+/// The same, with `extra` routes beside the demo's (its `/metrics`, say). Builds the demo
+/// on the caller's thread, so a thread-local metrics recorder set before counts it.
+pub(crate) async fn serve_with(extra: axum::Router) -> (SocketAddr, app::Demo) {
     let store = SqliteStore::<i64>::open(":memory:")
         .await
         .expect("an in-memory SQLite store");
@@ -26,6 +32,7 @@ async fn serve() -> (SocketAddr, app::Demo) {
     let service = demo
         .router
         .clone()
+        .merge(extra)
         .into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move { axum::serve(listener, service).await.expect("axum server") });
     (addr, demo)

@@ -422,7 +422,9 @@ async fn laravel_tokens_are_accepted_as_laravel_accepts_them(
                     .unwrap()
                     .inherited_scopes(true),
             ),
-    );
+    )
+    // The crate's own tokens inherit here too; a Sanctum ability still must not.
+    .matching(tower_pat::scope::ScopeMatching::EXACT.with_inheritance(true));
     let inheriting = common::serve(
         Router::new()
             .route(
@@ -618,6 +620,22 @@ async fn sanctum_table_from_before_expiry() {
     assert_eq!(
         found.expires_at,
         time::macros::datetime!(2020-01-01 01:00 UTC)
+    );
+    // Read in the application's zone: `2020-01-01 00:00:00` written at +01:00 is 23:00 UTC
+    // the day before.
+    let store = store.timezone(time::macros::offset!(+1));
+    let found = store
+        .find_presented(&Presented::new(key, Credential::Sanctum { id: Some(3) }))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        found.created_at,
+        time::macros::datetime!(2019-12-31 23:00 UTC)
+    );
+    assert_eq!(
+        found.expires_at,
+        time::macros::datetime!(2020-01-01 00:00 UTC)
     );
 }
 

@@ -161,21 +161,7 @@ async fn the_demo_serves_what_it_counted() {
     let recorder = PrometheusBuilder::new().build_recorder();
     let prometheus = recorder.handle();
     let _local = metrics::set_default_local_recorder(&recorder);
-    let store = tower_pat::SqliteStore::<i64>::open(":memory:")
-        .await
-        .expect("an in-memory SQLite store");
-    store.migrate().await.expect("migrations");
-    let demo = app::demo(store);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a loopback port");
-    let addr = listener.local_addr().expect("local address");
-    let service = demo
-        .router
-        .clone()
-        .merge(app::metrics(prometheus))
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, service).await.expect("axum server") });
+    let (addr, demo) = crate::demo::serve_with(app::metrics(prometheus)).await;
 
     let token = demo
         .tokens
