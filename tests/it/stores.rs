@@ -61,6 +61,72 @@ mod shared {
     pub(crate) fn row_id(digit: char) -> String {
         std::iter::repeat_n(digit, 32).collect()
     }
+
+    /// A store whose prune deletes in batches of 3: 10 expired rows of user 1 and 5 of
+    /// user 2's 10 revoked ones go (in batches 3, 3, 3, 1, then 3, 2), the rest stay.
+    pub(crate) async fn prunes_in_batches_of_three<S>(store: &S)
+    where
+        S: tower_pat::ManageTokens<UserId = i64>,
+    {
+        let now = time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap();
+        for i in 0..10 {
+            let mut expired = record(1);
+            expired.expires_at = now - time::Duration::days(1);
+            store.insert(expired).await.unwrap();
+            let mut revoked = record(2);
+            revoked.revoked = i % 2 == 0;
+            revoked.updated_at = now - time::Duration::days(1);
+            store.insert(revoked).await.unwrap();
+        }
+        assert_eq!(store.prune(now).await.unwrap(), 15);
+        assert_eq!(store.list(&1).await.unwrap().len(), 0);
+        assert_eq!(store.list(&2).await.unwrap().len(), 5);
+    }
+
+    /// Writes each bad row of `cases` (`column`, SQL `value`, what the error must say) with
+    /// `write(user, id, hash, column, value)`, and rows whose ids are not canonical, and
+    /// checks that every read of each (by hash, by user, by id) is `Corrupt` naming it.
+    pub(crate) async fn bad_rows_are_corrupt<S, W, F>(
+        store: &S,
+        cases: &[(&str, &str, &str)],
+        write: W,
+    ) where
+        S: tower_pat::ManageTokens<UserId = i64>,
+        W: Fn(i64, String, TokenHash, String, String) -> F,
+        F: std::future::Future<Output = ()>,
+    {
+        for (n, (column, value, what)) in cases.iter().enumerate() {
+            let user = 100 + n as i64;
+            let id = TokenId::random().unwrap().to_string();
+            let hash = TokenHash::of(&id);
+            write(
+                user,
+                id.clone(),
+                hash,
+                column.to_string(),
+                value.to_string(),
+            )
+            .await;
+            if *column != "token_hash" {
+                assert_corrupt(store.find(&hash).await, &id, what);
+            }
+            if *column != "user_id" {
+                assert_corrupt(store.list(&user).await, &id, what);
+            }
+            assert_corrupt(store.get(id.parse().unwrap()).await, &id, what);
+        }
+        // Ids that are not the canonical 32 lowercase hex digits.
+        for (n, bad_id) in ["XYZ".to_owned(), row_id('A')].iter().enumerate() {
+            let user = 200 + n as i64;
+            let hash = TokenHash::of(bad_id);
+            write(user, bad_id.clone(), hash, "name".into(), "'bad id'".into()).await;
+            let what = "id is not 32 lowercase hex digits";
+            assert_corrupt(store.find(&hash).await, bad_id, what);
+            assert_corrupt(store.list(&user).await, bad_id, what);
+        }
+    }
 }
 
 #[cfg(feature = "sqlite")]
@@ -163,22 +229,7 @@ mod sqlite {
             .unwrap()
             .prune_batch_size(3);
         store.migrate().await.unwrap();
-        let now = time::OffsetDateTime::now_utc()
-            .replace_nanosecond(0)
-            .unwrap();
-        for i in 0..10 {
-            let mut expired = record(1);
-            expired.expires_at = now - time::Duration::days(1);
-            store.insert(expired).await.unwrap();
-            let mut revoked = record(2);
-            revoked.revoked = i % 2 == 0;
-            revoked.updated_at = now - time::Duration::days(1);
-            store.insert(revoked).await.unwrap();
-        }
-        // 10 expired in batches of 3 (3, 3, 3, 1), then 5 revoked (3, 2).
-        assert_eq!(store.prune(now).await.unwrap(), 15);
-        assert_eq!(store.list(&1).await.unwrap().len(), 0);
-        assert_eq!(store.list(&2).await.unwrap().len(), 5);
+        prunes_in_batches_of_three(&store).await;
     }
 
     /// A table without the shipped schema's constraints (one made by hand, say), so that
@@ -259,45 +310,12 @@ mod sqlite {
                 "last_used_at is out of range",
             ),
         ];
-        for (n, (column, value, what)) in cases.iter().enumerate() {
-            let user = 100 + n as i64;
-            let id = TokenId::random().unwrap().to_string();
-            let hash = TokenHash::of(&id);
-            bad_row(store.pool(), &table, user, &id, &hash, column, value).await;
-            if *column != "token_hash" {
-                assert_corrupt(store.find(&hash).await, &id, what);
-            }
-            if *column != "user_id" {
-                assert_corrupt(store.list(&user).await, &id, what);
-            }
-            assert_corrupt(store.get(id.parse().unwrap()).await, &id, what);
-        }
-
-        // Ids that are not the canonical 32 lowercase hex digits.
-        for (n, bad_id) in ["XYZ".to_owned(), row_id('A')].iter().enumerate() {
-            let user = 200 + n as i64;
-            let hash = TokenHash::of(bad_id);
-            bad_row(
-                store.pool(),
-                &table,
-                user,
-                bad_id,
-                &hash,
-                "name",
-                "'bad id'",
-            )
-            .await;
-            assert_corrupt(
-                store.find(&hash).await,
-                bad_id,
-                "id is not 32 lowercase hex digits",
-            );
-            assert_corrupt(
-                store.list(&user).await,
-                bad_id,
-                "id is not 32 lowercase hex digits",
-            );
-        }
+        let bad_rows_pool = store.pool().clone();
+        bad_rows_are_corrupt(&store, cases, |user, id, hash, column, value| {
+            let (pool, table) = (bad_rows_pool.clone(), table.clone());
+            async move { bad_row(&pool, &table, user, &id, &hash, &column, &value).await }
+        })
+        .await;
     }
 
     #[tokio::test]
@@ -415,21 +433,7 @@ mod postgres {
                 .with_table(&table)
                 .prune_batch_size(3);
             store.migrate().await.unwrap();
-            let now = time::OffsetDateTime::now_utc()
-                .replace_nanosecond(0)
-                .unwrap();
-            for i in 0..10 {
-                let mut expired = record(1);
-                expired.expires_at = now - time::Duration::days(1);
-                store.insert(expired).await.unwrap();
-                let mut revoked = record(2);
-                revoked.revoked = i % 2 == 0;
-                revoked.updated_at = now - time::Duration::days(1);
-                store.insert(revoked).await.unwrap();
-            }
-            assert_eq!(store.prune(now).await.unwrap(), 15);
-            assert_eq!(store.list(&1).await.unwrap().len(), 0);
-            assert_eq!(store.list(&2).await.unwrap().len(), 5);
+            prunes_in_batches_of_three(&store).await;
         })
         .await;
     }
@@ -507,35 +511,12 @@ mod postgres {
                 ("user_id", "NULL", "user_id is NULL"),
                 ("expires_at", "NULL", "expires_at is NULL"),
             ];
-            for (n, (column, value, what)) in cases.iter().enumerate() {
-                let user = 100 + n as i64;
-                let id = TokenId::random().unwrap().to_string();
-                let hash = TokenHash::of(&id);
-                bad_row(&pool, &table, user, &id, &hash, column, value).await;
-                if *column != "token_hash" {
-                    assert_corrupt(store.find(&hash).await, &id, what);
-                }
-                if *column != "user_id" {
-                    assert_corrupt(store.list(&user).await, &id, what);
-                }
-                assert_corrupt(store.get(id.parse().unwrap()).await, &id, what);
-            }
-
-            for (n, bad_id) in ["XYZ".to_owned(), row_id('A')].iter().enumerate() {
-                let user = 200 + n as i64;
-                let hash = TokenHash::of(bad_id);
-                bad_row(&pool, &table, user, bad_id, &hash, "name", "'bad id'").await;
-                assert_corrupt(
-                    store.find(&hash).await,
-                    bad_id,
-                    "id is not 32 lowercase hex digits",
-                );
-                assert_corrupt(
-                    store.list(&user).await,
-                    bad_id,
-                    "id is not 32 lowercase hex digits",
-                );
-            }
+            let bad_rows_pool = pool.clone();
+            bad_rows_are_corrupt(&store, cases, |user, id, hash, column, value| {
+                let (pool, table) = (bad_rows_pool.clone(), table.clone());
+                async move { bad_row(&pool, &table, user, &id, &hash, &column, &value).await }
+            })
+            .await;
 
             // A column of the wrong type is bad data too, named by row.
             let id = TokenId::random().unwrap().to_string();
@@ -848,21 +829,7 @@ mod mysql {
                 .with_table(&table)
                 .prune_batch_size(3);
             store.migrate().await.unwrap();
-            let now = time::OffsetDateTime::now_utc()
-                .replace_nanosecond(0)
-                .unwrap();
-            for i in 0..10 {
-                let mut expired = record(1);
-                expired.expires_at = now - time::Duration::days(1);
-                store.insert(expired).await.unwrap();
-                let mut revoked = record(2);
-                revoked.revoked = i % 2 == 0;
-                revoked.updated_at = now - time::Duration::days(1);
-                store.insert(revoked).await.unwrap();
-            }
-            assert_eq!(store.prune(now).await.unwrap(), 15);
-            assert_eq!(store.list(&1).await.unwrap().len(), 0);
-            assert_eq!(store.list(&2).await.unwrap().len(), 5);
+            prunes_in_batches_of_three(&store).await;
         })
         .await;
     }
@@ -936,35 +903,12 @@ mod mysql {
                 ("user_id", "NULL", "user_id is NULL"),
                 ("expires_at", "NULL", "expires_at is NULL"),
             ];
-            for (n, (column, value, what)) in cases.iter().enumerate() {
-                let user = 100 + n as i64;
-                let id = TokenId::random().unwrap().to_string();
-                let hash = TokenHash::of(&id);
-                bad_row(&pool, &table, user, &id, &hash, column, value).await;
-                if *column != "token_hash" {
-                    assert_corrupt(store.find(&hash).await, &id, what);
-                }
-                if *column != "user_id" {
-                    assert_corrupt(store.list(&user).await, &id, what);
-                }
-                assert_corrupt(store.get(id.parse().unwrap()).await, &id, what);
-            }
-
-            for (n, bad_id) in ["XYZ".to_owned(), row_id('A')].iter().enumerate() {
-                let user = 200 + n as i64;
-                let hash = TokenHash::of(bad_id);
-                bad_row(&pool, &table, user, bad_id, &hash, "name", "'bad id'").await;
-                assert_corrupt(
-                    store.find(&hash).await,
-                    bad_id,
-                    "id is not 32 lowercase hex digits",
-                );
-                assert_corrupt(
-                    store.list(&user).await,
-                    bad_id,
-                    "id is not 32 lowercase hex digits",
-                );
-            }
+            let bad_rows_pool = pool.clone();
+            bad_rows_are_corrupt(&store, cases, |user, id, hash, column, value| {
+                let (pool, table) = (bad_rows_pool.clone(), table.clone());
+                async move { bad_row(&pool, &table, user, &id, &hash, &column, &value).await }
+            })
+            .await;
         })
         .await;
     }
