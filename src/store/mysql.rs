@@ -85,7 +85,10 @@ pub use super::poller::{ChangePoller, DEFAULT_POLL_INTERVAL, FollowOptions};
 pub use super::sql::InvalidTableName;
 use super::{
     Cursor, Lookup, ManageTokens, Revoked, Rotated, StoreError, StoreErrorKind, TokenStore, feed,
-    sql::{self, Dialect, Table, Writes, check_type_name, optional, render, required, sql_store},
+    sql::{
+        self, Dialect, Server, Table, Writes, check_type_name, optional, render, required,
+        sql_store,
+    },
 };
 #[cfg(feature = "cache")]
 use super::{cache::Evictor, poller};
@@ -233,14 +236,20 @@ impl<U> MySqlStore<U> {
     /// password.
     pub async fn connect_with(url: &str, timeout: Duration) -> Result<Self, StoreError> {
         let options = connect_options(url)?;
-        let place = place(&options);
+        let server = server(&options);
         let deadline = tokio::time::Instant::now() + timeout;
-        reach(&options, &place, deadline, timeout).await?;
+        server
+            .reach(
+                || MySqlConnection::connect_with(&options),
+                deadline,
+                timeout,
+            )
+            .await?;
         let pool = MySqlPoolOptions::new()
             .acquire_timeout(timeout)
             .connect_with(options)
             .await
-            .map_err(|error| cannot_connect(&place, error))?;
+            .map_err(|error| server.cannot_connect(error))?;
         Ok(Self::new(pool))
     }
 }
@@ -1024,69 +1033,14 @@ fn connect_options(url: &str) -> Result<MySqlConnectOptions, StoreError> {
     })
 }
 
-/// Where `options` connect to, for messages: `host:port`, or the Unix socket.
-fn place(options: &MySqlConnectOptions) -> String {
-    match options.get_socket() {
-        Some(socket) => format!("socket {}", socket.display()),
-        None if options.get_host().contains(':') => {
-            format!("[{}]:{}", options.get_host(), options.get_port())
-        }
-        None => format!("{}:{}", options.get_host(), options.get_port()),
-    }
-}
-
-/// Opens (and closes) one connection before `deadline`, trying again while the server
-/// refuses, so that a failure says why.
-async fn reach(
-    options: &MySqlConnectOptions,
-    place: &str,
-    deadline: tokio::time::Instant,
-    timeout: Duration,
-) -> Result<(), StoreError> {
-    let mut backoff = Duration::from_millis(10);
-    let mut refused = None;
-    loop {
-        match tokio::time::timeout_at(deadline, MySqlConnection::connect_with(options)).await {
-            Ok(Ok(connection)) => {
-                let _ = tokio::time::timeout_at(deadline, connection.close()).await;
-                return Ok(());
-            }
-            Ok(Err(sqlx::Error::Io(error)))
-                if error.kind() == std::io::ErrorKind::ConnectionRefused =>
-            {
-                refused = Some(error);
-            }
-            Ok(Err(error)) => return Err(cannot_connect(place, error)),
-            Err(_) => break,
-        }
-        if tokio::time::Instant::now() + backoff >= deadline {
-            break;
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_millis(500));
-    }
-    Err(match refused {
-        Some(error) => StoreError::with_kind(
-            StoreErrorKind::Timeout,
-            format!(
-                "cannot connect to MySQL at {place}: connection refused (tried for {timeout:?}: is the port right, is the server running?)"
-            ),
-        )
-        .with_source(error),
-        None => StoreError::with_kind(
-            StoreErrorKind::Timeout,
-            format!("cannot connect to MySQL at {place}: no answer within {timeout:?}"),
-        ),
-    })
-}
-
-fn cannot_connect(place: &str, error: sqlx::Error) -> StoreError {
-    let kind = match error {
-        sqlx::Error::PoolTimedOut => StoreErrorKind::Timeout,
-        _ => StoreErrorKind::Backend,
-    };
-    StoreError::with_kind(kind, format!("cannot connect to MySQL at {place}: {error}"))
-        .with_source(error)
+/// The server `options` connect to, for messages.
+fn server(options: &MySqlConnectOptions) -> Server {
+    Server::new(
+        "MySQL",
+        options.get_socket().map(|p| p.as_path()),
+        options.get_host(),
+        options.get_port(),
+    )
 }
 
 /// Reads a row back, exactly, or says which row is bad and why.

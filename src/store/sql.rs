@@ -676,6 +676,98 @@ fn read_error(row_id: &str, column: &str, err: sqlx::Error) -> StoreError {
     }
 }
 
+/// Where a server is reached, for messages: the database's name and `host:port` (or the
+/// Unix socket). Names no user and no password.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) struct Server {
+    pub(crate) database: &'static str,
+    pub(crate) place: String,
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+impl Server {
+    pub(crate) fn new(
+        database: &'static str,
+        socket: Option<&std::path::Path>,
+        host: &str,
+        port: u16,
+    ) -> Self {
+        let place = match socket {
+            Some(socket) => format!("socket {}", socket.display()),
+            None if host.contains(':') => format!("[{host}]:{port}"),
+            None => format!("{host}:{port}"),
+        };
+        Self { database, place }
+    }
+
+    /// Opens (and closes) one connection with `connect` before `deadline`, trying again
+    /// while the server refuses, so that a failure says why.
+    pub(crate) async fn reach<C, F, Fut>(
+        &self,
+        connect: F,
+        deadline: tokio::time::Instant,
+        timeout: std::time::Duration,
+    ) -> Result<(), StoreError>
+    where
+        C: sqlx::Connection,
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<C, sqlx::Error>>,
+    {
+        let Self { database, place } = self;
+        let mut backoff = std::time::Duration::from_millis(10);
+        let mut refused = None;
+        loop {
+            match tokio::time::timeout_at(deadline, connect()).await {
+                Ok(Ok(connection)) => {
+                    let _ = tokio::time::timeout_at(deadline, connection.close()).await;
+                    return Ok(());
+                }
+                Ok(Err(sqlx::Error::Io(error)))
+                    if error.kind() == std::io::ErrorKind::ConnectionRefused =>
+                {
+                    refused = Some(error);
+                }
+                Ok(Err(error)) => return Err(self.cannot_connect(error)),
+                Err(_) => break,
+            }
+            if tokio::time::Instant::now() + backoff >= deadline {
+                break;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(std::time::Duration::from_millis(500));
+        }
+        Err(match refused {
+            Some(error) => StoreError::with_kind(
+                StoreErrorKind::Timeout,
+                format!(
+                    "cannot connect to {database} at {place}: connection refused (tried for {timeout:?}: is the port right, is the server running?)"
+                ),
+            )
+            .with_source(error),
+            None => StoreError::with_kind(
+                StoreErrorKind::Timeout,
+                format!("cannot connect to {database} at {place}: no answer within {timeout:?}"),
+            ),
+        })
+    }
+
+    /// A failure to connect, naming the server (a pool that timed out is a timeout).
+    pub(crate) fn cannot_connect(&self, error: sqlx::Error) -> StoreError {
+        let kind = match error {
+            sqlx::Error::PoolTimedOut => StoreErrorKind::Timeout,
+            _ => StoreErrorKind::Backend,
+        };
+        StoreError::with_kind(
+            kind,
+            format!(
+                "cannot connect to {} at {}: {error}",
+                self.database, self.place
+            ),
+        )
+        .with_source(error)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
