@@ -158,6 +158,27 @@ pub(super) fn sql(text: String) -> SqlStr {
     AssertSqlSafe(text).into_sql_str()
 }
 
+/// The store's statements, built from the tables and the schema found: what the stores of
+/// the crate's own tables keep in their `Statements`, so that a lookup formats nothing.
+#[derive(Clone)]
+struct Queries {
+    sanctum: SqlStr,
+    /// None when the install has no Passport tables.
+    passport: Option<SqlStr>,
+    touch: SqlStr,
+}
+
+impl Queries {
+    /// Before [`LaravelStore::detect`] has looked at the tables: never run.
+    fn unbuilt() -> Self {
+        Self {
+            sanctum: sql(String::new()),
+            passport: None,
+            touch: sql(String::new()),
+        }
+    }
+}
+
 /// Which Passport schema an install has: how its personal access client is recognised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum PassportSchema {
@@ -235,6 +256,8 @@ pub struct LaravelStore<U> {
     pub(super) tokens_table: String,
     pub(super) clients_table: String,
     pub(super) passport: Option<PassportSchema>,
+    /// Built by [`detect`](Self::detect) once the tables are known.
+    queries: Queries,
     offset: UtcOffset,
     _user: PhantomData<fn() -> U>,
 }
@@ -250,6 +273,7 @@ impl<U> Clone for LaravelStore<U> {
             tokens_table: self.tokens_table.clone(),
             clients_table: self.clients_table.clone(),
             passport: self.passport,
+            queries: self.queries.clone(),
             offset: self.offset,
             _user: PhantomData,
         }
@@ -289,6 +313,7 @@ impl<U> LaravelStore<U> {
             tokens_table: "oauth_access_tokens".to_owned(),
             clients_table: "oauth_clients".to_owned(),
             passport: None,
+            queries: Queries::unbuilt(),
             offset: UtcOffset::UTC,
             _user: PhantomData,
         };
@@ -316,6 +341,79 @@ impl<U> LaravelStore<U> {
         } else {
             None
         };
+        self.queries = self.queries();
+    }
+
+    /// The statements, built once for the tables and schema [`detect`](Self::detect) found.
+    fn queries(&self) -> Queries {
+        Queries {
+            sanctum: self.sanctum_query(),
+            passport: self.passport.map(|schema| self.passport_query(schema)),
+            touch: self.touch_query(),
+        }
+    }
+
+    /// The Sanctum row with a `token`, every column as text.
+    fn sanctum_query(&self) -> SqlStr {
+        let t = |expr: &str| self.pool.text(expr);
+        let expires = if self.sanctum_expires_column {
+            t("expires_at")
+        } else {
+            "NULL".to_owned()
+        };
+        sql(format!(
+            "SELECT {}, tokenable_type, {}, name, {}, {}, {expires}, {}, {} \
+             FROM {} WHERE token = {}",
+            t("id"),
+            t("tokenable_id"),
+            t("abilities"),
+            t("last_used_at"),
+            t("created_at"),
+            t("updated_at"),
+            self.sanctum_table,
+            self.pool.param(1)
+        ))
+    }
+
+    /// The Passport row with an `id`, joined to its client, as text.
+    fn passport_query(&self, schema: PassportSchema) -> SqlStr {
+        let t = |expr: &str| self.pool.text(expr);
+        let personal = match schema {
+            PassportSchema::Flag => "c.personal_access_client".to_owned(),
+            PassportSchema::GrantTypes => {
+                format!("{} LIKE '%\"personal_access\"%'", t("c.grant_types"))
+            }
+        };
+        sql(format!(
+            "SELECT {}, {}, t.name, {}, CASE WHEN t.revoked THEN 'y' ELSE 'n' END, {}, {}, \
+             CASE WHEN c.id IS NULL THEN 'missing' WHEN c.revoked THEN 'revoked' \
+             WHEN {personal} THEN 'personal' ELSE 'other' END \
+             FROM {} t LEFT JOIN {} c ON {} = {} \
+             WHERE t.id = {}",
+            t("t.user_id"),
+            t("t.client_id"),
+            t("t.scopes"),
+            t("t.created_at"),
+            t("t.updated_at"),
+            self.tokens_table,
+            self.clients_table,
+            t("c.id"),
+            t("t.client_id"),
+            self.pool.param(1)
+        ))
+    }
+
+    /// Sanctum's `last_used_at` and `updated_at` of one row, never backwards.
+    fn touch_query(&self) -> SqlStr {
+        sql(format!(
+            "UPDATE {table} SET last_used_at = {at}, updated_at = {at_too} \
+             WHERE id = {id} AND (last_used_at IS NULL OR last_used_at < {at_again})",
+            table = self.sanctum_table,
+            at = self.pool.timestamp_param(1),
+            at_too = self.pool.timestamp_param(2),
+            id = self.pool.param(3),
+            at_again = self.pool.timestamp_param(4),
+        ))
     }
 
     /// The `tokenable_type` values whose tokens are accepted (default
@@ -462,24 +560,7 @@ where
     }
 
     async fn find_sanctum(&self, key: &TokenHash) -> Lookup<U> {
-        let t = |expr: &str| self.pool.text(expr);
-        let expires = if self.sanctum_expires_column {
-            t("expires_at")
-        } else {
-            "NULL".to_owned()
-        };
-        let query = sql(format!(
-            "SELECT {}, tokenable_type, {}, name, {}, {}, {expires}, {}, {} \
-             FROM {} WHERE token = {}",
-            t("id"),
-            t("tokenable_id"),
-            t("abilities"),
-            t("last_used_at"),
-            t("created_at"),
-            t("updated_at"),
-            self.sanctum_table,
-            self.pool.param(1)
-        ));
+        let query = self.queries.sanctum.clone();
         let hex = key.to_hex();
         let row: Option<SanctumRow> = on_pool!(&self.pool, |p| {
             sqlx::query_as(query).bind(hex).fetch_optional(p).await
@@ -531,33 +612,9 @@ where
     }
 
     async fn find_passport(&self, key: &TokenHash, claims: &PassportClaims) -> Lookup<U> {
-        let Some(schema) = self.passport else {
+        let Some(query) = self.queries.passport.clone() else {
             return Ok(None);
         };
-        let t = |expr: &str| self.pool.text(expr);
-        let personal = match schema {
-            PassportSchema::Flag => "c.personal_access_client".to_owned(),
-            PassportSchema::GrantTypes => {
-                format!("{} LIKE '%\"personal_access\"%'", t("c.grant_types"))
-            }
-        };
-        let query = sql(format!(
-            "SELECT {}, {}, t.name, {}, CASE WHEN t.revoked THEN 'y' ELSE 'n' END, {}, {}, \
-             CASE WHEN c.id IS NULL THEN 'missing' WHEN c.revoked THEN 'revoked' \
-             WHEN {personal} THEN 'personal' ELSE 'other' END \
-             FROM {} t LEFT JOIN {} c ON {} = {} \
-             WHERE t.id = {}",
-            t("t.user_id"),
-            t("t.client_id"),
-            t("t.scopes"),
-            t("t.created_at"),
-            t("t.updated_at"),
-            self.tokens_table,
-            self.clients_table,
-            t("c.id"),
-            t("t.client_id"),
-            self.pool.param(1)
-        ));
         let jti = claims.jti.clone();
         let row: Option<PassportRow> = on_pool!(&self.pool, |p| {
             sqlx::query_as(query).bind(jti).fetch_optional(p).await
@@ -649,15 +706,7 @@ where
     /// but once per batch the layer hands over, and never backwards. Passport's table keeps
     /// no last use: its tokens are skipped.
     async fn touch(&self, uses: &[(TokenId, OffsetDateTime)]) -> Result<(), StoreError> {
-        let update = sql(format!(
-            "UPDATE {table} SET last_used_at = {at}, updated_at = {at_too} \
-             WHERE id = {id} AND (last_used_at IS NULL OR last_used_at < {at_again})",
-            table = self.sanctum_table,
-            at = self.pool.timestamp_param(1),
-            at_too = self.pool.timestamp_param(2),
-            id = self.pool.param(3),
-            at_again = self.pool.timestamp_param(4),
-        ));
+        let update = &self.queries.touch;
         for (id, at) in uses {
             let Some(number) = Self::row_number(*id) else {
                 continue;
