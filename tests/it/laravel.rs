@@ -462,8 +462,18 @@ async fn laravel_tokens_are_accepted_as_laravel_accepts_them(
         .expect("last_used_at written");
     let updated = text(&pool, &row("updated_at")).await.expect("updated_at");
     assert_eq!(used, updated, "both columns, one time");
-    let today = time::OffsetDateTime::now_utc().date().to_string();
-    assert!(used.starts_with(&today), "last used {used}, today {today}");
+    // Written as Laravel writes it (`Y-m-d H:i:s`, UTC here), a moment ago.
+    let written = time::PrimitiveDateTime::parse(
+        &used[..19],
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"),
+    )
+    .unwrap_or_else(|e| panic!("last_used_at {used:?}: {e}"))
+    .assume_utc();
+    let ago = time::OffsetDateTime::now_utc() - written;
+    assert!(
+        ago >= time::Duration::ZERO && ago < time::Duration::minutes(1),
+        "last used {used}, {ago} ago"
+    );
 
     // Revocation is the row's deletion: refused at once without a cache.
     execute(
