@@ -628,6 +628,67 @@ fn report(store: &str, fault: &str, status: StatusCode, elapsed: Duration) {
     eprintln!("faults [{store}] {fault}: {status} after {elapsed:?}");
 }
 
+/// A store whose pool (acquire timeout 250 ms) has lost its one connection to `hold`:
+/// requests are answered 503 by the pool's own timeout, before the layer's 2 s, and 200
+/// once the connection is back.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+async fn an_exhausted_pool_answers_503_then_recovers<St, H, Fut>(
+    database: &str,
+    store: St,
+    token: &NewToken<i64>,
+    hold: impl FnOnce() -> Fut,
+) where
+    St: tower_pat::TokenStore<UserId = i64>,
+    Fut: std::future::Future<Output = H>,
+{
+    let http =
+        Http::serve(PatLayer::new(store).store_timeout(Duration::from_secs(2), tokio::time::sleep))
+            .await;
+    assert_eq!(http.get(token).await.0, StatusCode::OK);
+    let held = hold().await;
+    for _ in 0..2 {
+        let (status, elapsed) = http.get(token).await;
+        report(
+            database,
+            "pool exhausted (acquire timeout 250 ms)",
+            status,
+            elapsed,
+        );
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            elapsed < Duration::from_secs(2),
+            "the pool's own timeout answers first"
+        );
+    }
+    drop(held);
+    assert_eq!(http.get(token).await.0, StatusCode::OK);
+}
+
+/// A store whose table `rename(true)` moved away answers 503, not 401 (the token is
+/// good), and 200 once `rename(false)` has put it back.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+async fn a_missing_table_is_unavailable_not_unknown<St, Fut>(
+    database: &str,
+    store: St,
+    token: &NewToken<i64>,
+    rename: impl Fn(bool) -> Fut,
+) where
+    St: tower_pat::TokenStore<UserId = i64>,
+    Fut: std::future::Future<Output = ()>,
+{
+    let http = Http::serve(PatLayer::new(store).store_timeout(TIMEOUT, tokio::time::sleep)).await;
+    rename(true).await;
+    let (status, elapsed) = http.get(token).await;
+    report(database, "table missing", status, elapsed);
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not a 401: the token is good"
+    );
+    rename(false).await;
+    assert_eq!(http.get(token).await.0, StatusCode::OK);
+}
+
 #[cfg(feature = "sqlite")]
 mod sqlite {
     use super::*;
@@ -689,28 +750,12 @@ mod sqlite {
             .create(1, "sqlite", ["orders:read"])
             .await
             .unwrap();
-        let http = Http::serve(
-            PatLayer::new(db.store.clone())
-                .store_timeout(Duration::from_secs(2), tokio::time::sleep),
-        )
-        .await;
-        assert_eq!(http.get(&token).await.0, StatusCode::OK);
         // The test holds the pool's only connection: the store cannot acquire one.
-        let held = db.store.pool().acquire().await.unwrap();
-        let (status, elapsed) = http.get(&token).await;
-        report(
-            "sqlite",
-            "pool exhausted (acquire timeout 250 ms)",
-            status,
-            elapsed,
-        );
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert!(
-            elapsed < Duration::from_secs(2),
-            "the pool's own timeout answers first"
-        );
-        drop(held);
-        assert_eq!(http.get(&token).await.0, StatusCode::OK);
+        let pool = db.store.pool().clone();
+        an_exhausted_pool_answers_503_then_recovers("sqlite", db.store.clone(), &token, || async {
+            pool.acquire().await.unwrap()
+        })
+        .await;
         db.close().await;
     }
 
@@ -764,27 +809,25 @@ mod sqlite {
             .create(1, "sqlite", ["orders:read"])
             .await
             .unwrap();
-        let http =
-            Http::serve(PatLayer::new(db.store.clone()).store_timeout(TIMEOUT, tokio::time::sleep))
-                .await;
         let table = db.store.table().to_owned();
-        let rename = |from: &str, to: &str| format!("ALTER TABLE \"{from}\" RENAME TO \"{to}\"");
-        sqlx::query(AssertSqlSafe(rename(&table, "moved_away")))
-            .execute(db.store.pool())
-            .await
-            .unwrap();
-        let (status, elapsed) = http.get(&token).await;
-        report("sqlite", "table missing", status, elapsed);
-        assert_eq!(
-            status,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not a 401: the token is good"
-        );
-        sqlx::query(AssertSqlSafe(rename("moved_away", &table)))
-            .execute(db.store.pool())
-            .await
-            .unwrap();
-        assert_eq!(http.get(&token).await.0, StatusCode::OK);
+        let pool = db.store.pool().clone();
+        a_missing_table_is_unavailable_not_unknown("sqlite", db.store.clone(), &token, |away| {
+            let (from, to) = if away {
+                (table.clone(), "moved_away".to_owned())
+            } else {
+                ("moved_away".to_owned(), table.clone())
+            };
+            let pool = pool.clone();
+            async move {
+                sqlx::query(AssertSqlSafe(format!(
+                    "ALTER TABLE \"{from}\" RENAME TO \"{to}\""
+                )))
+                .execute(&pool)
+                .await
+                .unwrap();
+            }
+        })
+        .await;
         assert_eq!(db.tokens.list(&1).await.unwrap().len(), 1, "nothing lost");
         db.close().await;
     }
@@ -979,29 +1022,14 @@ mod postgres {
             return;
         };
         let token = db.tokens.create(1, "pg", ["orders:read"]).await.unwrap();
-        let http = Http::serve(
-            PatLayer::new(db.store.clone())
-                .store_timeout(Duration::from_secs(2), tokio::time::sleep),
+        let pool = db.store.pool().clone();
+        an_exhausted_pool_answers_503_then_recovers(
+            "postgres",
+            db.store.clone(),
+            &token,
+            || async { pool.acquire().await.unwrap() },
         )
         .await;
-        assert_eq!(http.get(&token).await.0, StatusCode::OK);
-        let held = db.store.pool().acquire().await.unwrap();
-        for _ in 0..2 {
-            let (status, elapsed) = http.get(&token).await;
-            report(
-                "postgres",
-                "pool exhausted (acquire timeout 250 ms)",
-                status,
-                elapsed,
-            );
-            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-            assert!(
-                elapsed < Duration::from_secs(2),
-                "the pool's own timeout answers first"
-            );
-        }
-        drop(held);
-        assert_eq!(http.get(&token).await.0, StatusCode::OK);
         db.close().await;
     }
 
@@ -1011,28 +1039,31 @@ mod postgres {
             return;
         };
         let token = db.tokens.create(1, "pg", ["orders:read"]).await.unwrap();
-        let http =
-            Http::serve(PatLayer::new(db.store.clone()).store_timeout(TIMEOUT, tokio::time::sleep))
-                .await;
         let away = format!("{}_away", db.table);
-        let mut side = db.side().await;
-        let rename = |from: &str, to: &str| format!("ALTER TABLE \"{from}\" RENAME TO \"{to}\"");
-        sqlx::query(AssertSqlSafe(rename(&db.table, &away)))
-            .execute(&mut side)
-            .await
-            .unwrap();
-        let (status, elapsed) = http.get(&token).await;
-        report("postgres", "table missing", status, elapsed);
-        assert_eq!(
-            status,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not a 401: the token is good"
-        );
-        sqlx::query(AssertSqlSafe(rename(&away, &db.table)))
-            .execute(&mut side)
-            .await
-            .unwrap();
-        assert_eq!(http.get(&token).await.0, StatusCode::OK);
+        let (url, table) = (db.url.clone(), db.table.clone());
+        a_missing_table_is_unavailable_not_unknown(
+            "postgres",
+            db.store.clone(),
+            &token,
+            |moving_away| {
+                let (from, to) = if moving_away {
+                    (table.clone(), away.clone())
+                } else {
+                    (away.clone(), table.clone())
+                };
+                let url = url.clone();
+                async move {
+                    let mut side = PgConnection::connect(&url).await.unwrap();
+                    sqlx::raw_sql(AssertSqlSafe(format!(
+                        "ALTER TABLE \"{from}\" RENAME TO \"{to}\""
+                    )))
+                    .execute(&mut side)
+                    .await
+                    .unwrap();
+                }
+            },
+        )
+        .await;
         db.close().await;
     }
 }
@@ -1234,29 +1265,11 @@ mod mysql {
             return;
         };
         let token = db.tokens.create(1, "my", ["orders:read"]).await.unwrap();
-        let http = Http::serve(
-            PatLayer::new(db.store.clone())
-                .store_timeout(Duration::from_secs(2), tokio::time::sleep),
-        )
+        let pool = db.store.pool().clone();
+        an_exhausted_pool_answers_503_then_recovers("mysql", db.store.clone(), &token, || async {
+            pool.acquire().await.unwrap()
+        })
         .await;
-        assert_eq!(http.get(&token).await.0, StatusCode::OK);
-        let held = db.store.pool().acquire().await.unwrap();
-        for _ in 0..2 {
-            let (status, elapsed) = http.get(&token).await;
-            report(
-                "mysql",
-                "pool exhausted (acquire timeout 250 ms)",
-                status,
-                elapsed,
-            );
-            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-            assert!(
-                elapsed < Duration::from_secs(2),
-                "the pool's own timeout answers first"
-            );
-        }
-        drop(held);
-        assert_eq!(http.get(&token).await.0, StatusCode::OK);
         db.close().await;
     }
 
@@ -1266,28 +1279,29 @@ mod mysql {
             return;
         };
         let token = db.tokens.create(1, "my", ["orders:read"]).await.unwrap();
-        let http =
-            Http::serve(PatLayer::new(db.store.clone()).store_timeout(TIMEOUT, tokio::time::sleep))
-                .await;
         let away = format!("{}_away", db.table);
-        let mut side = db.side().await;
-        let rename = |from: &str, to: &str| format!("RENAME TABLE `{from}` TO `{to}`");
-        sqlx::raw_sql(AssertSqlSafe(rename(&db.table, &away)))
-            .execute(&mut side)
-            .await
-            .unwrap();
-        let (status, elapsed) = http.get(&token).await;
-        report("mysql", "table missing", status, elapsed);
-        assert_eq!(
-            status,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not a 401: the token is good"
-        );
-        sqlx::raw_sql(AssertSqlSafe(rename(&away, &db.table)))
-            .execute(&mut side)
-            .await
-            .unwrap();
-        assert_eq!(http.get(&token).await.0, StatusCode::OK);
+        let (url, table) = (db.url.clone(), db.table.clone());
+        a_missing_table_is_unavailable_not_unknown(
+            "mysql",
+            db.store.clone(),
+            &token,
+            |moving_away| {
+                let (from, to) = if moving_away {
+                    (table.clone(), away.clone())
+                } else {
+                    (away.clone(), table.clone())
+                };
+                let url = url.clone();
+                async move {
+                    let mut side = MySqlConnection::connect(&url).await.unwrap();
+                    sqlx::raw_sql(AssertSqlSafe(format!("RENAME TABLE `{from}` TO `{to}`")))
+                        .execute(&mut side)
+                        .await
+                        .unwrap();
+                }
+            },
+        )
+        .await;
         db.close().await;
     }
 
