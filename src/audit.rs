@@ -186,6 +186,21 @@ impl AuditKind {
         }
     }
 
+    /// What an event of this kind changed, for the token-change metric: its name and how
+    /// many tokens (`count` for the events that change several); `None` for the events
+    /// that change no token (uses, refusals).
+    fn tokens_changed(self, count: Option<u64>) -> Option<(&'static str, u64)> {
+        Some(match self {
+            Self::Created => ("created", 1),
+            Self::Rotated => ("rotated", 1),
+            Self::Revoked => ("revoked", 1),
+            Self::RevokedAll => ("revoked", count.unwrap_or(0)),
+            Self::Deleted => ("deleted", 1),
+            Self::Pruned => ("pruned", count.unwrap_or(0)),
+            _ => return None,
+        })
+    }
+
     fn message(self) -> &'static str {
         match self {
             Self::Created => "personal access token created",
@@ -597,7 +612,9 @@ impl<U: Clone + fmt::Debug + Send + Sync + 'static> Audit<U> {
     /// and counts it when the queue is full). Never waits.
     pub fn record(&self, event: AuditEvent<U>) {
         self.shared.recorded.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::changed(event.kind, event.count);
+        if let Some((change, tokens)) = event.kind.tokens_changed(event.count) {
+            crate::metrics::tokens_changed(change, tokens);
+        }
         emit(&event);
         let Some(_) = &self.shared.sink else {
             return;

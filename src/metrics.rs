@@ -61,8 +61,6 @@ use ::metrics::Gauge;
 use ::metrics::{Counter, Histogram};
 
 use crate::reject::RejectionKind;
-#[cfg(feature = "cache")]
-use crate::store::Lookup;
 
 /// Stand-ins for the facade's handles without the feature: nothing, and no code.
 #[cfg(not(feature = "metrics"))]
@@ -322,7 +320,7 @@ impl CacheMetrics {
 
     /// A store's answer that went straight into the cache, counted as a miss.
     #[inline]
-    pub(crate) fn missed<U>(&self, found: &Option<Lookup<U>>) {
+    pub(crate) fn missed<T>(&self, found: &Option<T>) {
         if found.is_some() {
             self.miss();
         }
@@ -373,19 +371,9 @@ pub(crate) fn flushed(uses: usize, ok: bool) {
     }
 }
 
-/// What an audit event of `kind` changed, in tokens (`count` for the events that
-/// change several).
-pub(crate) fn changed(kind: crate::audit::AuditKind, count: Option<u64>) {
-    use crate::audit::AuditKind;
-    let (change, tokens) = match kind {
-        AuditKind::Created => ("created", 1),
-        AuditKind::Rotated => ("rotated", 1),
-        AuditKind::Revoked => ("revoked", 1),
-        AuditKind::RevokedAll => ("revoked", count.unwrap_or(0)),
-        AuditKind::Deleted => ("deleted", 1),
-        AuditKind::Pruned => ("pruned", count.unwrap_or(0)),
-        _ => return,
-    };
+/// `tokens` tokens changed (`created`, `rotated`, `revoked`, `deleted`, `pruned`: what the
+/// audit trail recorded).
+pub(crate) fn tokens_changed(change: &'static str, tokens: u64) {
     if tokens > 0 {
         counter("tower_pat_token_changes_total", &[("change", change)]).increment(tokens);
     }
