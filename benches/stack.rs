@@ -387,7 +387,8 @@ async fn passport_stack() -> (
 ) {
     use tower_pat::{
         credential::{Credential, Formats},
-        laravel::{LaravelStore, PassportFormat},
+        laravel::PassportFormat,
+        store::laravel::LaravelStore,
         token::TokenFormat,
     };
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/laravel");

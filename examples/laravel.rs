@@ -41,8 +41,9 @@ use tokio::net::TcpListener;
 use tower_pat::{
     AccessToken, PatLayer, RequireScopesLayer,
     credential::Formats,
-    laravel::{LaravelPool, LaravelStore, PassportFormat, SanctumFormat},
+    laravel::{PassportFormat, SanctumFormat},
     store::CachedStore,
+    store::laravel::{LaravelPool, LaravelStore},
     token::TokenFormat,
 };
 

@@ -8,29 +8,12 @@
 //!   [`PassportClaims`], and the store finds the row by `jti`.
 //!
 //! Turn them on with [`PatLayer::accept`](crate::PatLayer::accept); a layer keeps accepting
-//! the crate's own `pat_…` tokens. [`LaravelStore`] (with feature `mysql`, `postgres` or `sqlite`)
-//! reads the application's own tables.
+//! the crate's own `pat_…` tokens. The store that reads the application's own tables is
+//! `store::laravel::LaravelStore` (with feature `mysql`, `postgres` or `sqlite`), beside
+//! the crate's other stores.
 
-#[cfg(any(feature = "mysql", feature = "postgres", feature = "sqlite"))]
-mod feed;
 mod passport;
 mod sanctum;
-#[cfg(any(feature = "mysql", feature = "postgres", feature = "sqlite"))]
-mod store;
 
-#[cfg(all(
-    feature = "cache",
-    any(feature = "mysql", feature = "postgres", feature = "sqlite")
-))]
-#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
-pub use feed::ChangeFollower;
-#[cfg(any(feature = "mysql", feature = "postgres", feature = "sqlite"))]
-#[cfg_attr(
-    docsrs,
-    doc(cfg(any(feature = "mysql", feature = "postgres", feature = "sqlite")))
-)]
-pub use feed::{LARAVEL_CHANGES, LARAVEL_CHANNEL};
 pub use passport::{InvalidPublicKey, MAX_JWT_LEN, PassportClaims, PassportError, PassportFormat};
 pub use sanctum::{DEFAULT_MAX_SECRET_LEN, MIN_SECRET_LEN, SanctumFormat, SanctumToken};
-#[cfg(any(feature = "mysql", feature = "postgres", feature = "sqlite"))]
-pub use store::{DEFAULT_OWNER_TYPE, LaravelPool, LaravelStore};

@@ -61,6 +61,18 @@ mod bus;
 pub mod cache;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub(crate) mod feed;
+#[cfg(all(
+    feature = "laravel",
+    any(feature = "mysql", feature = "postgres", feature = "sqlite")
+))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(
+        feature = "laravel",
+        any(feature = "mysql", feature = "postgres", feature = "sqlite")
+    )))
+)]
+pub mod laravel;
 #[cfg(all(feature = "cache", feature = "postgres"))]
 pub(crate) mod listener;
 pub mod memory;
@@ -84,6 +96,11 @@ pub mod sqlite;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub use cache::{CachedStore, CachedStoreBuilder, Closed, Evictor, PauseGuard, WeakEvictor};
+#[cfg(all(
+    feature = "laravel",
+    any(feature = "mysql", feature = "postgres", feature = "sqlite")
+))]
+pub use laravel::LaravelStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "mysql")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]

@@ -15,7 +15,8 @@ use sqlx::AssertSqlSafe;
 use tower_pat::{
     AccessToken, PatLayer, RequireScopesLayer,
     credential::Formats,
-    laravel::{LaravelPool, LaravelStore, PassportFormat, SanctumFormat},
+    laravel::{PassportFormat, SanctumFormat},
+    store::laravel::{LaravelPool, LaravelStore},
     token::TokenFormat,
 };
 

@@ -21,6 +21,13 @@ use crate::{
     token::TokenHash,
 };
 
+mod feed;
+
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub use feed::ChangeFollower;
+pub use feed::{LARAVEL_CHANGES, LARAVEL_CHANNEL};
+
 /// The model class Laravel's default `User` is stored under in `tokenable_type`.
 pub const DEFAULT_OWNER_TYPE: &str = "App\\Models\\User";
 
@@ -94,7 +101,7 @@ macro_rules! on_pool {
         }
     };
 }
-pub(super) use on_pool;
+use on_pool;
 
 /// Which database a pool speaks to: what the few differing pieces of SQL depend on. The
 /// variants of the databases not built in are never made (their arms stay, one `match`
@@ -194,7 +201,7 @@ pub(super) enum PassportSchema {
 /// tokens the application's users already hold.
 ///
 /// Give the layer the formats ([`PatLayer::accept`](crate::PatLayer::accept) with a
-/// [`SanctumFormat`](super::SanctumFormat) and a [`PassportFormat`](super::PassportFormat));
+/// [`SanctumFormat`](crate::laravel::SanctumFormat) and a [`PassportFormat`](crate::laravel::PassportFormat));
 /// it checks a bearer's shape (and a JWT's signature and dates) before this store is asked,
 /// and tells it the key and what the format adds ([`Presented`]).
 ///
@@ -233,8 +240,8 @@ pub(super) enum PassportSchema {
 /// use tower_pat::{
 ///     PatLayer,
 ///     credential::Formats,
-///     laravel::{LaravelStore, PassportFormat, SanctumFormat},
-///     store::CachedStore,
+///     laravel::{PassportFormat, SanctumFormat},
+///     store::{CachedStore, laravel::LaravelStore},
 ///     token::TokenFormat,
 /// };
 ///

@@ -18,7 +18,7 @@
 #[cfg(all(feature = "cache", any(feature = "mysql", feature = "sqlite")))]
 use std::time::Duration;
 
-use super::store::{Db, LaravelPool, LaravelStore, on_pool, sql};
+use super::{Db, LaravelPool, LaravelStore, on_pool, sql};
 #[cfg(feature = "cache")]
 use crate::store::cache::Evictor;
 #[cfg(all(feature = "cache", any(feature = "mysql", feature = "sqlite")))]
@@ -321,7 +321,7 @@ impl<U: UserId> LaravelStore<U> {
     ///
     /// ```no_run
     /// # async fn run(pool: sqlx::MySqlPool) -> Result<(), tower_pat::store::StoreError> {
-    /// use tower_pat::{laravel::LaravelStore, store::CachedStore};
+    /// use tower_pat::store::{CachedStore, laravel::LaravelStore};
     ///
     /// let laravel = LaravelStore::<i64>::connect(pool).await?;
     /// laravel.install_change_feed().await?; // once, as a role that may create triggers
